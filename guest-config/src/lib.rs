@@ -3,13 +3,39 @@
 //! Owns: the kernel cmdline tokenizer and the `vminit.*` keys ([`cmdline`]), the kernel's
 //! `ip=` grammar ([`ip`]), the TOML schemas of the image config ([`image`]), of the config
 //! drive ([`drive`]) and of services ([`service`]), durations, the network plan
-//! ([`network`]) and the arbitration between network sources. It performs no syscalls
-//! beyond reading files it is handed; applying configuration is the other crates' job.
+//! ([`network`]) and the arbitration between network sources ([`mod@arbitrate`]), the merge of
+//! image and drive services ([`merge`]), validation with located errors ([`mod@validate`],
+//! [`error`]), `--check-config` ([`check`]) and the settings precedence ([`settings`]).
+//! It performs no syscalls beyond reading files and block devices it is handed
+//! ([`mod@drive::find`] probes superblocks, never mounts); applying configuration is the other
+//! crates' job.
 
+pub mod arbitrate;
+pub mod check;
+pub mod cmdline;
+pub mod doc;
+pub mod drive;
 pub mod duration;
+pub mod error;
+pub mod image;
+pub mod ip;
+pub mod merge;
+pub mod names;
 pub mod network;
 pub mod service;
+pub mod settings;
+pub mod validate;
 
+pub use arbitrate::{arbitrate, NetworkError};
+pub use check::{check_config_file, ConfigKind, Summary};
+pub use cmdline::{Cmdline, VminitArgs};
+pub use drive::DriveConfig;
 pub use duration::{parse_duration, Dur, DurationError};
+pub use error::{ConfigError, Pos, Problem};
+pub use image::ImageConfig;
+pub use ip::{IpConfig, IpError};
+pub use merge::merge_services;
 pub use network::{AddressMethod, InterfaceSelector, IpNet, NetworkPlan, NetworkSource};
 pub use service::{Backoff, Ready, Restart, RestartLimit, ServiceConfig, StopSignal};
+pub use settings::{LogLevel, Settings, ShutdownMode};
+pub use validate::validate;

@@ -128,8 +128,14 @@ mod tests {
         assert_eq!(n.to_string(), "192.0.2.10/24");
         let n: IpNet = "2001:db8::10/64".parse().unwrap();
         assert!(n.addr.is_ipv6());
-        assert!("192.0.2.10/33".parse::<IpNet>().unwrap_err().contains("/33"));
+        assert!("192.0.2.10/33"
+            .parse::<IpNet>()
+            .unwrap_err()
+            .contains("/33"));
         assert!("192.0.2.10".parse::<IpNet>().is_err());
-        assert!("192.0.2.X/24".parse::<IpNet>().unwrap_err().contains("192.0.2.X"));
+        assert!("192.0.2.X/24"
+            .parse::<IpNet>()
+            .unwrap_err()
+            .contains("192.0.2.X"));
     }
 }

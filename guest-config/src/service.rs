@@ -1,7 +1,7 @@
 //! The `[services.NAME]` schema of contract §3: what a service is, as configuration.
 //! Owns the types, their defaults and per-field validation. It does not run anything
 //! (that is the `supervisor` crate) and does not check relations between services
-//! (`after` names, cycles: see [`crate::validate`]).
+//! (`after` names, cycles: see [`mod@crate::validate`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -256,8 +256,14 @@ mod tests {
                 r#"ready = { http = "http://127.0.0.1:8080/health" }"#,
                 Ready::Http("http://127.0.0.1:8080/health".into()),
             ),
-            (r#"ready = { tcp = "127.0.0.1:9" }"#, Ready::Tcp("127.0.0.1:9".into())),
-            (r#"ready = { file = "/run/ok" }"#, Ready::File("/run/ok".into())),
+            (
+                r#"ready = { tcp = "127.0.0.1:9" }"#,
+                Ready::Tcp("127.0.0.1:9".into()),
+            ),
+            (
+                r#"ready = { file = "/run/ok" }"#,
+                Ready::File("/run/ok".into()),
+            ),
             (
                 r#"ready = { exec = ["/bin/true"] }"#,
                 Ready::Exec(vec!["/bin/true".into()]),

@@ -1,1 +1,44 @@
-fn main() {}
+//! `vminit`: the guest's PID 1, or a plain supervisor when run with any other PID.
+//!
+//! This crate owns the boot sequence ([`boot`]) and the event loop ([`event_loop`]) only, plus
+//! the pieces only an init has: early mounts, the console logger, the health endpoint,
+//! shutdown. Configuration grammars live in `guest-config`, services in `supervisor`, the
+//! network in `netconf`, kernel modules in `modules`.
+
+mod args;
+mod boot;
+mod drive;
+mod event_loop;
+mod health;
+mod logger;
+mod mounts;
+mod panic;
+mod report;
+mod shutdown;
+mod sys;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if std::process::id() == 1 {
+        // Never returns: PID 1 must not exit.
+        boot::run_pid1(&argv);
+    }
+    match args::parse(&argv) {
+        Ok(args::Command::Version) => {
+            println!("vminit {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(args::Command::Help) => {
+            println!("{}", args::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(args::Command::CheckConfig(path)) => boot::check_config(&path),
+        Ok(args::Command::Run(opts)) => boot::run_host(opts),
+        Err(e) => {
+            eprintln!("vminit: {e}\n{}", args::USAGE);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,41 @@
-//! placeholder
+//! Kernel module loading for vminit, without libkmod or udev.
+//!
+//! Owns: reading a module tree's depmod indexes ([`ModuleIndex`]), turning a
+//! name, alias or modalias into an ordered load plan, loading it through
+//! `finit_module(2)` ([`Loader`]), coldplug over sysfs ([`Coldplug`]), and
+//! saying in words what is missing ([`Report`], [`diagnose_network`],
+//! [`Error::MissingTree`]).
+//!
+//! Does not own: parsing the kernel cmdline or the image config (the init
+//! hands over module parameters as a map), mounting `/proc` and `/sys`, or
+//! deciding what to do when a module is missing (the init logs and goes on).
+//!
+//! The only syscalls are in `sys.rs`; everything else is pure or reads files
+//! under injectable paths, and is tested with fake kernels and sysfs trees.
+#![deny(unsafe_code)]
+
+mod alias;
+mod coldplug;
+mod device;
+mod error;
+pub mod glob;
+mod index;
+mod kernel;
+mod loader;
+pub mod parse;
+mod report;
+mod sys;
+
+#[cfg(test)]
+mod tests;
+
+pub use alias::AliasIndex;
+pub use coldplug::Coldplug;
+pub use device::{class_of, expected_drivers, scan as scan_devices, virtio_id, Device};
+pub use error::{Errno, Error, LoadFailure, Result, Wanted};
+pub use index::{ModuleIndex, Plan, Step, StepKind};
+pub use kernel::{
+    kernel_release, Clock, InitFlags, Kernel, KernelError, SystemClock, SystemKernel,
+};
+pub use loader::{Loader, LIB_MODULES, PROC_MODULES};
+pub use report::{diagnose_network, DeviceEntry, Failed, Loaded, Report};

@@ -1,1 +1,138 @@
-//! placeholder
+//! `netconf` applies one [`NetworkPlan`] (contract §2) to the kernel over rtnetlink, with a
+//! DHCPv4 client for `dhcp` plans, and says in one console line what is wrong when it cannot.
+//!
+//! Owns: bring-up of `lo` and the one planned interface (find by name or MAC, MTU, up,
+//! carrier), its addresses and default routes, `/etc/resolv.conf`, the hostname, the DHCP
+//! lease lifecycle, and the diagnostics (no interface, no carrier, gateway silent to ARP,
+//! no DHCP offer). Does not own: choosing the plan (guest-config's arbitration), loading NIC
+//! drivers (the module loader, whose diagnosis comes in through [`Env::driver_diagnosis`]),
+//! or the health endpoint (the init reads [`NetworkState`]).
+//!
+//! Two entry points: [`apply`] runs bring-up once on the calling thread; [`spawn`] runs it
+//! in a dedicated thread that also keeps a DHCP lease (renew at T1, rebind at T2, remove the
+//! address at expiry and start over) and retries a failed bring-up with backoff, publishing
+//! every change into an `Arc<Mutex<NetworkState>>` and calling a notifier (e.g. a
+//! `mio::Waker`) so the init's event loop stays free of network waits.
+//!
+//! Idempotent: each step reads the kernel's state and changes only what differs, so
+//! settings the kernel's CONFIG_IP_PNP already applied are kept and a second apply changes
+//! nothing ([`NetworkState::changes`] lists what one did). Addresses the plan does not name
+//! are removed with a `log::warn!`, except IPv6 link-scope addresses (`fe80::/64`), which
+//! are the kernel's.
+//!
+//! IPv6 addresses are added with `IFA_F_NODAD`: usable at once instead of after one to two
+//! seconds of duplicate address detection, which is what a boot-time budget wants. The cost
+//! is that a duplicate on the segment goes unnoticed; in a microVM the host assigns the
+//! address and is the only other party on the link.
+//!
+//! Health semantics: a failure leaves `state = error` with the console line in `error`; a
+//! gateway that does not answer ARP leaves `state = up` with the warning in `error` (every
+//! setting is in place and the fault is on the host, which may fix it while the guest runs;
+//! see [`NetError::is_warning`]); `ip=off` gives `unconfigured`; a lost lease gives `down`
+//! while the thread re-discovers. A failed bring-up under [`spawn`] is retried after 5 s,
+//! doubling to 60 s, and stays `error` (no flapping through `down`) until one succeeds.
+//!
+//! Waits never spin: they sleep in poll(2) on an RTNLGRP_LINK multicast socket and re-read
+//! the link on each event (and at least once a second).
+
+mod apply;
+mod arp;
+pub mod dhcp;
+mod error;
+pub mod plan;
+mod rtnl;
+mod runner;
+mod state;
+mod wait;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use error::{NetError, Result};
+pub use guest_config::NetworkPlan;
+pub use rtnl::{Addr, DefaultRoute, Link, LinkMonitor, Rtnl};
+pub use runner::{spawn, NetworkHandle};
+pub use state::{boottime_ms, LinkState, NetworkState, Timings};
+
+/// The source of "now" for deadline and lease decisions.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Reading and setting the hostname; injectable so tests do not rename the host.
+pub trait Hostname: Send + Sync {
+    fn get(&self) -> io::Result<String>;
+    fn set(&self, name: &str) -> io::Result<()>;
+}
+
+/// gethostname(2)/sethostname(2) on the UTS namespace of the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemHostname;
+
+impl Hostname for SystemHostname {
+    fn get(&self) -> io::Result<String> {
+        let s = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+        Ok(s.trim_end_matches('\n').to_string())
+    }
+
+    fn set(&self, name: &str) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `name`'s live bytes; sethostname(2) copies
+        // at most that many and needs no terminating NUL.
+        let r = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// What bring-up needs from its surroundings.
+pub struct Env {
+    /// Where the DNS servers go (default `/etc/resolv.conf`). Not written when the plan and
+    /// lease name no server: the image's own file stays.
+    pub resolv_conf: PathBuf,
+    /// `None` skips the hostname step.
+    pub hostname: Option<Box<dyn Hostname>>,
+    /// The module loader's account of why a NIC driver is missing, for the no-interface error.
+    pub driver_diagnosis: Option<Box<dyn Fn() -> Option<String> + Send + Sync>>,
+    pub clock: Box<dyn Clock>,
+    /// How long DHCP may take to get a lease (DISCOVERs and REQUESTs with retransmits).
+    pub dhcp_timeout: Duration,
+    /// How long to wait for the gateway's ARP reply; `None` skips the probe.
+    pub arp_timeout: Option<Duration>,
+}
+
+impl Env {
+    /// The guest's real environment.
+    pub fn system() -> Env {
+        Env {
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            hostname: Some(Box::new(SystemHostname)),
+            driver_diagnosis: None,
+            clock: Box::new(SystemClock),
+            dhcp_timeout: Duration::from_secs(30),
+            arp_timeout: Some(Duration::from_millis(1500)),
+        }
+    }
+}
+
+/// Brings the network up once, on this thread, and returns what it did. A DHCP lease is
+/// acquired and applied but not kept: use [`spawn`] for renewals. A gateway that does not
+/// answer ARP is reported in the returned state's `error` with `state` still `Up` (see
+/// [`NetError::is_warning`]).
+pub fn apply(plan: &NetworkPlan, env: &Env) -> Result<NetworkState> {
+    let mut st = NetworkState::default();
+    apply::bring_up(plan, env, &mut st)?;
+    Ok(st)
+}

@@ -1,1 +1,37 @@
-//! placeholder
+//! qemu-harness: boots vminit (or any static init) under QEMU for tests,
+//! benchmarks and demos.
+//!
+//! It owns: fetching and caching the test kernel ([`Kernel`]), building
+//! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
+//! launching QEMU on q35 or microvm ([`VmBuilder`]) and talking to the
+//! running VM ([`Vm`]: console, monitor, HTTP polling, shutdown).
+//! It does not own what the guest does: assertions about vminit belong to
+//! the tests crate.
+//!
+//! Host-side code: it runs as a normal process, never as PID 1.
+
+pub mod accel;
+pub mod bench;
+pub mod bzimage;
+mod cmd;
+pub mod cpio;
+pub mod drive;
+mod error;
+pub mod http;
+pub mod initramfs;
+pub mod kernel;
+pub mod moddep;
+mod monitor;
+mod paths;
+mod running;
+mod spawn;
+pub mod vm;
+
+pub use accel::Accel;
+pub use drive::{make_drive, DriveFs, DEFAULT_LABEL};
+pub use error::{Error, Result};
+pub use initramfs::{Initramfs, Modules, CONFIG_PATH, VIRTIO_MODULES};
+pub use kernel::Kernel;
+pub use paths::{static_binary, static_dir, workspace_root, STATIC_DIR_ENV};
+pub use running::{Vm, BOOT_TIMEOUT};
+pub use vm::{KernelKind, Machine, VmBuilder, HEALTH_PORT};

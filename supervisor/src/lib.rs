@@ -1,1 +1,30 @@
-//! placeholder
+//! Service supervision for vminit (contract §3–§4): starts the configured services in `after`
+//! order, proves their readiness, restarts crashes within a budget, forwards their output to
+//! the console and stops them in reverse order at shutdown.
+//!
+//! It does not parse configuration (`guest-config` does), does not reap children or handle
+//! signals (the init's event loop does and hands it each exit), and does not serve health
+//! (the init serialises [`ServiceStatus`] and [`overall_status`]).
+//!
+//! Layout: [`machine`] is the pure per-service state machine; `supervisor`/`run` drive it with
+//! processes, pipes and sockets; [`status`] is what the host sees; [`host_loop`] runs it off
+//! PID 1 (host tests).
+//!
+//! Tests: `cargo build -p test-agent && cargo test -p supervisor` (same target dir; the host
+//! tests in `tests/host.rs` run the agent from `<target>/debug/test-agent` or `$TEST_AGENT`).
+
+pub mod error;
+pub mod host_loop;
+pub mod machine;
+pub mod notify;
+pub mod output;
+pub mod probe;
+mod run;
+pub mod spawn;
+pub mod status;
+mod supervisor;
+pub mod users;
+
+pub use error::Error;
+pub use status::{overall_status, ExitStatus, LastExit, NetworkHealth, ServiceStatus, Status};
+pub use supervisor::{Options, Supervisor};

@@ -1,1 +1,177 @@
-//! Integration tests live in `tests/tests/`.
+//! Shared pieces of the integration tests: running the real `vminit` binary on the host as a
+//! plain supervisor (not PID 1), with a guard that kills it on every path.
+//!
+//! The QEMU tests use `qemu-harness` directly; the host tests use [`HostVminit`].
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1 (bound then released; the tests use it at once).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// `vminit` running on the host in supervisor mode; killed and reaped on drop.
+pub struct HostVminit {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl HostVminit {
+    /// Starts `vminit --config <config> --health 127.0.0.1:<free> --run-dir <tmp>/run` and waits
+    /// until `/livez` answers 200 (deadline 30 s).
+    pub fn start(config: &str) -> HostVminit {
+        Self::start_with(config, &[])
+    }
+
+    pub fn start_with(config: &str, env: &[(&str, &str)]) -> HostVminit {
+        let bin = qemu_harness::static_binary("vminit").expect("static vminit built");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("vminit.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log = dir.path().join("console.log");
+        // Append mode: vminit's logger (fd 2) and its service-output sink share this file.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("dup log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .arg("--health")
+            .arg(addr.to_string())
+            .arg("--run-dir")
+            .arg(dir.path().join("run"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn vminit");
+        let v = HostVminit {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        v.wait_until(Duration::from_secs(30), |s| {
+            matches!(
+                qemu_harness::http::get(s.addr, "/livez", Duration::from_secs(2)),
+                Ok((200, _))
+            )
+        });
+        v
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        qemu_harness::http::get(self.addr, path, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\nconsole:\n{}", self.console()))
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        let (_, body) = self.get("/health");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON {e}: {body}"))
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Polls `cond` every 50 ms until it holds; panics with the console at the deadline.
+    pub fn wait_until(&self, deadline: Duration, mut cond: impl FnMut(&Self) -> bool) {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "condition not met within {deadline:?}\nconsole:\n{}",
+            self.console()
+        );
+    }
+
+    /// Polls `/health` until `pred` holds on the JSON.
+    pub fn wait_health(
+        &self,
+        deadline: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = Instant::now() + deadline;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < end {
+            if let Ok((_, body)) =
+                qemu_harness::http::get(self.addr, "/health", Duration::from_secs(2))
+            {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                    if pred(&v) {
+                        return v;
+                    }
+                    last = v;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "health predicate not met within {deadline:?}; last: {last:#}\nconsole:\n{}",
+            self.console()
+        );
+    }
+
+    /// RSS of the vminit process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends `sig` and waits (bounded) for the process to exit; returns its exit code.
+    pub fn signal_and_wait(&mut self, sig: i32, deadline: Duration) -> Option<i32> {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid, which is not yet reaped (we hold the Child).
+        unsafe { libc::kill(pid, sig) };
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for HostVminit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads what a stream sends until EOF or `timeout`.
+pub fn read_all(stream: &mut std::net::TcpStream, timeout: Duration) -> Vec<u8> {
+    let _ = stream.set_read_timeout(Some(timeout));
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}

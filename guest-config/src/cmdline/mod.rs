@@ -1,0 +1,162 @@
+//! The kernel command line as the kernel itself splits it (`next_arg()` in lib/cmdline.c),
+//! the `vminit.*` keys ([`VminitArgs`]) and the `module.param=value` words for the module
+//! loader. Owns tokenizing and interpreting; reading `/proc/cmdline` is the caller's.
+//!
+//! Tokenizing follows the kernel to the byte: words are separated by whitespace outside
+//! double quotes; a word may be quoted whole (`"a=b c"`) or only its value (`a="b c"`), and
+//! those surrounding quotes are dropped while quotes elsewhere are kept; the first `=` splits
+//! key from value; a bare `--` ends the kernel's parameters (what follows is the init's
+//! argv, see [`Cmdline::init_args`]). One difference: the kernel's `isspace()` also treats
+//! byte 0xA0 as a space; here only ASCII whitespace separates words, so UTF-8 text (where
+//! 0xA0 is a continuation byte) is never split inside a character.
+
+mod args;
+
+use std::collections::BTreeMap;
+
+pub use args::{valid_module_name, CmdlineError, VminitArgs};
+
+/// One word of the cmdline: `key` or `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// A tokenized kernel cmdline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cmdline {
+    /// The kernel's parameters, in order, up to a `--`.
+    pub params: Vec<Param>,
+    /// The words after `--`, which the kernel hands to init as argv (split on whitespace).
+    pub init_args: Vec<String>,
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn skip_spaces(s: &str) -> &str {
+    s.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+}
+
+/// A NUL-terminated string read out of `buf` from `start`, as the kernel's C strings are.
+fn c_str(buf: &[u8], start: usize) -> String {
+    let tail = buf.get(start..).unwrap_or_default();
+    let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+    String::from_utf8_lossy(&tail[..end]).into_owned()
+}
+
+/// `next_arg()` of lib/cmdline.c: the next word of `args` (which starts at a non-space) and
+/// the rest. Works on a copy with the same NUL writes as the C code, so every quoting corner
+/// case comes out as the kernel's does.
+fn next_arg(args: &str) -> (Param, &str) {
+    let bytes = args.as_bytes();
+    let quoted = bytes.first() == Some(&b'"');
+    let body = if quoted { &bytes[1..] } else { bytes };
+    let mut in_quote = quoted;
+    let mut equals = 0;
+    let mut i = 0;
+    while i < body.len() {
+        if is_space(body[i]) && !in_quote {
+            break;
+        }
+        // `equals == 0` doubles as "not found yet", so a `=` at index 0 is skipped over
+        // exactly as in the kernel.
+        if equals == 0 && body[i] == b'=' {
+            equals = i;
+        }
+        if body[i] == b'"' {
+            in_quote = !in_quote;
+        }
+        i += 1;
+    }
+    let mut word = body[..i].to_vec();
+    let value = if equals == 0 {
+        None
+    } else {
+        word[equals] = 0;
+        let mut v = equals + 1;
+        if word.get(v) == Some(&b'"') {
+            v += 1;
+            if word[i - 1] == b'"' {
+                word[i - 1] = 0;
+            }
+        }
+        Some(v)
+    };
+    if quoted && i > 0 && word[i - 1] == b'"' {
+        word[i - 1] = 0;
+    }
+    let param = Param {
+        key: c_str(&word, 0),
+        value: value.map(|v| c_str(&word, v)),
+    };
+    // The separator itself is consumed; `i` is at a space (ASCII) or at the end.
+    let consumed = usize::from(quoted) + i + usize::from(i < body.len());
+    (param, skip_spaces(&args[consumed..]))
+}
+
+impl Cmdline {
+    pub fn parse(text: &str) -> Cmdline {
+        let mut out = Cmdline::default();
+        let mut rest = skip_spaces(text);
+        while !rest.is_empty() {
+            let (p, next) = next_arg(rest);
+            rest = next;
+            if p.value.is_none() && p.key == "--" {
+                out.init_args = rest.split_ascii_whitespace().map(str::to_string).collect();
+                break;
+            }
+            out.params.push(p);
+        }
+        out
+    }
+
+    /// The value of the last `key=value` word (repeated keys: last wins, as in the kernel).
+    /// A bare `key` without `=` is not a value: see [`Cmdline::flag`].
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|p| p.key == key && p.value.is_some())
+            .and_then(|p| p.value.as_deref())
+    }
+
+    /// Whether the bare word `key` (no `=`) is present.
+    pub fn flag(&self, key: &str) -> bool {
+        self.params
+            .iter()
+            .any(|p| p.key == key && p.value.is_none())
+    }
+
+    /// `module.param[=value]` words for the module loader, by module name (with `-`
+    /// normalised to `_`, as module names are), each entry ready for `init_module`'s
+    /// parameter string (`param=value`, the value re-quoted if it holds whitespace).
+    ///
+    /// Only `vminit.*` is left out. The kernel's own dotted parameters (`printk.time`,
+    /// `i8042.noaux`, `rcupdate.*`...) are harmless here: they name built-in code, which is
+    /// never loaded as a module, and the loader only looks up the entries of the modules it
+    /// actually loads (as modprobe does with `/proc/cmdline`).
+    pub fn module_params(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in &self.params {
+            let Some((module, param)) = p.key.split_once('.') else {
+                continue;
+            };
+            if module.is_empty() || param.is_empty() || module == "vminit" {
+                continue;
+            }
+            let entry = match &p.value {
+                None => param.to_string(),
+                Some(v) if v.bytes().any(is_space) => format!("{param}=\"{v}\""),
+                Some(v) => format!("{param}={v}"),
+            };
+            out.entry(module.replace('-', "_")).or_default().push(entry);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

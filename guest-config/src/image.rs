@@ -1,0 +1,181 @@
+//! The image config, `/etc/vminit/vminit.toml` (contract §2): log level, shutdown mode, the
+//! health listener, extra modules and the services. Owns its schema and its loading with
+//! located errors; it holds no `[network]`, which is refused with an error pointing at the
+//! two places the network may come from. Relations between services are checked in
+//! [`mod@crate::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::de::DeValue;
+
+use crate::cmdline::Cmdline;
+use crate::doc::{from_value, per_key, sort_errors, Doc, Origin};
+use crate::error::{ConfigError, Problem};
+use crate::names::check_service_name;
+use crate::service::ServiceConfig;
+use crate::settings::{de_socket_addr, LogLevel, ShutdownMode};
+use crate::validate;
+
+/// The default location of the image config in the guest.
+pub const DEFAULT_PATH: &str = "/etc/vminit/vminit.toml";
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub log: Option<LogLevel>,
+    #[serde(default)]
+    pub shutdown: Option<ShutdownMode>,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub modules: ModulesConfig,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// The file it was read from and where each key is, for later errors.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default, deserialize_with = "de_socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// Serve service log lines on the health endpoint (contract §4: off unless opted in).
+    #[serde(default)]
+    pub expose_logs: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModulesConfig {
+    /// Modules to load at boot, in order, in addition to what the devices need.
+    #[serde(default)]
+    pub load: Vec<String>,
+    /// Parameters by module, as on a modprobe.d `options` line: `"p=v p2=\"a b\""`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+impl ModulesConfig {
+    /// The `param=value` words for `module` (name compared with `-` and `_` alike), split
+    /// and unquoted the way the kernel splits module parameters.
+    pub fn params(&self, module: &str) -> Vec<String> {
+        let want = module.replace('-', "_");
+        self.options
+            .iter()
+            .filter(|(m, _)| m.replace('-', "_") == want)
+            .flat_map(|(_, line)| Cmdline::parse(line).params)
+            .map(|p| match p.value {
+                Some(v) if v.bytes().any(|b| b.is_ascii_whitespace()) => {
+                    format!("{}=\"{v}\"", p.key)
+                }
+                Some(v) => format!("{}={v}", p.key),
+                None => p.key,
+            })
+            .collect()
+    }
+}
+
+impl ImageConfig {
+    /// Reads and parses `path`; every problem found is returned, each with its location.
+    pub fn load(path: &Path) -> Result<ImageConfig, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                file: path.to_path_buf(),
+                pos: None,
+                key: String::new(),
+                problem: Problem::Read(e.to_string()),
+            }]
+        })?;
+        ImageConfig::parse(&text, path)
+    }
+
+    /// Parses and validates `text` (read from `path`, which errors name).
+    pub fn parse(text: &str, path: &Path) -> Result<ImageConfig, Vec<ConfigError>> {
+        let mut doc = Doc::parse(text, path)?;
+        let mut errors = Vec::new();
+        if doc.take("network").is_some() {
+            errors.push(doc.origin.error("network", Problem::NetworkInImage));
+        }
+        let services = doc.take("services");
+        let root = std::mem::take(&mut doc.root);
+        let mut cfg = ImageConfig::default();
+        per_key(
+            &doc,
+            root,
+            &mut errors,
+            |key, part: ImageConfig| match key {
+                "log" => cfg.log = part.log,
+                "shutdown" => cfg.shutdown = part.shutdown,
+                "health" => cfg.health = part.health,
+                _ => cfg.modules = part.modules,
+            },
+        );
+        let mut failed = Vec::new();
+        for (name, value) in services_of(&doc, services, &mut errors) {
+            let key = format!("services.{name}");
+            if let Err(reason) = check_service_name(&name) {
+                errors.push(doc.origin.error(
+                    &key,
+                    Problem::BadName {
+                        value: name.clone(),
+                        reason,
+                    },
+                ));
+            }
+            match from_value::<ServiceConfig>(value) {
+                Ok(s) => {
+                    cfg.services.insert(name, s);
+                }
+                Err(e) => {
+                    failed.push(name);
+                    errors.push(doc.de_error(&e, &key));
+                }
+            }
+        }
+        cfg.origin = doc.origin;
+        errors.extend(validate::validate_parts(&cfg, &failed));
+        sort_errors(&mut errors);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The `[services.NAME]` entries of a document, each still unparsed so that one bad service
+/// does not hide the others.
+pub(crate) fn services_of<'a>(
+    doc: &Doc<'a>,
+    services: Option<toml::Spanned<DeValue<'a>>>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(String, toml::Spanned<DeValue<'a>>)> {
+    let Some(services) = services else {
+        return Vec::new();
+    };
+    match services.into_inner() {
+        DeValue::Table(t) => t
+            .into_iter()
+            .map(|(k, v)| (k.into_inner().into_owned(), v))
+            .collect(),
+        other => {
+            errors.push(doc.origin.error(
+                "services",
+                Problem::Schema(format!(
+                    "expected a table [services.NAME], found a {}",
+                    other.type_str()
+                )),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The command line of `vminit` when it is *not* PID 1. As PID 1 the kernel passes unknown
+//! cmdline words as argv (`splash`, `single`), so there argv is ignored with a warning and
+//! `/proc/cmdline` is the only source of truth (contract §1).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+usage: vminit                       run (as PID 1: the guest's init; otherwise a supervisor)
+       vminit --check-config FILE   validate a config file, print every error, exit 1 if any
+       vminit --version
+options off PID 1 (a plain supervisor, a child subreaper; no mounts, modules or network):
+       --config FILE     image config (default /etc/vminit/vminit.toml)
+       --health ADDR:PORT  health listener (default 0.0.0.0:8900)
+       --log LEVEL       error|warn|info|debug|trace (default info)
+       --run-dir DIR     where the notify socket lives (default /run/vminit)";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Version,
+    Help,
+    CheckConfig(PathBuf),
+    Run(HostOptions),
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    pub config: Option<PathBuf>,
+    pub health: Option<SocketAddr>,
+    pub log: Option<String>,
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ArgError {
+    MissingValue(String),
+    BadValue { flag: String, value: String },
+    Unknown(String),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            ArgError::BadValue { flag, value } => write!(f, "{flag}: invalid value {value:?}"),
+            ArgError::Unknown(a) => write!(f, "unknown argument {a:?}"),
+        }
+    }
+}
+
+pub fn parse(args: &[String]) -> Result<Command, ArgError> {
+    let mut opts = HostOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| ArgError::MissingValue(flag.to_string()))
+        };
+        match a.as_str() {
+            "--version" | "-V" => return Ok(Command::Version),
+            "--help" | "-h" => return Ok(Command::Help),
+            "--check-config" => return Ok(Command::CheckConfig(value(a)?.into())),
+            "--config" => opts.config = Some(value(a)?.into()),
+            "--health" => {
+                let v = value(a)?;
+                let addr = v.parse().map_err(|_| ArgError::BadValue {
+                    flag: a.clone(),
+                    value: v.clone(),
+                })?;
+                opts.health = Some(addr);
+            }
+            "--log" => opts.log = Some(value(a)?),
+            "--run-dir" => opts.run_dir = Some(value(a)?.into()),
+            other => return Err(ArgError::Unknown(other.to_string())),
+        }
+    }
+    Ok(Command::Run(opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse(&args("--version")), Ok(Command::Version));
+        assert_eq!(
+            parse(&args("--check-config /x.toml")),
+            Ok(Command::CheckConfig("/x.toml".into()))
+        );
+        let Ok(Command::Run(o)) = parse(&args("--config /c --health 127.0.0.1:9 --log debug"))
+        else {
+            panic!()
+        };
+        assert_eq!(o.config, Some("/c".into()));
+        assert_eq!(o.health, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(parse(&[]), Ok(Command::Run(HostOptions::default())));
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        assert_eq!(
+            parse(&args("--check-config")),
+            Err(ArgError::MissingValue("--check-config".into()))
+        );
+        assert!(parse(&args("--health nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
+        assert!(parse(&args("splash"))
+            .unwrap_err()
+            .to_string()
+            .contains("splash"));
+    }
+}

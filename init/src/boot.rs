@@ -1,0 +1,533 @@
+//! The boot sequence, in the order its steps depend on each other:
+//! mounts and console → cmdline → image config → health endpoint → modules (coldplug) →
+//! config drive → network (its own thread) → services → event loop.
+//!
+//! Every step that fails is logged on the console and added to the health `errors`; the
+//! sequence always goes on to the event loop, because a PID 1 that stops helps nobody: the
+//! host must still be able to poll `/health` and read why. Off PID 1 ([`run_host`]) only the
+//! config, the health endpoint and the services run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use guest_config::drive::{self, FoundDrive};
+use guest_config::{
+    AddressMethod, Cmdline, DriveConfig, ImageConfig, NetworkPlan, Settings, VminitArgs,
+};
+use log::LevelFilter;
+use netconf::NetworkState;
+use supervisor::Supervisor;
+
+use crate::args::HostOptions;
+use crate::event_loop::{EventLoop, Published};
+use crate::health::{self, HealthDoc};
+use crate::report::modules_json;
+use crate::{drive as drive_mount, logger, mounts, sys};
+
+pub const DEFAULT_CONFIG: &str = "/etc/vminit/vminit.toml";
+
+/// Boot as PID 1. Never returns.
+pub fn run_pid1(argv: &[String]) -> ! {
+    let init_start_ms = sys::boottime_ms();
+    let (mount_errors, mount_warnings) = mounts::mount_early();
+    let console = sys::ensure_console_stdio();
+    logger::init(LevelFilter::Info);
+    crate::panic::install_hook();
+    log::info!("vminit {} starting as PID 1", env!("CARGO_PKG_VERSION"));
+    let mut errors: Vec<String> = Vec::new();
+    if let Err(e) = console {
+        log::warn!("cannot attach /dev/console to stdin/stdout/stderr: {e}");
+    }
+    for e in mount_errors {
+        log::error!("{e}");
+        errors.push(e.to_string());
+    }
+    for w in mount_warnings {
+        log::warn!("{w} (optional; going on)");
+    }
+    if !argv.is_empty() {
+        // The kernel hands init every cmdline word it does not know; they are not for us.
+        log::warn!(
+            "ignoring arguments the kernel passed to init: {}",
+            argv.join(" ")
+        );
+    }
+
+    let cmdline_text = std::fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| {
+        let msg = format!("cannot read /proc/cmdline: {e}; using defaults");
+        log::error!("{msg}");
+        errors.push(msg);
+        String::new()
+    });
+    let cmdline = Cmdline::parse(&cmdline_text);
+    let args = VminitArgs::from_cmdline(&cmdline);
+    if let Some(level) = args.log {
+        logger::init(level.to_level_filter());
+    }
+    for w in &args.warnings {
+        log::warn!("{w}");
+    }
+    for e in &args.errors {
+        log::error!("{e}");
+        errors.push(e.to_string());
+    }
+    if let Err(e) = sys::disable_cad_reboot() {
+        log::warn!(
+            "cannot disable the kernel's ctrl-alt-del reboot: {}",
+            e.desc()
+        );
+    }
+
+    let (config_path, explicit) = match &args.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let image = load_image(&config_path, explicit, &mut errors);
+    let settings = Settings::resolve(&args, image.as_ref());
+    logger::init(settings.log.to_level_filter());
+
+    let shared = health::Shared::new(HealthDoc::starting(init_start_ms, true));
+    start_health(&settings, &shared, &mut errors);
+
+    // Modules: what the devices need, then what the config asks for.
+    let mut params = cmdline.module_params();
+    if let Some(img) = &image {
+        for module in img.modules.options.keys() {
+            params
+                .entry(module.replace('-', "_"))
+                .or_default()
+                .extend(img.modules.params(module));
+        }
+    }
+    let mut loader = modules::Loader::system(params);
+    if let Err(e) = loader.coldplug(&modules::Coldplug::default()) {
+        log::error!("{e}");
+        errors.push(e.to_string());
+    }
+    let extra: Vec<String> = args
+        .modules
+        .iter()
+        .chain(image.iter().flat_map(|i| i.modules.load.iter()))
+        .cloned()
+        .collect();
+    for m in &extra {
+        if let Err(e) = loader.load(m) {
+            log::error!("module {m}: {e}");
+            errors.push(format!("module {m}: {e}"));
+        }
+    }
+    let modules_ms = sys::boottime_ms();
+
+    let (drive_cfg, drive_error) = read_config_drive(&mut loader, &mut errors);
+    let report = loader.into_report();
+    log_module_report(&report);
+    let diagnosis = modules::diagnose_network(&report);
+
+    let drive_ref = drive_cfg.as_ref().map(|(d, f)| (d, f.describe()));
+    let plan = match guest_config::arbitrate(
+        cmdline.get("ip"),
+        drive_ref.as_ref().map(|(d, desc)| (*d, desc.as_str())),
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            let msg = format!("network: {e}");
+            log::error!("{msg}");
+            errors.push(msg);
+            let state = NetworkState {
+                state: netconf::LinkState::Error,
+                error: Some(e.to_string()),
+                ..NetworkState::default()
+            };
+            // Conflict or malformed ip=: nothing is applied, and the state says why.
+            finish_boot(BootParts {
+                pid1: true,
+                shared,
+                settings,
+                errors,
+                image,
+                drive: drive_cfg.map(|(d, _)| d),
+                drive_error,
+                network: Arc::new(Mutex::new(state)),
+                network_configured: true,
+                plan: None,
+                diagnosis: None,
+                modules: modules_json(&report),
+                modules_ms: Some(modules_ms),
+                run_dir: PathBuf::from("/run/vminit"),
+            })
+            .never()
+        }
+    };
+    let hostname_only = drive_cfg.as_ref().and_then(|(d, _)| {
+        if plan.is_none() {
+            d.hostname.clone()
+        } else {
+            None
+        }
+    });
+    if let Some(h) = hostname_only {
+        if let Err(e) = nix::unistd::sethostname(&h) {
+            log::warn!("sethostname {h:?}: {}", e.desc());
+        }
+    }
+    let network_configured = plan
+        .as_ref()
+        .is_some_and(|p| p.method != AddressMethod::Off);
+    let initial = NetworkState {
+        source: plan.as_ref().map(|p| p.source).unwrap_or_default(),
+        state: if network_configured {
+            netconf::LinkState::Down
+        } else {
+            netconf::LinkState::Unconfigured
+        },
+        ..NetworkState::default()
+    };
+    finish_boot(BootParts {
+        pid1: true,
+        shared,
+        settings,
+        errors,
+        image,
+        drive: drive_cfg.map(|(d, _)| d),
+        drive_error,
+        network: Arc::new(Mutex::new(initial)),
+        network_configured,
+        plan,
+        diagnosis,
+        modules: modules_json(&report),
+        modules_ms: Some(modules_ms),
+        run_dir: PathBuf::from("/run/vminit"),
+    })
+    .never()
+}
+
+/// What the boot sequence hands to the event loop.
+struct BootParts {
+    pid1: bool,
+    shared: Arc<health::Shared>,
+    settings: Settings,
+    errors: Vec<String>,
+    image: Option<ImageConfig>,
+    drive: Option<DriveConfig>,
+    drive_error: bool,
+    network: Arc<Mutex<NetworkState>>,
+    network_configured: bool,
+    plan: Option<NetworkPlan>,
+    diagnosis: Option<String>,
+    modules: serde_json::Value,
+    modules_ms: Option<u64>,
+    run_dir: PathBuf,
+}
+
+/// Returned by [`finish_boot`] off PID 1; as PID 1 the loop never ends.
+struct Finished;
+
+impl Finished {
+    fn never(self) -> ! {
+        // The loop returned as PID 1, which it must not: keep the process (and with it the
+        // health thread) alive rather than panic the kernel.
+        log::error!("event loop ended as PID 1; staying alive");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// Starts the network thread and the services, then runs the event loop.
+fn finish_boot(mut p: BootParts) -> Finished {
+    let mut doc = HealthDoc::starting(p.shared.doc().boot.init_start_ms, p.pid1);
+    doc.modules = p.modules;
+    doc.boot.modules_ms = p.modules_ms;
+    let (mut el, waker) = match EventLoop::new(
+        p.pid1,
+        Arc::clone(&p.shared),
+        Published {
+            doc,
+            network: Arc::clone(&p.network),
+            network_configured: p.network_configured,
+            config_drive_error: p.drive_error,
+        },
+        p.settings.shutdown,
+    ) {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("cannot create the event loop: {e}");
+            crate::panic::publish_failure(&p.shared, &format!("event loop: {e}"));
+            if p.pid1 {
+                crate::panic::fallback_loop(p.settings.shutdown);
+            }
+            return Finished;
+        }
+    };
+
+    let _network_thread = p.plan.take().and_then(|plan| {
+        log::info!(
+            "network: source {} configures {}",
+            plan.source,
+            plan.interface
+        );
+        let mut env = netconf::Env::system();
+        let diagnosis = p.diagnosis.take();
+        env.driver_diagnosis = Some(Box::new(move || diagnosis.clone()));
+        let w = Arc::clone(&waker);
+        match netconf::spawn(
+            plan,
+            env,
+            Arc::clone(&p.network),
+            Box::new(move || {
+                let _ = w.wake();
+            }),
+        ) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                let msg = format!("network: cannot start the network thread: {e}");
+                log::error!("{msg}");
+                p.errors.push(msg);
+                None
+            }
+        }
+    });
+
+    let services = match &p.image {
+        Some(img) => match guest_config::merge_services(img, p.drive.as_ref()) {
+            Ok(s) => s,
+            Err(errs) => {
+                for e in errs {
+                    log::error!("config: {e}");
+                    p.errors.push(format!("config: {e}"));
+                }
+                BTreeMap::new()
+            }
+        },
+        None => BTreeMap::new(),
+    };
+    let console: Box<dyn std::io::Write + Send> = match open_service_console(p.pid1) {
+        Ok(f) => Box::new(f),
+        Err(e) => {
+            log::warn!("cannot open the console for service output ({e}); using stderr");
+            Box::new(std::io::stderr())
+        }
+    };
+    let mut opts = supervisor::Options::new(console);
+    opts.notify_dir = p.run_dir.clone();
+    if let Err(e) = std::fs::create_dir_all(&opts.notify_dir) {
+        log::warn!("cannot create {}: {e}", opts.notify_dir.display());
+    }
+    el.published_mut().doc.errors = std::mem::take(&mut p.errors);
+    match Supervisor::new(services, opts) {
+        Ok(sup) => el.start_services(sup),
+        Err(e) => {
+            log::error!("services: {e}");
+            el.published_mut().doc.errors.push(format!("services: {e}"));
+        }
+    }
+    let shared = Arc::clone(&p.shared);
+    // A bug in the loop must not take PID 1 (and the kernel) down with it.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| el.run())).is_err() {
+        crate::panic::publish_failure(
+            &shared,
+            "event loop panicked (a bug in vminit); see the console",
+        );
+        if p.pid1 {
+            crate::panic::fallback_loop(p.settings.shutdown);
+        }
+    }
+    Finished
+}
+
+/// Service output goes to the console through its own non-blocking file description, so a
+/// slow serial line makes the supervisor drop lines (counted) instead of blocking the loop.
+fn open_service_console(pid1: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = if pid1 {
+        "/dev/console"
+    } else {
+        "/proc/self/fd/2"
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Reads the image config. A missing default file means "no services" (an image may only want
+/// the network and the health endpoint); a missing file named with `vminit.config=` or
+/// `--config`, or an invalid one, is an error listed in `/health`.
+fn load_image(path: &Path, explicit: bool, errors: &mut Vec<String>) -> Option<ImageConfig> {
+    if !path.exists() && !explicit {
+        log::info!("no image config at {}: no services", path.display());
+        return None;
+    }
+    match ImageConfig::load(path) {
+        Ok(c) => {
+            log::info!(
+                "image config {}: {} service(s)",
+                path.display(),
+                c.services.len()
+            );
+            Some(c)
+        }
+        Err(errs) => {
+            for e in errs {
+                log::error!("config: {e}");
+                errors.push(format!("config: {e}"));
+            }
+            None
+        }
+    }
+}
+
+fn start_health(settings: &Settings, shared: &Arc<health::Shared>, errors: &mut Vec<String>) {
+    match health::spawn(settings.health, Arc::clone(shared)) {
+        Ok(addr) => log::info!("health endpoint on http://{addr}/health"),
+        Err(e) => {
+            let msg = format!("health endpoint: cannot listen on {}: {e}", settings.health);
+            log::error!("{msg}");
+            errors.push(msg);
+        }
+    }
+}
+
+/// Finds, mounts and reads the config drive. Returns the parsed drive and whether the drive
+/// was present but unusable (an error in `/health`; services still start from the image).
+fn read_config_drive(
+    loader: &mut modules::Loader<modules::SystemKernel, modules::SystemClock>,
+    errors: &mut Vec<String>,
+) -> (Option<(DriveConfig, FoundDrive)>, bool) {
+    let found = match drive::find(Path::new("/sys"), Path::new("/dev")) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            log::debug!("no config drive labelled {}", drive::LABEL);
+            return (None, false);
+        }
+        Err(e) => {
+            let msg = format!("config drive: {e}");
+            log::error!("{msg}");
+            errors.push(msg);
+            return (None, true);
+        }
+    };
+    let desc = found.describe();
+    log::info!("config drive: {desc}");
+    if let Err(e) = loader.load_fs(found.fs.as_str()) {
+        log::warn!(
+            "config drive {desc}: loading {}: {e}",
+            found.fs.module_alias()
+        );
+    }
+    let text = match drive_mount::read_config(&found.device, found.fs.as_str()) {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("{e}");
+            errors.push(e.to_string());
+            return (None, true);
+        }
+    };
+    let file = found.device.join(drive::FILE);
+    match DriveConfig::parse(&text, &file) {
+        Ok(d) => (Some((d, found)), false),
+        Err(errs) => {
+            for e in errs {
+                log::error!("config drive: {e}");
+                errors.push(format!("config drive: {e}"));
+            }
+            (None, true)
+        }
+    }
+}
+
+fn log_module_report(r: &modules::Report) {
+    let loaded: Vec<&str> = r.loaded.iter().map(|l| l.name.as_str()).collect();
+    log::info!(
+        "modules: loaded {} [{}] in {:.0} ms",
+        loaded.len(),
+        loaded.join(" "),
+        r.total_ms
+    );
+    for f in &r.failed {
+        log::error!("module {}: {}", f.name, f.reason);
+    }
+    for d in &r.unmatched {
+        log::warn!("no driver for {} {} ({})", d.class, d.location, d.modalias);
+    }
+}
+
+/// `vminit --check-config FILE`.
+pub fn check_config(path: &Path) -> ExitCode {
+    match guest_config::check_config_file(path) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s)", path.display(), errs.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Off PID 1: a plain supervisor (child subreaper) with the health endpoint. A config that
+/// does not load is fatal here (exit 1), unlike as PID 1: a service manager above us reports it.
+pub fn run_host(opts: HostOptions) -> ExitCode {
+    let level = match opts.log.as_deref().map(logger::parse_level) {
+        Some(Some(l)) => l,
+        Some(None) => {
+            eprintln!("vminit: --log: expected error|warn|info|debug|trace");
+            return ExitCode::from(2);
+        }
+        None => LevelFilter::Info,
+    };
+    logger::init(level);
+    crate::panic::install_hook();
+    if let Err(e) = sys::set_child_subreaper() {
+        log::warn!(
+            "cannot become a child subreaper: {}; orphans will not be reaped",
+            e.desc()
+        );
+    }
+    let path = opts.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let mut errors = Vec::new();
+    let image = load_image(&path, true, &mut errors);
+    if !errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    let mut args = VminitArgs::default();
+    args.health = opts.health;
+    let settings = Settings::resolve(&args, image.as_ref());
+    let shared = health::Shared::new(HealthDoc::starting(sys::boottime_ms(), false));
+    if let Err(e) = health::spawn(settings.health, Arc::clone(&shared)) {
+        log::error!("health endpoint: cannot listen on {}: {e}", settings.health);
+        return ExitCode::FAILURE;
+    }
+    log::info!(
+        "vminit {} supervising (not PID 1), health on {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.health
+    );
+    let state = NetworkState {
+        state: netconf::LinkState::Unconfigured,
+        ..NetworkState::default()
+    };
+    finish_boot(BootParts {
+        pid1: false,
+        shared,
+        settings,
+        errors,
+        image,
+        drive: None,
+        drive_error: false,
+        network: Arc::new(Mutex::new(state)),
+        network_configured: false,
+        plan: None,
+        diagnosis: None,
+        modules: serde_json::json!({"loaded": [], "failed": [], "unmatched": []}),
+        modules_ms: None,
+        run_dir: opts.run_dir.unwrap_or_else(|| PathBuf::from("/run/vminit")),
+    });
+    ExitCode::SUCCESS
+}

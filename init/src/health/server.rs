@@ -1,0 +1,338 @@
+//! The health endpoint's server: one thread, one `mio` poll, non-blocking sockets.
+//!
+//! Why not `tiny_http` 0.12: it spawns a thread per busy connection with no upper bound, sets
+//! no socket timeouts, has no header size limit, and an accept error such as EMFILE ends or
+//! panics its accept loop. Here every resource is bounded instead: at most [`MAX_CONNS`] open
+//! connections (a new one evicts the oldest), [`MAX_REQUEST`] bytes of request head, a deadline
+//! per connection, no thread per client; a stalled client costs one slot and a few KiB, never a
+//! blocked poll. EMFILE/ENFILE on accept frees a slot and pauses accepting briefly instead of
+//! spinning or dying.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::doc::{render_metrics, ServerCounters};
+use super::http::{self, Parsed, Route, MAX_REQUEST};
+use super::Shared;
+
+pub const MAX_CONNS: usize = 128;
+/// Time a client has to send its request and read the answer.
+const CONN_DEADLINE: Duration = Duration::from_secs(5);
+/// Time the main loop has to answer a `/livez` ping.
+const LIVEZ_DEADLINE: Duration = Duration::from_secs(2);
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+const LISTENER: Token = Token(0);
+pub(super) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+enum Phase {
+    Reading,
+    /// Waiting for the main loop to answer ping number `seq`.
+    Livez {
+        seq: u64,
+        since: Instant,
+    },
+    Writing {
+        out: Vec<u8>,
+        written: usize,
+    },
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    phase: Phase,
+    deadline: Instant,
+    opened: Instant,
+}
+
+pub(super) struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Slot indices in accept order, to find the oldest one to evict.
+    order: VecDeque<usize>,
+    accept_paused_until: Option<Instant>,
+    counters: ServerCounters,
+}
+
+impl Server {
+    pub(super) fn bind(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<(Server, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(addr)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok((
+            Server {
+                poll,
+                listener,
+                shared,
+                conns: Vec::new(),
+                free: Vec::new(),
+                order: VecDeque::new(),
+                accept_paused_until: None,
+                counters: ServerCounters::default(),
+            },
+            waker,
+        ))
+    }
+
+    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs forever; returns only if polling itself fails.
+    pub(super) fn run(mut self) -> io::Error {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.next_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return e;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(t) => self.on_conn_event(t - FIRST_CONN),
+                }
+            }
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                // Edge-triggered: pending connections raise no new event, so look now.
+                self.accept_all();
+            }
+            self.answer_livez(now);
+            self.expire(now);
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        let conn_deadlines = self.conns.iter().flatten().map(|c| match c.phase {
+            Phase::Livez { since, .. } => (since + LIVEZ_DEADLINE).min(c.deadline),
+            _ => c.deadline,
+        });
+        conn_deadlines
+            .chain(self.accept_paused_until)
+            .min()
+            .map(|d| d.saturating_duration_since(now))
+    }
+
+    fn accept_all(&mut self) {
+        while self.accept_paused_until.is_none() {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.add_conn(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS and friends: free the oldest slot so the next poll
+                    // can be served, and pause instead of spinning on a listener that stays
+                    // readable.
+                    log::warn!("health: accept failed: {e}; pausing accept for {ACCEPT_PAUSE:?}");
+                    self.evict_oldest();
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream) {
+        if self.order.len() >= MAX_CONNS {
+            self.evict_oldest();
+        }
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let token = Token(idx + FIRST_CONN);
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("health: cannot register a connection: {e}");
+            self.free.push(idx);
+            return;
+        }
+        let now = Instant::now();
+        self.conns[idx] = Some(Conn {
+            stream,
+            buf: Vec::new(),
+            phase: Phase::Reading,
+            deadline: now + CONN_DEADLINE,
+            opened: now,
+        });
+        self.order.push_back(idx);
+        self.counters.open_connections = self.order.len();
+        // Data may already be waiting; edge-triggered registration will still report it, but
+        // reading now saves a round trip through poll.
+        self.on_conn_event(idx);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(&idx) = self.order.front() {
+            self.counters.evicted += 1;
+            self.close(idx);
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(mut c) = self.conns.get_mut(idx).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.order.retain(|&i| i != idx);
+            self.free.push(idx);
+            self.counters.open_connections = self.order.len();
+        }
+    }
+
+    fn on_conn_event(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Phase::Reading = conn.phase {
+            if let ReadOutcome::Closed = read_some(conn) {
+                return self.close(idx);
+            }
+            let phase = match http::parse(&conn.buf) {
+                Parsed::Partial => return,
+                Parsed::Bad(status) => writing(http::error_response(status)),
+                Parsed::Request { method, path } => {
+                    self.counters.requests += 1;
+                    self.answer(http::route(&method, &path))
+                }
+            };
+            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                conn.phase = phase;
+            }
+        }
+        self.flush(idx);
+    }
+
+    fn answer(&self, route: Route) -> Phase {
+        let doc = self.shared.doc();
+        match route {
+            Route::Health => match serde_json::to_vec(&*doc) {
+                Ok(mut body) => {
+                    body.push(b'\n');
+                    writing(http::response(doc.http_status(), "application/json", &body))
+                }
+                Err(_) => writing(http::error_response(503)),
+            },
+            Route::Metrics => {
+                let text = render_metrics(&doc, self.counters);
+                writing(http::response(
+                    200,
+                    "text/plain; version=0.0.4",
+                    text.as_bytes(),
+                ))
+            }
+            Route::Livez => {
+                let seq = self.shared.ping_main_loop();
+                Phase::Livez {
+                    seq,
+                    since: Instant::now(),
+                }
+            }
+            Route::NotFound => writing(http::error_response(404)),
+            Route::MethodNotAllowed => writing(http::error_response(405)),
+        }
+    }
+
+    fn answer_livez(&mut self, now: Instant) {
+        let pong = self.shared.livez_pong.load(Ordering::Acquire);
+        let mut done = Vec::new();
+        for (idx, c) in self.conns.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if let Phase::Livez { seq, since } = c.phase {
+                if pong >= seq {
+                    c.phase = writing(http::response(200, "text/plain", b"ok\n"));
+                    done.push(idx);
+                } else if now >= since + LIVEZ_DEADLINE {
+                    let body = b"main loop not responding\n";
+                    c.phase = writing(http::response(503, "text/plain", body));
+                    done.push(idx);
+                }
+            }
+        }
+        for idx in done {
+            self.flush(idx);
+        }
+    }
+
+    fn flush(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let Phase::Writing { out, written } = &mut conn.phase else {
+            return;
+        };
+        while *written < out.len() {
+            match conn.stream.write(&out[*written..]) {
+                Ok(0) => return self.close(idx),
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(idx),
+            }
+        }
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        self.close(idx);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.conns[i]
+                    .as_ref()
+                    .is_some_and(|c| now >= c.deadline && now >= c.opened)
+            })
+            .collect();
+        for idx in expired {
+            self.close(idx);
+        }
+    }
+}
+
+fn writing(out: Vec<u8>) -> Phase {
+    Phase::Writing { out, written: 0 }
+}
+
+enum ReadOutcome {
+    Open,
+    Closed,
+}
+
+/// Reads what is available, never more than [`MAX_REQUEST`] bytes in total.
+fn read_some(conn: &mut Conn) -> ReadOutcome {
+    let mut chunk = [0u8; 2048];
+    loop {
+        let room = MAX_REQUEST.saturating_sub(conn.buf.len()).min(chunk.len());
+        if room == 0 {
+            return ReadOutcome::Open;
+        }
+        match conn.stream.read(&mut chunk[..room]) {
+            Ok(0) => return ReadOutcome::Closed,
+            Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return ReadOutcome::Closed,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Thin wrappers over the process-wide syscalls PID 1 makes: clocks, the console, the
+//! subreaper bit, ctrl-alt-del, `reboot(2)`. Each says which man page it wraps. Mounting is in
+//! [`crate::mounts`]; everything else goes through `nix`, which is safe Rust.
+//!
+//! # Safety
+//! The only `unsafe` in the init is here: `dup2(2)` onto the standard descriptors, which nix
+//! exposes only for `OwnedFd` targets (and fds 0–2 must never be owned and closed by Rust).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use guest_config::ShutdownMode;
+use nix::time::{clock_gettime, ClockId};
+
+/// Milliseconds since kernel start (`clock_gettime(2)`, CLOCK_BOOTTIME), as the contract's
+/// `boot.*_ms` fields are defined. 0 if the clock cannot be read (it always can on Linux ≥ 2.6.39).
+pub fn boottime_ms() -> u64 {
+    clock_gettime(ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+            let ms = u64::try_from(t.tv_nsec() / 1_000_000).unwrap_or(0);
+            secs.saturating_mul(1000).saturating_add(ms)
+        })
+        .unwrap_or(0)
+}
+
+/// True when fd is open (`fcntl(2)` F_GETFD).
+fn fd_is_open(fd: i32) -> bool {
+    nix::fcntl::fcntl(
+        // SAFETY: the fd is only borrowed for the duration of the fcntl call, which merely
+        // queries its flags; if it is not open the call fails with EBADF and nothing is touched.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_ok()
+}
+
+/// Makes `/dev/console` the init's stdin/stdout/stderr where those are not open: the kernel
+/// opens the console for init only if `/dev/console` exists in the initial root, which an
+/// initramfs or a rootfs without a populated `/dev` may lack. Called after devtmpfs is mounted.
+pub fn ensure_console_stdio() -> io::Result<()> {
+    if (0..=2).all(fd_is_open) {
+        return Ok(());
+    }
+    let console = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")?;
+    for fd in 0..=2 {
+        if !fd_is_open(fd) {
+            // SAFETY: `console` is a valid open fd for the duration of the call, and 0..=2 are
+            // the process's standard descriptors, which no Rust object owns; dup2 atomically
+            // makes them refer to the console. The duplicate outlives `console` by design.
+            let r = unsafe { libc::dup2(console.as_raw_fd(), fd) };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `prctl(2)` PR_SET_CHILD_SUBREAPER: orphans of our services are re-parented to us, so that
+/// off PID 1 the supervisor still reaps (and sees) every descendant.
+pub fn set_child_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// `reboot(2)` LINUX_REBOOT_CMD_CAD_OFF: ctrl-alt-del sends SIGINT to PID 1 instead of
+/// rebooting at once, so it can shut down cleanly (contract §5).
+pub fn disable_cad_reboot() -> nix::Result<()> {
+    nix::sys::reboot::set_cad_enabled(false)
+}
+
+/// `sync(2)` then `reboot(2)` with RB_POWER_OFF or RB_AUTOBOOT. Returns only on failure.
+pub fn final_reboot(mode: ShutdownMode) -> nix::Error {
+    nix::unistd::sync();
+    let how = match mode {
+        ShutdownMode::Poweroff => nix::sys::reboot::RebootMode::RB_POWER_OFF,
+        ShutdownMode::Reboot => nix::sys::reboot::RebootMode::RB_AUTOBOOT,
+    };
+    match nix::sys::reboot::reboot(how) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}

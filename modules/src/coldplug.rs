@@ -1,0 +1,189 @@
+//! Coldplug: load the modules that the devices present at boot ask for, the
+//! way udev's `trigger` does, without udev. Reads every
+//! `<sys>/bus/*/devices/*/modalias`, loads matching modules with their
+//! dependencies, and scans again because loading a bus driver (virtio_pci,
+//! virtio_mmio) creates new devices (`virtio:d00000001…` → virtio_net).
+//!
+//! Owns the scan/load loop and its stopping rule; no module names are
+//! hard-coded here.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::device::{self, Device, ScanCache};
+use crate::error::{Error, Result, Wanted};
+use crate::kernel::{Clock, Kernel};
+use crate::loader::Loader;
+use crate::report::DeviceEntry;
+
+#[derive(Debug, Clone)]
+pub struct Coldplug {
+    /// Root of sysfs: `/sys` in production.
+    pub sys: PathBuf,
+    /// Give up waiting for devices to settle after this long.
+    pub budget: Duration,
+    /// Pause between scans.
+    pub poll: Duration,
+    /// Stop once nothing was loaded and the device set has not changed for
+    /// this long: drivers may add devices asynchronously after init returns.
+    pub settle: Duration,
+}
+
+impl Default for Coldplug {
+    fn default() -> Self {
+        Coldplug {
+            sys: PathBuf::from("/sys"),
+            budget: Duration::from_secs(2),
+            poll: Duration::from_millis(10),
+            settle: Duration::from_millis(30),
+        }
+    }
+}
+
+/// Whether an unbound, unmatched device is worth reporting. ACPI namespace
+/// nodes (`/sys/bus/acpi`: interrupt links, CPUs, buses) almost never bind a
+/// driver themselves; the platform or PNP device made from them does, and is
+/// reported on its own bus. They stay in `Report::devices`.
+fn reportable(dev: &Device) -> bool {
+    dev.bus != "acpi"
+}
+
+impl<K: Kernel, C: Clock> Loader<K, C> {
+    /// Runs coldplug to completion (or its budget) and fills the report.
+    /// Module failures are in the report, not the result. The result is an
+    /// error only when there is nothing to load from: no module tree (the
+    /// error names the devices left without a driver) or an unreadable sysfs.
+    pub fn coldplug(&mut self, opts: &Coldplug) -> Result<()> {
+        let start = self.clock.now();
+        let result = self.coldplug_inner(opts, start);
+        self.report.total_ms = self.clock.now().saturating_sub(start).as_secs_f64() * 1000.0;
+        if let Err(e) = &result {
+            self.report.errors.push(e.to_string());
+        }
+        result
+    }
+
+    fn coldplug_inner(&mut self, opts: &Coldplug, start: Duration) -> Result<()> {
+        let mut cache = ScanCache::new();
+        if self.index.is_err() {
+            let devices = self.scan(&opts.sys, &mut cache)?;
+            self.report.passes = 1;
+            return self.missing_tree(&devices);
+        }
+        let mut attempted: HashSet<String> = HashSet::new();
+        for module in self.cmdline_device_modules() {
+            attempted.insert(module.clone());
+            // Failures are recorded in the report; coldplug goes on.
+            let _ = self.load(&module);
+        }
+        let mut previous: Option<BTreeSet<(String, String)>> = None;
+        let mut last_change = self.clock.now();
+        let devices = loop {
+            self.report.passes += 1;
+            let devices = self.scan(&opts.sys, &mut cache)?;
+            let mut loaded_any = false;
+            for dev in devices.iter().filter(|d| !d.has_driver) {
+                for module in self.lookup(&dev.modalias) {
+                    if attempted.insert(module.clone()) {
+                        log::debug!("{} ({}) wants {module}", dev.location(), dev.modalias);
+                        let _ = self.load(&module);
+                        loaded_any = true;
+                    }
+                }
+            }
+            let set: BTreeSet<(String, String)> = devices
+                .iter()
+                .map(|d| (d.bus.clone(), d.name.clone()))
+                .collect();
+            let now = self.clock.now();
+            if loaded_any || previous.as_ref() != Some(&set) {
+                last_change = now;
+            }
+            previous = Some(set);
+            if now.saturating_sub(last_change) >= opts.settle {
+                break devices;
+            }
+            if now.saturating_sub(start) >= opts.budget {
+                self.report.timed_out = true;
+                log::warn!(
+                    "coldplug: devices still changing after {:?}; going on",
+                    opts.budget
+                );
+                break devices;
+            }
+            self.clock.sleep(opts.poll);
+        };
+        self.record_devices(&devices);
+        Ok(())
+    }
+
+    fn scan(&mut self, sys: &Path, cache: &mut ScanCache) -> Result<Vec<Device>> {
+        let start = self.clock.now();
+        let devices = device::scan_cached(sys, cache).map_err(|source| Error::ScanSysfs {
+            path: sys.join("bus"),
+            source,
+        });
+        self.report.scan_ms += self.clock.now().saturating_sub(start).as_secs_f64() * 1000.0;
+        devices
+    }
+
+    fn lookup(&self, modalias: &str) -> Vec<String> {
+        self.index()
+            .map(|i| i.lookup_alias(modalias))
+            .unwrap_or_default()
+    }
+
+    fn record_devices(&mut self, devices: &[Device]) {
+        self.report.devices.clear();
+        self.report.unmatched.clear();
+        for dev in devices {
+            let entry = DeviceEntry::new(dev, self.lookup(&dev.modalias));
+            if !dev.has_driver && entry.modules.is_empty() && reportable(dev) {
+                self.report.unmatched.push(entry.clone());
+            }
+            self.report.devices.push(entry);
+        }
+    }
+
+    /// No tree: say which devices go without a driver, naming the drivers
+    /// they are known to want (virtio ones, from the modalias alone).
+    fn missing_tree(&mut self, devices: &[Device]) -> Result<()> {
+        let mut wanted = Vec::new();
+        self.report.devices.clear();
+        for dev in devices {
+            let drivers: Vec<String> = device::expected_drivers(&dev.modalias)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            let entry = DeviceEntry::new(dev, drivers.clone());
+            if !dev.has_driver && drivers.is_empty() && reportable(dev) {
+                self.report.unmatched.push(entry.clone());
+            }
+            self.report.devices.push(entry);
+            if !dev.has_driver && !drivers.is_empty() {
+                wanted.push(Wanted {
+                    device: dev.clone(),
+                    drivers,
+                });
+            }
+        }
+        match &self.index {
+            Err(Error::MissingTree { release, dir, .. }) => Err(Error::MissingTree {
+                release: release.clone(),
+                dir: dir.clone(),
+                wanted,
+            }),
+            // Any other index error: the tree exists but is unusable; its
+            // message is already in the report, and devices are listed.
+            Err(e) => {
+                let reason = format!("no usable module tree: {e}");
+                for name in wanted.iter().flat_map(|w| w.drivers.iter()) {
+                    self.record_failure(name, reason.clone());
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+}

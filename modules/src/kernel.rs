@@ -1,0 +1,93 @@
+//! The seams between the loader's decisions and the machine: the [`Kernel`]
+//! trait (module loading) and the [`Clock`] trait (time), with their real
+//! implementations. Tests substitute recording fakes for both.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::error::Errno;
+use crate::sys;
+
+/// Flags for [`Kernel::finit_module`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InitFlags {
+    /// Ask the kernel to decompress the file (`MODULE_INIT_COMPRESSED_FILE`).
+    pub compressed: bool,
+}
+
+/// Where a module load failed: opening the file, or in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelError {
+    Open(Errno),
+    Init(Errno),
+}
+
+pub trait Kernel {
+    /// Load the module file at `path` with `params` (`a=1 b="x y"`).
+    fn finit_module(
+        &mut self,
+        path: &Path,
+        params: &str,
+        flags: InitFlags,
+    ) -> Result<(), KernelError>;
+}
+
+/// The running kernel, through finit_module(2).
+#[derive(Debug, Default)]
+pub struct SystemKernel;
+
+impl Kernel for SystemKernel {
+    fn finit_module(
+        &mut self,
+        path: &Path,
+        params: &str,
+        flags: InitFlags,
+    ) -> Result<(), KernelError> {
+        let file = File::open(path)
+            .map_err(|e| KernelError::Open(Errno(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        let bits = if flags.compressed {
+            sys::MODULE_INIT_COMPRESSED_FILE
+        } else {
+            0
+        };
+        sys::finit_module(&file, params, bits).map_err(|e| KernelError::Init(Errno(e)))
+    }
+}
+
+/// Monotonic time and sleeping, injectable so the coldplug loop's deadline
+/// and poll interval are tested without waiting.
+pub trait Clock {
+    /// Time since an arbitrary fixed origin.
+    fn now(&self) -> Duration;
+    fn sleep(&mut self, d: Duration);
+}
+
+#[derive(Debug)]
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> io::Result<String> {
+    sys::kernel_release()
+}

@@ -1,0 +1,317 @@
+//! Coldplug over a fake sysfs with the fake kernel creating the devices that
+//! loading a bus driver would create.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::fakes::{self, Effect, FakeClock, FakeKernel, FakeSys};
+use crate::{diagnose_network, Coldplug, Errno, Error, KernelError, Loader, ModuleIndex};
+
+const PCI_BRIDGE: &str = "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00";
+const PCI_NET: &str = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
+const PCI_BLK: &str = "pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00";
+const VIRTIO_NET: &str = "virtio:d00000001v00001AF4";
+const VIRTIO_BLK: &str = "virtio:d00000002v00001AF4";
+
+fn add(bus: &str, dev: &str, modalias: &str, parent: Option<&str>) -> Effect {
+    Effect::Add(
+        bus.into(),
+        dev.into(),
+        modalias.into(),
+        parent.map(String::from),
+    )
+}
+
+fn bind(bus: &str, dev: &str, driver: &str) -> Effect {
+    Effect::Bind(bus.into(), dev.into(), driver.into())
+}
+
+/// A q35 guest: virtio-pci net and block, a host bridge, a bound serial port.
+fn q35(tmp: &tempfile::TempDir) -> (FakeSys, FakeKernel) {
+    let sys = FakeSys::new(tmp);
+    sys.add("pci", "0000:00:00.0", PCI_BRIDGE, None);
+    sys.add("pci", "0000:00:03.0", PCI_NET, None);
+    sys.add("pci", "0000:00:04.0", PCI_BLK, None);
+    sys.add("platform", "serial8250", "platform:serial8250", None);
+    sys.add("acpi", "PNP0C0F:00", "acpi:PNP0C0F:", None);
+    sys.bind("platform", "serial8250", "serial8250");
+    let mut kernel = FakeKernel {
+        sys: Some(sys.root.clone()),
+        ..FakeKernel::default()
+    };
+    kernel.effects.insert(
+        "virtio_pci".into(),
+        vec![
+            bind("pci", "0000:00:03.0", "virtio-pci"),
+            bind("pci", "0000:00:04.0", "virtio-pci"),
+            add("virtio", "virtio0", VIRTIO_NET, Some("0000:00:03.0")),
+            add("virtio", "virtio1", VIRTIO_BLK, Some("0000:00:04.0")),
+        ],
+    );
+    kernel.effects.insert(
+        "virtio_net".into(),
+        vec![bind("virtio", "virtio0", "virtio_net")],
+    );
+    kernel.effects.insert(
+        "virtio_blk".into(),
+        vec![bind("virtio", "virtio1", "virtio_blk")],
+    );
+    (sys, kernel)
+}
+
+fn opts(sys: &FakeSys) -> Coldplug {
+    Coldplug {
+        sys: sys.root.clone(),
+        ..Coldplug::default()
+    }
+}
+
+fn loaded(l: &Loader<FakeKernel, FakeClock>) -> Vec<String> {
+    l.report().loaded.iter().map(|x| x.name.clone()).collect()
+}
+
+#[test]
+fn q35_loads_bus_driver_then_devices_behind_it() {
+    let (tmp, idx) = fakes::index();
+    let (sys, kernel) = q35(&tmp);
+    let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+    l.coldplug(&opts(&sys)).unwrap();
+    let names = loaded(&l);
+    let pos = |m: &str| {
+        names
+            .iter()
+            .position(|n| n == m)
+            .unwrap_or_else(|| panic!("{m} not loaded: {names:?}"))
+    };
+    assert!(pos("virtio_ring") < pos("virtio") && pos("virtio") < pos("virtio_pci"));
+    assert!(pos("virtio_pci") < pos("virtio_net") && pos("virtio_pci") < pos("virtio_blk"));
+    assert!(pos("net_failover") < pos("virtio_net"));
+    // Each module once, nothing unrelated.
+    assert_eq!(l.kernel.calls.len(), names.len());
+    assert_eq!(names.len(), 9, "{names:?}");
+    let r = l.report();
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    assert!(r.passes >= 2);
+    assert!(!r.timed_out);
+    let unmatched: Vec<&str> = r.unmatched.iter().map(|d| d.device.as_str()).collect();
+    assert_eq!(unmatched, ["0000:00:00.0"]);
+    assert_eq!(r.unmatched[0].class, "bridge");
+    let net = r.devices.iter().find(|d| d.device == "virtio0").unwrap();
+    assert_eq!(net.location, "virtio0 on PCI 0000:00:03.0");
+    assert_eq!(net.class, "network card");
+    assert!(net.has_driver);
+    assert_eq!(diagnose_network(r), None);
+}
+
+#[test]
+fn devices_that_appear_late_are_still_found() {
+    let (tmp, idx) = fakes::index();
+    let (sys, mut kernel) = q35(&tmp);
+    let clock = FakeClock {
+        sys: Some(sys.root.clone()),
+        ..FakeClock::default()
+    };
+    kernel.time = Some(clock.now.clone());
+    kernel.deferred = Some(clock.pending.clone());
+    kernel.delay = Duration::from_millis(25);
+    let mut l = Loader::new(Ok(idx), kernel, clock.clone());
+    l.coldplug(&opts(&sys)).unwrap();
+    assert!(
+        loaded(&l).contains(&"virtio_net".to_string()),
+        "{:?}",
+        loaded(&l)
+    );
+    assert!(loaded(&l).contains(&"virtio_blk".to_string()));
+    assert!(!l.report().timed_out);
+    // It waited (slept) rather than spinning, and stopped soon after settling.
+    assert!(clock.sleeps.get() >= 3);
+    assert!(
+        clock.now.get() < Duration::from_millis(200),
+        "{:?}",
+        clock.now.get()
+    );
+}
+
+#[test]
+fn never_settling_bus_stops_at_the_budget() {
+    let (tmp, idx) = fakes::index();
+    let (sys, kernel) = q35(&tmp);
+    let clock = FakeClock {
+        sys: Some(sys.root.clone()),
+        churn: true,
+        ..FakeClock::default()
+    };
+    let mut l = Loader::new(Ok(idx), kernel, clock.clone());
+    l.coldplug(&Coldplug {
+        budget: Duration::from_millis(500),
+        ..opts(&sys)
+    })
+    .unwrap();
+    assert!(l.report().timed_out);
+    let now = clock.now.get();
+    assert!(
+        now >= Duration::from_millis(500) && now < Duration::from_millis(520),
+        "{now:?}"
+    );
+    assert!(loaded(&l).contains(&"virtio_net".to_string()));
+}
+
+#[test]
+fn microvm_acpi_virtio_mmio() {
+    let (tmp, idx) = fakes::index();
+    let sys = FakeSys::new(&tmp);
+    sys.add("acpi", "LNRO0005:00", "acpi:LNRO0005:", None);
+    sys.add(
+        "platform",
+        "LNRO0005:00",
+        "acpi:LNRO0005:",
+        Some("acpi-platform"),
+    );
+    let mut kernel = FakeKernel {
+        sys: Some(sys.root.clone()),
+        ..FakeKernel::default()
+    };
+    kernel.effects.insert(
+        "virtio_mmio".into(),
+        vec![
+            bind("platform", "LNRO0005:00", "virtio-mmio"),
+            add(
+                "virtio",
+                "virtio0",
+                VIRTIO_NET,
+                Some("acpi-platform/LNRO0005:00"),
+            ),
+        ],
+    );
+    let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+    l.coldplug(&opts(&sys)).unwrap();
+    assert_eq!(
+        l.kernel
+            .modules()
+            .iter()
+            .filter(|m| *m == "virtio_mmio")
+            .count(),
+        1
+    );
+    assert!(loaded(&l).contains(&"virtio_net".to_string()));
+    let r = l.report();
+    assert!(r.unmatched.is_empty(), "{:?}", r.unmatched);
+    let dev = r.devices.iter().find(|d| d.device == "virtio0").unwrap();
+    assert_eq!(dev.location, "virtio0 on platform LNRO0005:00");
+}
+
+/// Firecracker style: the devices exist only as `virtio_mmio.device=` on the
+/// cmdline, so nothing in sysfs asks for virtio_mmio.
+#[test]
+fn cmdline_declared_mmio_devices() {
+    let (tmp, idx) = fakes::index();
+    let sys = FakeSys::new(&tmp);
+    let mut kernel = FakeKernel {
+        sys: Some(sys.root.clone()),
+        ..FakeKernel::default()
+    };
+    kernel.effects.insert(
+        "virtio_mmio".into(),
+        vec![
+            add("platform", "virtio-mmio.0", "platform:virtio-mmio", None),
+            bind("platform", "virtio-mmio.0", "virtio-mmio"),
+            add("virtio", "virtio0", VIRTIO_NET, Some("virtio-mmio.0")),
+        ],
+    );
+    let mut params = BTreeMap::new();
+    params.insert(
+        "virtio_mmio".to_string(),
+        vec!["device=4K@0xd0000000:5".to_string()],
+    );
+    let mut l = Loader::new(Ok(idx), kernel, FakeClock::default()).with_params(params);
+    l.coldplug(&opts(&sys)).unwrap();
+    let mmio = l
+        .kernel
+        .calls
+        .iter()
+        .find(|c| c.module() == "virtio_mmio")
+        .unwrap();
+    assert_eq!(mmio.params, "device=4K@0xd0000000:5");
+    assert!(loaded(&l).contains(&"virtio_net".to_string()));
+}
+
+#[test]
+fn failed_driver_is_diagnosed() {
+    let (tmp, idx) = fakes::index();
+    let (sys, mut kernel) = q35(&tmp);
+    kernel
+        .fail
+        .insert("virtio_net".into(), KernelError::Init(Errno::ENOEXEC));
+    let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+    l.coldplug(&opts(&sys)).unwrap();
+    let msg = diagnose_network(l.report()).unwrap();
+    assert!(
+        msg.starts_with("the network card at virtio0 on PCI 0000:00:03.0 (virtio:d00000001v00001AF4) wants virtio_net, which failed to load: finit_module("),
+        "{msg}"
+    );
+    assert!(msg.contains("Exec format error"), "{msg}");
+    // The block device is unaffected.
+    assert!(loaded(&l).contains(&"virtio_blk".to_string()));
+}
+
+#[test]
+fn missing_tree_names_release_dir_and_devices() {
+    let (tmp, _idx) = fakes::index();
+    let (sys, kernel) = q35(&tmp);
+    let dir = tmp.path().join("lib/modules/6.1.0-56-amd64");
+    let mut l = Loader::new(ModuleIndex::load(&dir), kernel, FakeClock::default());
+    let err = l.coldplug(&opts(&sys)).unwrap_err();
+    let Error::MissingTree {
+        release, wanted, ..
+    } = &err
+    else {
+        panic!("unexpected {err:?}")
+    };
+    assert_eq!(release, "6.1.0-56-amd64");
+    assert_eq!(wanted.len(), 2);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("no kernel modules for the running kernel 6.1.0-56-amd64: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{} does not exist", dir.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "the network card at PCI 0000:00:03.0 ({PCI_NET}) wants virtio_pci then virtio_net"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("the block device at PCI 0000:00:04.0"),
+        "{msg}"
+    );
+    assert!(l.kernel.calls.is_empty());
+    let r = l.report();
+    assert!(r.tree_missing);
+    assert_eq!(r.errors, [msg]);
+    let diag = diagnose_network(r).unwrap();
+    assert!(
+        diag.contains("wants virtio_pci then virtio_net, but")
+            && diag.contains("6.1.0-56-amd64 does not exist"),
+        "{diag}"
+    );
+}
+
+#[test]
+fn unreadable_sysfs_is_an_error() {
+    let (tmp, idx) = fakes::index();
+    let mut l = Loader::new(Ok(idx), FakeKernel::default(), FakeClock::default());
+    let err = l
+        .coldplug(&Coldplug {
+            sys: tmp.path().join("nosys"),
+            ..Coldplug::default()
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot list devices in "),
+        "{err}"
+    );
+}

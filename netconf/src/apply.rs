@@ -1,0 +1,402 @@
+//! Executes the steps `plan.rs` decides, against the kernel: one [`Exec`] holds the rtnetlink
+//! socket, the link monitor and the interface found, and records every change it makes in the
+//! [`NetworkState`]. Idempotent by construction: every step reads the kernel's state first
+//! and changes only what differs.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+
+use guest_config::{InterfaceSelector, NetworkPlan};
+use netlink_packet_route::route::RouteProtocol;
+
+use crate::dhcp::{self, Lease};
+use crate::error::{NetError, Result};
+use crate::plan::{self, Step};
+use crate::rtnl::{Link, LinkMonitor, Rtnl};
+use crate::state::{boottime_ms, LinkState, NetworkState};
+use crate::{arp, wait, Env};
+
+/// The interface found and, for DHCP, the lease that configured it.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub link: Option<Link>,
+    pub lease: Option<Lease>,
+}
+
+pub struct Exec<'a> {
+    plan: &'a NetworkPlan,
+    env: &'a Env,
+    rtnl: Rtnl,
+    monitor: Option<LinkMonitor>,
+    link: Option<Link>,
+}
+
+/// Brings the network up as the plan says, updating `st` as it goes (so a failure still
+/// reports the interface and timings reached). A silent gateway is a warning: `Ok`, with the
+/// text in `st.error` and `st.state == Up`.
+pub fn bring_up(plan: &NetworkPlan, env: &Env, st: &mut NetworkState) -> Result<Bound> {
+    st.source = plan.source;
+    st.changes.clear();
+    st.error = None;
+    st.timings.started_ms = boottime_ms();
+    let mut ex = Exec::new(plan, env, None)?;
+    let mut lease = None;
+    for step in plan::link_steps(plan) {
+        if let Some(l) = ex.run(&step, st)? {
+            lease = Some(l);
+        }
+    }
+    if plan.method == guest_config::AddressMethod::Off {
+        st.state = LinkState::Unconfigured;
+        st.interface = None;
+        st.addresses.clear();
+        return Ok(Bound { link: None, lease });
+    }
+    ex.configure(lease.as_ref(), true, st)?;
+    Ok(Bound {
+        link: ex.link,
+        lease,
+    })
+}
+
+impl<'a> Exec<'a> {
+    pub fn new(plan: &'a NetworkPlan, env: &'a Env, link: Option<Link>) -> Result<Self> {
+        let rtnl = Rtnl::open().map_err(|source| NetError::Socket {
+            what: "open an rtnetlink socket",
+            source,
+        })?;
+        Ok(Exec {
+            plan,
+            env,
+            rtnl,
+            monitor: None,
+            link,
+        })
+    }
+
+    /// Addresses, routes, DNS, hostname (and the gateway probe when `probe`), then the
+    /// resulting addresses into `st`.
+    pub fn configure(
+        &mut self,
+        lease: Option<&Lease>,
+        probe: bool,
+        st: &mut NetworkState,
+    ) -> Result<()> {
+        if probe {
+            // A renewal (no probe) keeps the last probe's warning rather than hiding it.
+            st.error = None;
+        }
+        for step in plan::config_steps(self.plan, lease) {
+            if matches!(step, Step::ProbeGateway(_)) && !probe {
+                continue;
+            }
+            self.run(&step, st)?;
+        }
+        let link = self.link()?.clone();
+        st.addresses = self
+            .rtnl
+            .addresses(&link)?
+            .iter()
+            .filter(|a| !(a.net.addr.is_ipv6() && a.link_scope))
+            .map(|a| a.net.to_string())
+            .collect();
+        st.state = LinkState::Up;
+        st.timings.configured_ms = boottime_ms();
+        Ok(())
+    }
+
+    /// Removes one address (a lost lease's) and notes it.
+    pub fn remove_address(
+        &mut self,
+        net: guest_config::IpNet,
+        st: &mut NetworkState,
+    ) -> Result<()> {
+        let link = self.link()?.clone();
+        if self.rtnl.addresses(&link)?.iter().any(|a| a.net == net) {
+            self.rtnl.del_address(&link, net)?;
+            st.changes.push(format!("removed {net}"));
+        }
+        st.addresses.retain(|a| *a != net.to_string());
+        Ok(())
+    }
+
+    fn link(&self) -> Result<&Link> {
+        self.link.as_ref().ok_or_else(|| NetError::NoInterface {
+            wanted: self.plan.interface.to_string(),
+            waited: std::time::Duration::ZERO,
+            present: Vec::new(),
+            driver: None,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.link
+            .as_ref()
+            .map_or_else(|| self.plan.interface.to_string(), |l| l.name.clone())
+    }
+
+    fn monitor(&mut self) -> Result<LinkMonitor> {
+        match self.monitor.take() {
+            Some(m) => Ok(m),
+            None => LinkMonitor::open().map_err(|source| NetError::Socket {
+                what: "subscribe to rtnetlink link events",
+                source,
+            }),
+        }
+    }
+
+    fn run(&mut self, step: &Step, st: &mut NetworkState) -> Result<Option<Lease>> {
+        match step {
+            Step::LoopbackUp => {
+                let lo = self.rtnl.links()?.into_iter().find(|l| l.name == "lo");
+                match lo {
+                    Some(lo) if !lo.up => {
+                        self.rtnl.set_link(&lo, true, None)?;
+                        st.changes.push("lo up".to_string());
+                    }
+                    Some(_) => {}
+                    None => log::warn!("network: no loopback interface lo"),
+                }
+            }
+            Step::FindInterface => {
+                // Subscribed before the first look, so an interface registered in between
+                // still wakes the wait.
+                let mut mon = self.monitor()?;
+                let sel = self.plan.interface.clone();
+                let found = wait::wait_for(
+                    &mut self.rtnl,
+                    &mut mon,
+                    &*self.env.clock,
+                    self.plan.carrier_timeout,
+                    |r| Ok(r.links()?.into_iter().find(|l| matches(&sel, l))),
+                );
+                self.monitor = Some(mon);
+                let Some(link) = found? else {
+                    let present = self.rtnl.links()?.into_iter().map(|l| l.name).collect();
+                    return Err(NetError::NoInterface {
+                        wanted: sel.to_string(),
+                        waited: self.plan.carrier_timeout,
+                        present,
+                        driver: self.env.driver_diagnosis.as_ref().and_then(|f| f()),
+                    });
+                };
+                st.interface = Some(link.name.clone());
+                st.timings.link_found_ms = boottime_ms();
+                self.link = Some(link);
+            }
+            Step::SetMtu(m) => {
+                let link = self.link()?.clone();
+                if link.mtu != *m {
+                    self.rtnl.set_link(&link, false, Some(*m))?;
+                    st.changes.push(format!("mtu {} -> {m}", link.mtu));
+                    self.refresh()?;
+                }
+            }
+            Step::LinkUp => {
+                let link = self.link()?.clone();
+                if !link.up {
+                    self.rtnl.set_link(&link, true, None)?;
+                    st.changes.push(format!("{} up", link.name));
+                }
+            }
+            Step::WaitCarrier => {
+                let mut mon = self.monitor()?;
+                let index = self.link()?.index;
+                let got = wait::wait_for(
+                    &mut self.rtnl,
+                    &mut mon,
+                    &*self.env.clock,
+                    self.plan.carrier_timeout,
+                    |r| {
+                        Ok(r.links()?
+                            .into_iter()
+                            .find(|l| l.index == index && l.carrier))
+                    },
+                );
+                self.monitor = Some(mon);
+                match got? {
+                    Some(l) => self.link = Some(l),
+                    None => {
+                        return Err(NetError::NoCarrier {
+                            interface: self.name(),
+                            waited: self.plan.carrier_timeout,
+                        })
+                    }
+                }
+                st.timings.carrier_ms = boottime_ms();
+            }
+            Step::Dhcp => {
+                let link = self.link()?.clone();
+                let mac = link.mac.ok_or_else(|| NetError::DhcpSocket {
+                    interface: link.name.clone(),
+                    op: "read the hardware address (the interface has none)",
+                    source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                })?;
+                let sock = dhcp::DhcpSocket::open(&link.name)?;
+                let hostname = self.plan.hostname.as_deref();
+                let lease = dhcp::acquire(
+                    &sock,
+                    &mac,
+                    hostname,
+                    &*self.env.clock,
+                    self.env.dhcp_timeout,
+                )?;
+                log::info!(
+                    "network: DHCP lease {} from {} on {} ({})",
+                    lease.net(),
+                    lease.server,
+                    link.name,
+                    lease
+                        .lease_time
+                        .map_or("infinite".to_string(), |t| format!("{} s", t.as_secs()))
+                );
+                return Ok(Some(lease));
+            }
+            Step::Addresses(wanted) => {
+                let link = self.link()?.clone();
+                let current = self.rtnl.addresses(&link)?;
+                let d = plan::diff_addresses(&current, wanted);
+                for n in &d.remove {
+                    log::warn!(
+                        "network: removing {n} from {}: not named by the {} network source",
+                        link.name,
+                        self.plan.source
+                    );
+                    self.rtnl.del_address(&link, *n)?;
+                    st.changes.push(format!("removed stray {n}"));
+                }
+                for n in &d.add {
+                    self.rtnl.add_address(&link, *n)?;
+                    st.changes.push(format!("added {n}"));
+                }
+            }
+            Step::DefaultRoute(gw) => {
+                let link = self.link()?.clone();
+                let existing = self.rtnl.default_routes(gw.is_ipv6())?;
+                if !plan::default_route_in_place(&existing, *gw, link.index) {
+                    let proto = if self.plan.method == guest_config::AddressMethod::Dhcp {
+                        RouteProtocol::Dhcp
+                    } else {
+                        RouteProtocol::Static
+                    };
+                    self.rtnl.replace_default_route(&link, *gw, proto)?;
+                    st.changes.push(format!("default route via {gw}"));
+                }
+            }
+            Step::ResolvConf { dns, search } => {
+                let text = plan::resolv_conf(self.plan.source.as_str(), dns, search.as_deref());
+                let path = &self.env.resolv_conf;
+                if fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+                    fs::write(path, &text).map_err(|source| NetError::ResolvConf {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    st.changes.push(format!("wrote {}", path.display()));
+                }
+            }
+            Step::Hostname(h) => {
+                if let Some(hn) = &self.env.hostname {
+                    let err = |source| NetError::Hostname {
+                        name: h.clone(),
+                        source,
+                    };
+                    if hn.get().map_err(err)? != *h {
+                        hn.set(h).map_err(err)?;
+                        st.changes.push(format!("hostname {h}"));
+                    }
+                }
+            }
+            Step::ProbeGateway(gw) => self.probe_gateway(*gw, st),
+        }
+        Ok(None)
+    }
+
+    fn refresh(&mut self) -> Result<()> {
+        let index = self.link()?.index;
+        if let Some(l) = self.rtnl.links()?.into_iter().find(|l| l.index == index) {
+            self.link = Some(l);
+        }
+        Ok(())
+    }
+
+    /// Records a warning in `st.error` when the gateway stays silent; never fails bring-up.
+    fn probe_gateway(&mut self, gw: Ipv4Addr, st: &mut NetworkState) {
+        let (Some(timeout), Some(link)) = (self.env.arp_timeout, self.link.clone()) else {
+            return;
+        };
+        let Some(mac) = link.mac else { return };
+        let ours = self.rtnl.addresses(&link).unwrap_or_default();
+        let src = ours
+            .iter()
+            .filter_map(|a| match a.net.addr {
+                IpAddr::V4(v4) => Some((v4, a.net.prefix_len)),
+                IpAddr::V6(_) => None,
+            })
+            .find(|(a, p)| same_subnet(*a, gw, *p))
+            .or_else(|| {
+                ours.iter().find_map(|a| match a.net.addr {
+                    IpAddr::V4(v4) => Some((v4, a.net.prefix_len)),
+                    IpAddr::V6(_) => None,
+                })
+            });
+        let Some((src, _)) = src else { return };
+        let warning = match arp::probe(link.index, mac, src, gw, timeout) {
+            Ok(Some(_)) => return,
+            Ok(None) => NetError::GatewayNoArp {
+                interface: link.name.clone(),
+                gateway: gw,
+                waited: timeout,
+            },
+            Err(source) => NetError::ArpProbe {
+                interface: link.name.clone(),
+                source,
+            },
+        };
+        log::warn!("{warning}");
+        st.error = Some(warning.to_string());
+    }
+}
+
+fn matches(sel: &InterfaceSelector, l: &Link) -> bool {
+    match sel {
+        InterfaceSelector::Name(n) => l.name == *n,
+        InterfaceSelector::Mac(m) => l.mac == Some(*m),
+    }
+}
+
+fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    u32::from(a) & mask == u32::from(b) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_match() {
+        let a = Ipv4Addr::new(10, 0, 2, 15);
+        assert!(same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 24));
+        assert!(!same_subnet(a, Ipv4Addr::new(10, 0, 3, 2), 24));
+        assert!(same_subnet(a, Ipv4Addr::new(192, 0, 2, 1), 0));
+    }
+
+    #[test]
+    fn selector_by_name_or_mac() {
+        let l = Link {
+            index: 2,
+            name: "eth0".into(),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            up: false,
+            carrier: false,
+            operstate: "down".into(),
+            mtu: 1500,
+        };
+        assert!(matches(&InterfaceSelector::Name("eth0".into()), &l));
+        assert!(!matches(&InterfaceSelector::Name("eth1".into()), &l));
+        assert!(matches(&InterfaceSelector::Mac([2, 0, 0, 0, 0, 1]), &l));
+        assert!(!matches(&InterfaceSelector::Mac([2, 0, 0, 0, 0, 2]), &l));
+    }
+}

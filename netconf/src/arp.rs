@@ -1,0 +1,204 @@
+//! One bounded ARP probe of the IPv4 gateway (RFC 826) on an AF_PACKET socket (packet(7)),
+//! to tell "configured but the host bridge/TAP forwards nothing" apart from a working link.
+//! Owns the frame format and the socket; deciding what a silent gateway means is `apply.rs`'s.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
+const ARP_LEN: usize = 28;
+
+/// An ARP request "who has `target`? tell `sender_ip`" from `sender_mac`.
+pub fn request_frame(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target: Ipv4Addr) -> [u8; ARP_LEN] {
+    let mut f = [0u8; ARP_LEN];
+    f[0..2].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
+    f[2..4].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    f[4] = 6;
+    f[5] = 4;
+    f[6..8].copy_from_slice(&1u16.to_be_bytes()); // op: request
+    f[8..14].copy_from_slice(&sender_mac);
+    f[14..18].copy_from_slice(&sender_ip.octets());
+    // target hardware address stays zero
+    f[24..28].copy_from_slice(&target.octets());
+    f
+}
+
+/// The MAC of `target` if `frame` is an ARP reply from it.
+pub fn reply_from(frame: &[u8], target: Ipv4Addr) -> Option<[u8; 6]> {
+    let f = frame.get(..ARP_LEN)?;
+    let is_reply = f[0..2] == 1u16.to_be_bytes()
+        && f[2..4] == ETH_P_IP.to_be_bytes()
+        && f[4] == 6
+        && f[5] == 4
+        && f[6..8] == 2u16.to_be_bytes();
+    if !is_reply || f[14..18] != target.octets() {
+        return None;
+    }
+    <[u8; 6]>::try_from(&f[8..14]).ok()
+}
+
+/// Asks for `gateway` and waits up to `timeout` for its answer (a second request goes out
+/// half-way, in case the first met a bridge still learning). `Ok(None)`: nobody answered.
+pub fn probe(
+    ifindex: u32,
+    mac: [u8; 6],
+    our_ip: Ipv4Addr,
+    gateway: Ipv4Addr,
+    timeout: Duration,
+) -> io::Result<Option<[u8; 6]>> {
+    let sock = open(ifindex)?;
+    let frame = request_frame(mac, our_ip, gateway);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut resend_at = Some(start + timeout / 2);
+    send(&sock, ifindex, &frame)?;
+    let mut buf = [0u8; 256];
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        if resend_at.is_some_and(|t| now >= t) {
+            send(&sock, ifindex, &frame)?;
+            resend_at = None;
+        }
+        let until = resend_at.unwrap_or(deadline).min(deadline);
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(until.saturating_duration_since(now).as_millis() + 1)
+            .unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, count 1, alive across the call; poll writes only revents.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            continue;
+        }
+        // SAFETY: `buf` is a live, writable buffer of the length passed; the fd is open.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+        if let Some(m) = reply_from(&buf[..n], gateway) {
+            return Ok(Some(m));
+        }
+    }
+}
+
+fn link_addr(ifindex: u32, dest: Option<[u8; 6]>) -> io::Result<libc::sockaddr_ll> {
+    // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all-zero is valid.
+    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sa.sll_protocol = ETH_P_ARP.to_be();
+    sa.sll_ifindex =
+        libc::c_int::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    if let Some(d) = dest {
+        sa.sll_halen = 6;
+        sa.sll_addr[..6].copy_from_slice(&d);
+    }
+    Ok(sa)
+}
+
+fn open(ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::c_int::from(ETH_P_ARP.to_be()),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2), is open and owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = link_addr(ifindex, None)?;
+    // SAFETY: `sa` is a valid sockaddr_ll and the length passed is exactly its size.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            std::ptr::from_ref(&sa).cast(),
+            sockaddr_ll_len(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+fn send(sock: &OwnedFd, ifindex: u32, frame: &[u8]) -> io::Result<()> {
+    let sa = link_addr(ifindex, Some([0xff; 6]))?;
+    // SAFETY: `frame` is a live slice of the length passed; `sa` is a valid sockaddr_ll
+    // of exactly the size passed; the fd is open.
+    let r = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            std::ptr::from_ref(&sa).cast(),
+            sockaddr_ll_len(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sockaddr_ll_len() -> libc::socklen_t {
+    // 20 bytes: always fits.
+    libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_reply_frames() {
+        let mac = [0x52, 0x54, 0, 1, 2, 3];
+        let me = Ipv4Addr::new(10, 0, 2, 15);
+        let gw = Ipv4Addr::new(10, 0, 2, 2);
+        let req = request_frame(mac, me, gw);
+        assert_eq!(&req[..8], &[0, 1, 8, 0, 6, 4, 0, 1]);
+        assert_eq!(&req[24..], &[10, 0, 2, 2]);
+        // Our own request (as a packet socket sees outgoing frames) is not a reply.
+        assert_eq!(reply_from(&req, gw), None);
+        // The gateway's reply: op 2, sender = gateway.
+        let gw_mac = [0x52, 0x55, 10, 0, 2, 2];
+        let mut rep = request_frame(gw_mac, gw, me);
+        rep[7] = 2;
+        assert_eq!(reply_from(&rep, gw), Some(gw_mac));
+        assert_eq!(reply_from(&rep, Ipv4Addr::new(10, 0, 2, 3)), None);
+        assert_eq!(reply_from(&rep[..20], gw), None);
+    }
+}

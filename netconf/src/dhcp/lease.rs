@@ -1,0 +1,296 @@
+//! A DHCPv4 lease as read from an ACK, and the pure timer decisions of RFC 2131 §4.4.5:
+//! renew (unicast to the server) from T1, rebind (broadcast) from T2, give the address up at
+//! expiry. No I/O and no clock: `now` is always passed in.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+use guest_config::IpNet;
+
+/// The lease time the server sends for "forever" (RFC 2131 §3.3).
+const INFINITE: u32 = u32::MAX;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub mtu: Option<u16>,
+    pub hostname: Option<String>,
+    /// The server identifier: where renewals go.
+    pub server: Ipv4Addr,
+    /// `None` for an infinite lease.
+    pub lease_time: Option<Duration>,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub acquired: Instant,
+}
+
+/// Where a lease stands at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeasePhase {
+    /// Before T1: nothing to do until `until`.
+    Bound { until: Instant },
+    /// T1..T2: unicast REQUEST to the server until `until` (T2).
+    Renewing { until: Instant },
+    /// T2..expiry: broadcast REQUEST to any server until `until` (expiry).
+    Rebinding { until: Instant },
+    /// Past expiry: the address must go.
+    Expired,
+}
+
+impl Lease {
+    /// Reads a lease from a DHCPACK. `acquired` is when the REQUEST that got it was sent
+    /// (RFC 2131 §4.4.1 counts the lease from then, erring on the safe side).
+    pub fn from_ack(msg: &Message, acquired: Instant) -> Result<Lease, String> {
+        if msg.opts().msg_type() != Some(MessageType::Ack) {
+            return Err("not a DHCPACK".to_string());
+        }
+        let address = msg.yiaddr();
+        if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+            return Err(format!("ACK offers unusable address {address}"));
+        }
+        let server = match msg.opts().get(OptionCode::ServerIdentifier) {
+            Some(DhcpOption::ServerIdentifier(s)) => *s,
+            _ => return Err("ACK has no server identifier (option 54)".to_string()),
+        };
+        let prefix_len = match msg.opts().get(OptionCode::SubnetMask) {
+            Some(DhcpOption::SubnetMask(m)) => mask_to_prefix(*m)
+                .ok_or_else(|| format!("ACK has a non-contiguous subnet mask {m}"))?,
+            _ => classful_prefix(address),
+        };
+        let router = match msg.opts().get(OptionCode::Router) {
+            Some(DhcpOption::Router(r)) => r.iter().copied().find(|r| !r.is_unspecified()),
+            _ => None,
+        };
+        let dns = match msg.opts().get(OptionCode::DomainNameServer) {
+            Some(DhcpOption::DomainNameServer(d)) => d.clone(),
+            _ => Vec::new(),
+        };
+        let domain = match msg.opts().get(OptionCode::DomainName) {
+            Some(DhcpOption::DomainName(d)) if !d.trim().is_empty() => Some(d.trim().to_string()),
+            _ => None,
+        };
+        let hostname = match msg.opts().get(OptionCode::Hostname) {
+            Some(DhcpOption::Hostname(h)) if !h.trim().is_empty() => Some(h.trim().to_string()),
+            _ => None,
+        };
+        // RFC 2132 §5.1: the minimum legal MTU is 68; anything less is a broken server.
+        let mtu = match msg.opts().get(OptionCode::InterfaceMtu) {
+            Some(DhcpOption::InterfaceMtu(m)) if *m >= 68 => Some(*m),
+            _ => None,
+        };
+        let lease_secs = match msg.opts().get(OptionCode::AddressLeaseTime) {
+            Some(DhcpOption::AddressLeaseTime(t)) => *t,
+            _ => return Err("ACK has no lease time (option 51)".to_string()),
+        };
+        let t1 = match msg.opts().get(OptionCode::Renewal) {
+            Some(DhcpOption::Renewal(t)) => Some(*t),
+            _ => None,
+        };
+        let t2 = match msg.opts().get(OptionCode::Rebinding) {
+            Some(DhcpOption::Rebinding(t)) => Some(*t),
+            _ => None,
+        };
+        let (lease_time, t1, t2) = timers(lease_secs, t1, t2);
+        Ok(Lease {
+            address,
+            prefix_len,
+            router,
+            dns,
+            domain,
+            mtu,
+            hostname,
+            server,
+            lease_time,
+            t1,
+            t2,
+            acquired,
+        })
+    }
+
+    pub fn net(&self) -> IpNet {
+        IpNet {
+            addr: self.address.into(),
+            prefix_len: self.prefix_len,
+        }
+    }
+
+    pub fn phase(&self, now: Instant) -> LeasePhase {
+        let Some(lease) = self.lease_time else {
+            return LeasePhase::Bound {
+                until: now + Duration::from_secs(86_400),
+            };
+        };
+        let t1 = self.acquired + self.t1;
+        let t2 = self.acquired + self.t2;
+        let end = self.acquired + lease;
+        if now < t1 {
+            LeasePhase::Bound { until: t1 }
+        } else if now < t2 {
+            LeasePhase::Renewing { until: t2 }
+        } else if now < end {
+            LeasePhase::Rebinding { until: end }
+        } else {
+            LeasePhase::Expired
+        }
+    }
+}
+
+/// Lease, T1 and T2 from the options, with RFC 2131 §4.4.5's defaults (0.5 and 0.875 of the
+/// lease) where the server sent none or sent an inconsistent ordering.
+pub fn timers(
+    lease: u32,
+    t1: Option<u32>,
+    t2: Option<u32>,
+) -> (Option<Duration>, Duration, Duration) {
+    if lease == INFINITE {
+        return (None, Duration::MAX, Duration::MAX);
+    }
+    let l = u64::from(lease);
+    let def_t2 = l * 7 / 8;
+    let t2 = t2.map(u64::from).filter(|t| *t <= l).unwrap_or(def_t2);
+    let t1 = t1
+        .map(u64::from)
+        .filter(|t| *t <= t2)
+        .unwrap_or((l / 2).min(t2));
+    (
+        Some(Duration::from_secs(l)),
+        Duration::from_secs(t1),
+        Duration::from_secs(t2),
+    )
+}
+
+/// `255.255.255.0` → 24; `None` for a mask with holes.
+pub fn mask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
+    let m = u32::from(mask);
+    let ones = m.leading_ones();
+    (m.checked_shl(ones).unwrap_or(0) == 0).then(|| u8::try_from(ones).unwrap_or(32))
+}
+
+/// RFC 2131 §3.3 leaves a missing mask to the client; the classful default is what every
+/// client does.
+fn classful_prefix(a: Ipv4Addr) -> u8 {
+    match a.octets()[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        _ => 24,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcproto::v4::Opcode;
+
+    fn ack(opts: Vec<DhcpOption>) -> Message {
+        let mut m = Message::default();
+        m.set_opcode(Opcode::BootReply)
+            .set_yiaddr(Ipv4Addr::new(10, 0, 2, 15));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Ack));
+        for o in opts {
+            m.opts_mut().insert(o);
+        }
+        m
+    }
+
+    fn qemu_ack() -> Message {
+        ack(vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)),
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+            DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 2, 2)]),
+            DhcpOption::DomainNameServer(vec![Ipv4Addr::new(10, 0, 2, 3)]),
+            DhcpOption::AddressLeaseTime(86_400),
+            DhcpOption::InterfaceMtu(1400),
+        ])
+    }
+
+    #[test]
+    fn parses_a_qemu_style_ack() {
+        let now = Instant::now();
+        let l = Lease::from_ack(&qemu_ack(), now).unwrap();
+        assert_eq!(l.net().to_string(), "10.0.2.15/24");
+        assert_eq!(l.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
+        assert_eq!(l.dns, vec![Ipv4Addr::new(10, 0, 2, 3)]);
+        assert_eq!(l.server, Ipv4Addr::new(10, 0, 2, 2));
+        assert_eq!(l.mtu, Some(1400));
+        assert_eq!(l.t1, Duration::from_secs(43_200));
+        assert_eq!(l.t2, Duration::from_secs(75_600));
+        assert_eq!(l.hostname, None);
+    }
+
+    #[test]
+    fn rejects_acks_missing_what_a_lease_needs() {
+        let now = Instant::now();
+        let no_server = ack(vec![DhcpOption::AddressLeaseTime(60)]);
+        assert!(Lease::from_ack(&no_server, now).unwrap_err().contains("54"));
+        let no_time = ack(vec![DhcpOption::ServerIdentifier(Ipv4Addr::new(
+            10, 0, 2, 2,
+        ))]);
+        assert!(Lease::from_ack(&no_time, now).unwrap_err().contains("51"));
+        let holes = ack(vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)),
+            DhcpOption::AddressLeaseTime(60),
+            DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)),
+        ]);
+        assert!(Lease::from_ack(&holes, now)
+            .unwrap_err()
+            .contains("255.0.255.0"));
+        let mut offer = qemu_ack();
+        offer
+            .opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Offer));
+        assert!(Lease::from_ack(&offer, now).is_err());
+    }
+
+    #[test]
+    fn timers_default_and_sanitise() {
+        let s = Duration::from_secs;
+        assert_eq!(timers(100, None, None), (Some(s(100)), s(50), s(87)));
+        assert_eq!(
+            timers(100, Some(10), Some(20)),
+            (Some(s(100)), s(10), s(20))
+        );
+        // T2 beyond the lease and T1 beyond T2 are ignored.
+        assert_eq!(
+            timers(100, Some(90), Some(200)),
+            (Some(s(100)), s(50), s(87))
+        );
+        assert_eq!(
+            timers(100, Some(60), Some(40)),
+            (Some(s(100)), s(40), s(40))
+        );
+        assert_eq!(timers(u32::MAX, Some(1), Some(2)).0, None);
+    }
+
+    #[test]
+    fn phases_follow_t1_t2_and_expiry() {
+        let t0 = Instant::now();
+        let mut l = Lease::from_ack(&qemu_ack(), t0).unwrap();
+        l.lease_time = Some(Duration::from_secs(100));
+        l.t1 = Duration::from_secs(50);
+        l.t2 = Duration::from_secs(87);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(l.phase(at(0)), LeasePhase::Bound { until: at(50) });
+        assert_eq!(l.phase(at(50)), LeasePhase::Renewing { until: at(87) });
+        assert_eq!(l.phase(at(90)), LeasePhase::Rebinding { until: at(100) });
+        assert_eq!(l.phase(at(100)), LeasePhase::Expired);
+        l.lease_time = None;
+        assert!(matches!(l.phase(at(1_000_000)), LeasePhase::Bound { .. }));
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 255, 0)), Some(24));
+        assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 255, 255)), Some(32));
+        assert_eq!(mask_to_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+        assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 255, 128, 0)), Some(17));
+        assert_eq!(mask_to_prefix(Ipv4Addr::new(255, 0, 255, 0)), None);
+        assert_eq!(classful_prefix(Ipv4Addr::new(10, 1, 2, 3)), 8);
+        assert_eq!(classful_prefix(Ipv4Addr::new(192, 168, 1, 3)), 24);
+    }
+}

@@ -1,0 +1,283 @@
+//! The network thread: bring-up, then the DHCP lease lifecycle, then idling until stopped;
+//! a failed bring-up is retried with backoff (a TAP attached late, a DHCP server that comes
+//! up after the guest). Every state change is published into the shared snapshot and
+//! announced through the notifier. Owns the thread and its timing; the steps are `apply.rs`'s.
+
+use std::io;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use guest_config::NetworkPlan;
+
+use crate::apply::{bring_up, Exec};
+use crate::dhcp::{self, Lease, LeasePhase};
+use crate::error::NetError;
+use crate::rtnl::Link;
+use crate::state::{LinkState, NetworkState};
+use crate::Env;
+
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Longest a renew/rebind exchange runs before the thread checks for a stop request.
+const STOP_CHECK: Duration = Duration::from_secs(10);
+
+/// Owns the network thread. Dropping it asks the thread to end without waiting; it ends at
+/// its next wait (a bring-up step or DHCP exchange in progress finishes first: at most
+/// `carrier_timeout`, `dhcp_timeout` or 10 s of renewal). The lease is never released.
+pub struct NetworkHandle {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NetworkHandle {
+    /// Asks the thread to end and waits for it (see above for how long that can take).
+    pub fn stop(mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NetworkHandle {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+struct Publisher {
+    shared: Arc<Mutex<NetworkState>>,
+    notify: Box<dyn Fn() + Send>,
+}
+
+impl Publisher {
+    fn publish(&self, st: &NetworkState) {
+        // A poisoned lock only means a reader panicked mid-read; the data is still whole.
+        let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if *g != *st {
+            *g = st.clone();
+            drop(g);
+            (self.notify)();
+        }
+    }
+}
+
+/// Starts the network thread for `plan`. `shared` receives every new [`NetworkState`],
+/// after which `notify` is called (from the network thread).
+pub fn spawn(
+    plan: NetworkPlan,
+    env: Env,
+    shared: Arc<Mutex<NetworkState>>,
+    notify: Box<dyn Fn() + Send>,
+) -> io::Result<NetworkHandle> {
+    let (tx, rx) = mpsc::channel();
+    let publisher = Publisher { shared, notify };
+    let thread = std::thread::Builder::new()
+        .name("network".to_string())
+        .spawn(move || run(&plan, &env, &publisher, &rx))?;
+    Ok(NetworkHandle {
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// Sleeps `d` unless a stop arrives; true means stop.
+fn stopped(rx: &mpsc::Receiver<()>, d: Duration) -> bool {
+    !matches!(rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+}
+
+fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
+    let mut st = NetworkState {
+        source: plan.source,
+        ..NetworkState::default()
+    };
+    let mut retry = RETRY_FIRST;
+    let mut last_error = String::new();
+    loop {
+        // A retry after a failure keeps showing the failure until it has an outcome, so the
+        // health status does not flap between `error` and `down` every attempt.
+        if st.state != LinkState::Error {
+            st.state = LinkState::Down;
+            p.publish(&st);
+        }
+        match bring_up(plan, env, &mut st) {
+            Ok(bound) => {
+                retry = RETRY_FIRST;
+                last_error.clear();
+                log_changes(&st);
+                p.publish(&st);
+                let (Some(link), Some(lease)) = (bound.link, bound.lease) else {
+                    let _ = rx.recv(); // configured for good: idle until stopped
+                    return;
+                };
+                if keep_lease(plan, env, p, rx, &mut st, link, lease) {
+                    return;
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text != last_error {
+                    log::error!("{text}");
+                    last_error = text.clone();
+                }
+                st.state = LinkState::Error;
+                st.error = Some(text);
+                p.publish(&st);
+                if stopped(rx, retry) {
+                    return;
+                }
+                retry = (retry * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+fn log_changes(st: &NetworkState) {
+    if st.changes.is_empty() {
+        log::info!(
+            "network: {} already configured: {}",
+            st.interface.as_deref().unwrap_or("-"),
+            st.addresses.join(", ")
+        );
+    } else {
+        log::info!(
+            "network: {}: {}",
+            st.interface.as_deref().unwrap_or("-"),
+            st.changes.join(", ")
+        );
+    }
+}
+
+/// Renews and rebinds until the lease is lost (returns false: start over) or a stop
+/// arrives (returns true).
+fn keep_lease(
+    plan: &NetworkPlan,
+    env: &Env,
+    p: &Publisher,
+    rx: &mpsc::Receiver<()>,
+    st: &mut NetworkState,
+    link: Link,
+    mut lease: Lease,
+) -> bool {
+    let Some(mac) = link.mac else { return false };
+    let mut sock = None;
+    loop {
+        let now = env.clock.now();
+        let (rebinding, until) = match lease.phase(now) {
+            LeasePhase::Bound { until } => {
+                if stopped(rx, until.saturating_duration_since(now)) {
+                    return true;
+                }
+                continue;
+            }
+            LeasePhase::Renewing { until } => (false, until),
+            LeasePhase::Rebinding { until } => (true, until),
+            LeasePhase::Expired => {
+                let e = NetError::DhcpLeaseExpired {
+                    interface: link.name.clone(),
+                    address: lease.net().to_string(),
+                };
+                lose_lease(plan, env, p, st, &link, &lease, e.to_string());
+                return false;
+            }
+        };
+        if sock.is_none() {
+            match dhcp::DhcpSocket::open(&link.name) {
+                Ok(s) => sock = Some(s),
+                Err(e) => {
+                    log::warn!("{e}");
+                    if stopped(rx, Duration::from_secs(5)) {
+                        return true;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(s) = sock.as_ref() else { continue };
+        let chunk_end = until.min(now + STOP_CHECK);
+        let hostname = plan.hostname.as_deref();
+        match dhcp::extend(s, &mac, &lease, rebinding, hostname, &*env.clock, chunk_end) {
+            Ok(Some(Ok(new))) => {
+                log::info!("network: DHCP lease {} renewed on {}", new.net(), link.name);
+                let old = std::mem::replace(&mut lease, new);
+                if old.net() != lease.net() {
+                    let e = format!("DHCP server moved us from {} to {}", old.net(), lease.net());
+                    log::warn!("network: {e}");
+                }
+                reconfigure(plan, env, p, st, &link, &lease);
+            }
+            Ok(Some(Err(nak))) => {
+                let text = format!(
+                    "network: DHCP lease {} on {} refused: {nak}",
+                    lease.net(),
+                    link.name
+                );
+                lose_lease(plan, env, p, st, &link, &lease, text);
+                return false;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("{e}");
+                sock = None;
+                if stopped(rx, Duration::from_secs(1)) {
+                    return true;
+                }
+            }
+        }
+        if matches!(
+            rx.try_recv(),
+            Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+        ) {
+            return true;
+        }
+    }
+}
+
+fn reconfigure(
+    plan: &NetworkPlan,
+    env: &Env,
+    p: &Publisher,
+    st: &mut NetworkState,
+    link: &Link,
+    lease: &Lease,
+) {
+    st.changes.clear();
+    let r = Exec::new(plan, env, Some(link.clone()))
+        .and_then(|mut ex| ex.configure(Some(lease), false, st));
+    match r {
+        Ok(()) => {
+            if !st.changes.is_empty() {
+                log_changes(st);
+            }
+        }
+        Err(e) => {
+            log::error!("{e}");
+            st.state = LinkState::Error;
+            st.error = Some(e.to_string());
+        }
+    }
+    p.publish(st);
+}
+
+fn lose_lease(
+    plan: &NetworkPlan,
+    env: &Env,
+    p: &Publisher,
+    st: &mut NetworkState,
+    link: &Link,
+    lease: &Lease,
+    why: String,
+) {
+    log::error!("{why}");
+    st.changes.clear();
+    if let Err(e) = Exec::new(plan, env, Some(link.clone()))
+        .and_then(|mut ex| ex.remove_address(lease.net(), st))
+    {
+        log::error!("{e}");
+    }
+    st.state = LinkState::Down;
+    st.error = Some(why);
+    p.publish(st);
+}

@@ -1,0 +1,73 @@
+//! The snapshot of the network the init publishes in its health JSON (`network` section,
+//! contract §4) and the boot timestamps that go with it. Owns no I/O beyond reading
+//! CLOCK_BOOTTIME.
+
+use guest_config::NetworkSource;
+
+/// `network.state` of the health JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    /// Addresses (and routes) are in place.
+    Up,
+    /// Bring-up is in progress, or a DHCP lease was lost and is being re-acquired.
+    #[default]
+    Down,
+    /// The source asked for no address (`ip=off`), or there is no source.
+    Unconfigured,
+    /// Bring-up failed; `error` says why.
+    Error,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Unconfigured => "unconfigured",
+            LinkState::Error => "error",
+        }
+    }
+}
+
+/// Milliseconds since kernel start (CLOCK_BOOTTIME) at which each phase finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timings {
+    pub started_ms: Option<u64>,
+    pub link_found_ms: Option<u64>,
+    pub carrier_ms: Option<u64>,
+    /// Addresses, routes, DNS and hostname applied: `boot.network_ms` of the health JSON.
+    pub configured_ms: Option<u64>,
+}
+
+/// What the init shows in `network` of the health JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkState {
+    pub source: NetworkSource,
+    pub interface: Option<String>,
+    pub state: LinkState,
+    /// Global (non link-local) addresses on the interface, e.g. "10.0.2.15/24".
+    pub addresses: Vec<String>,
+    /// The console line of the failure, or of a warning while `state` is `up`.
+    pub error: Option<String>,
+    /// What the last apply changed, one entry per kernel change ("added 10.0.2.15/24",
+    /// "removed stray 192.0.2.99/24"); empty when everything was already in place.
+    pub changes: Vec<String>,
+    pub timings: Timings,
+}
+
+/// Milliseconds on CLOCK_BOOTTIME, the clock of the health JSON's `boot.*_ms`.
+pub fn boottime_ms() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call and
+    // CLOCK_BOOTTIME is a clock id every Linux since 2.6.39 knows; on failure nothing is read.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if r != 0 {
+        return None;
+    }
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    Some(secs.saturating_mul(1000).saturating_add(nanos / 1_000_000))
+}

@@ -1,0 +1,139 @@
+//! The DHCP client against busybox udhcpd over a veth pair between two namespaces the tests
+//! create and delete: lease applied, no offer, renewal keeps the lease, expiry removes it.
+//! Needs root, ip(8) and busybox.
+
+#[cfg(test)]
+mod common;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use netconf::{apply, LinkState, NetworkState};
+
+    use super::common::*;
+
+    #[test]
+    fn dhcp_lease_from_udhcpd_is_applied() {
+        let (guest, host) = guest_and_host();
+        let _server = udhcpd(&host, 600);
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let host_name = Arc::new(Mutex::new("old".to_string()));
+        let hn = host_name.clone();
+        let (st, again) = guest.enter(move || {
+            let mut e = env(r, Some(hn));
+            e.arp_timeout = Some(Duration::from_millis(1000));
+            let st = apply(&dhcp_plan(), &e).unwrap();
+            let again = apply(&dhcp_plan(), &e).unwrap();
+            (st, again)
+        });
+        assert_eq!(st.state, LinkState::Up);
+        assert_eq!(st.addresses.len(), 1, "{st:?}");
+        assert!(
+            st.addresses[0].starts_with("10.99.0.1") && st.addresses[0].ends_with("/24"),
+            "{st:?}"
+        );
+        assert_eq!(st.error, None, "gateway 10.99.0.1 answers ARP");
+        assert!(
+            again.changes.is_empty(),
+            "same lease, nothing to change: {:?}",
+            again.changes
+        );
+        let r4 = guest.ip_out(&["-4", "route", "show", "default"]);
+        assert!(r4.contains("default via 10.99.0.1 dev eth0"), "{r4}");
+        let text = std::fs::read_to_string(&resolv).unwrap();
+        assert!(text.contains("nameserver 10.99.0.53"), "{text}");
+        assert!(text.contains("search example.internal"), "{text}");
+        // The plan names neither MTU nor hostname, so the lease's apply.
+        let link = guest.ip_out(&["link", "show", "eth0"]);
+        assert!(link.contains("mtu 1450"), "{link}");
+        assert_eq!(*host_name.lock().unwrap(), "leased-vm");
+        let _ = std::fs::remove_file(resolv);
+    }
+
+    #[test]
+    fn dhcp_without_server_reports_no_offer() {
+        let (guest, _host) = guest_and_host();
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let (err, took) = guest.enter(move || {
+            let mut e = env(r, None);
+            e.dhcp_timeout = Duration::from_secs(2);
+            let t0 = Instant::now();
+            (apply(&dhcp_plan(), &e).unwrap_err(), t0.elapsed())
+        });
+        assert_eq!(
+            err.to_string(),
+            "network: DHCP got no offer on eth0 after 2 s"
+        );
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn spawned_client_renews_then_loses_the_lease_when_the_server_goes() {
+        let (guest, host) = guest_and_host();
+        let server = udhcpd(&host, 4); // T1 = 2 s, T2 = 3.5 s, expiry 4 s
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let shared = Arc::new(Mutex::new(NetworkState::default()));
+        // Every published state, in order, as the notifier sees it.
+        let history = Arc::new(Mutex::new(Vec::<LinkState>::new()));
+        let (s, s2, h) = (shared.clone(), shared.clone(), history.clone());
+        let handle = guest.enter(move || {
+            netconf::spawn(
+                dhcp_plan(),
+                env(r, None),
+                s,
+                Box::new(move || {
+                    let now = s2.lock().unwrap().state;
+                    h.lock().unwrap().push(now);
+                }),
+            )
+            .unwrap()
+        });
+        let up = wait_state(
+            &shared,
+            |s| s.state == LinkState::Up,
+            Duration::from_secs(10),
+        );
+        assert_eq!(up.state, LinkState::Up, "{up:?}");
+        let seen_before = history.lock().unwrap().len();
+        assert!(seen_before >= 1, "the notifier was called");
+        // Past two full lease times: only renewals keep the address without a gap.
+        std::thread::sleep(Duration::from_secs(9));
+        let st = shared.lock().unwrap().clone();
+        assert_eq!(st.state, LinkState::Up, "renewals failed: {st:?}");
+        let since: Vec<LinkState> = history.lock().unwrap()[seen_before..].to_vec();
+        assert!(
+            since.iter().all(|s| *s == LinkState::Up),
+            "the lease lapsed instead of being renewed: {since:?}"
+        );
+        assert_eq!(
+            st.addresses, up.addresses,
+            "the renewed lease keeps the address"
+        );
+        let leased = up.addresses[0].clone();
+        assert!(guest
+            .ip_out(&["-4", "addr", "show", "dev", "eth0"])
+            .contains(&leased));
+
+        drop(server);
+        let lost = wait_state(
+            &shared,
+            |s| s.state != LinkState::Up,
+            Duration::from_secs(8),
+        );
+        assert_ne!(lost.state, LinkState::Up, "{lost:?}");
+        let err = lost.error.clone().unwrap_or_default();
+        assert!(err.contains("expired") || err.contains("no offer"), "{err}");
+        let v4 = guest.ip_out(&["-4", "addr", "show", "dev", "eth0"]);
+        assert!(!v4.contains(&leased), "expired address still there: {v4}");
+        handle.stop();
+        let _ = std::fs::remove_file(resolv);
+    }
+}

@@ -1,0 +1,215 @@
+//! The boot benchmark: time from QEMU launch to the trivial init's console
+//! line, against time from launch to vminit's first `/health` 200, on the
+//! same kernel, runs interleaved so that machine load hits both alike.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::initramfs::{Initramfs, Modules};
+use crate::kernel::Kernel;
+use crate::paths::static_binary;
+use crate::running::BOOT_TIMEOUT;
+use crate::vm::{KernelKind, Machine, VmBuilder};
+
+/// What trivial-init prints once it runs.
+pub const TRIVIAL_LINE: &str = "trivial-init: reached userspace";
+
+/// Static addressing for QEMU's slirp network (guest 10.0.2.15, gateway
+/// 10.0.2.2), in the kernel's `ip=` grammar, so that the health endpoint is
+/// reachable through `hostfwd`.
+pub const SLIRP_IP: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
+
+/// The cmdline words vminit needs to answer on the slirp NIC.
+pub fn vminit_net_append() -> String {
+    format!("{SLIRP_IP} vminit.modules=virtio_pci,virtio_mmio,virtio_net")
+}
+
+/// Median, min and max of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub median: Duration,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// Summary of `samples`; `None` when empty. The median of an even count is
+/// the mean of the two middle values.
+pub fn stats(samples: &[Duration]) -> Option<Stats> {
+    let mut v = samples.to_vec();
+    v.sort();
+    let n = v.len();
+    let median = match n {
+        0 => return None,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+    };
+    Some(Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// Boots `initrd` (a trivial-init image) and returns launch → its line.
+pub fn trivial_boot(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    initrd: &Path,
+) -> Result<Duration> {
+    let mut vm = VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel.clone())
+        .kernel_kind(kind)
+        .initrd(initrd)
+        .nic(true)
+        .launch()?;
+    let t = vm.wait_console(TRIVIAL_LINE, BOOT_TIMEOUT)?;
+    vm.wait_exit(Duration::from_secs(30))?;
+    Ok(t)
+}
+
+/// Boots `initrd` (a vminit image) and returns launch → first `/health` 200.
+pub fn vminit_boot(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    initrd: &Path,
+) -> Result<Duration> {
+    let mut vm = VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel.clone())
+        .kernel_kind(kind)
+        .initrd(initrd)
+        .nic(true)
+        .append(&vminit_net_append())
+        .launch()?;
+    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
+    Ok(vm.launched().elapsed())
+}
+
+/// The images the benchmark boots: (trivial, vminit if built).
+pub fn images(
+    kernel: &Kernel,
+    dir: &Path,
+) -> Result<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+    let trivial = dir.join("trivial.cpio");
+    let mut img = Initramfs::new();
+    img.init(&static_binary("trivial-init")?)?;
+    img.write(&trivial)?;
+    let vminit = match static_binary("vminit") {
+        Ok(bin) => {
+            let path = dir.join("vminit.cpio");
+            let mut img = Initramfs::new();
+            img.init(&bin)?;
+            if let Some(modules_dir) = &kernel.modules_dir {
+                img.modules(&kernel.release, modules_dir, &Modules::Virtio.names())?;
+            }
+            img.write(&path)?;
+            Some(path)
+        }
+        Err(_) => None,
+    };
+    Ok((trivial, vminit))
+}
+
+/// Runs `runs` interleaved boots of each image and returns a report.
+pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize) -> Result<String> {
+    let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
+    let (trivial, vminit) = images(kernel, dir.path())?;
+    let mut report = format!(
+        "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n",
+        kernel.release,
+        crate::Accel::detect(&kernel.vmlinux).name()
+    );
+    if vminit.is_none() {
+        report.push_str("(vminit not built: trivial-init only)\n");
+    }
+    for &kind in kinds {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..runs {
+            a.push(trivial_boot(kernel, kind, machine, &trivial)?);
+            if let Some(v) = &vminit {
+                b.push(vminit_boot(kernel, kind, machine, v)?);
+            }
+            eprintln!(
+                "  {kind:?} run {}/{runs}: trivial {:?}{}",
+                i + 1,
+                a[i],
+                b.get(i)
+                    .map(|d| format!(", vminit {d:?}"))
+                    .unwrap_or_default()
+            );
+        }
+        report.push_str(&format_row(kind, &a, &b));
+    }
+    Ok(report)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+/// One kernel kind's lines of the report.
+pub fn format_row(kind: KernelKind, trivial: &[Duration], vminit: &[Duration]) -> String {
+    let mut out = String::new();
+    let line = |name: &str, s: Stats| {
+        format!(
+            "  {kind:?} {name:<32} median {:>8}  min {:>8}  max {:>8}\n",
+            ms(s.median),
+            ms(s.min),
+            ms(s.max)
+        )
+    };
+    let a = stats(trivial);
+    let b = stats(vminit);
+    if let Some(a) = a {
+        out.push_str(&line("launch -> trivial-init line", a));
+    }
+    if let Some(b) = b {
+        out.push_str(&line("launch -> vminit /health 200", b));
+    }
+    if let (Some(a), Some(b)) = (a, b) {
+        let ratio = b.median.as_secs_f64() / a.median.as_secs_f64().max(1e-9);
+        out.push_str(&format!(
+            "  {kind:?} ratio vminit/trivial (medians): {ratio:.2}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn stats_odd_even_and_empty() {
+        let s = stats(&ms(&[300, 100, 200])).unwrap();
+        assert_eq!(
+            (s.median, s.min, s.max),
+            (ms(&[200])[0], ms(&[100])[0], ms(&[300])[0])
+        );
+        assert_eq!(
+            stats(&ms(&[100, 400])).unwrap().median,
+            Duration::from_millis(250)
+        );
+        assert_eq!(stats(&[]), None);
+    }
+
+    #[test]
+    fn report_has_ratio_only_with_both() {
+        let row = format_row(KernelKind::Vmlinux, &ms(&[1000, 1000]), &ms(&[1500, 1500]));
+        assert!(
+            row.contains("ratio vminit/trivial (medians): 1.50"),
+            "{row}"
+        );
+        let row = format_row(KernelKind::Vmlinux, &ms(&[1000]), &[]);
+        assert!(!row.contains("ratio"));
+    }
+}

@@ -1,0 +1,342 @@
+//! `qemu-harness`: the command-line face of the harness library, for people
+//! (the README demo) and for scripts. Each subcommand is a thin wrapper; the
+//! work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use qemu_harness::bench::{self, vminit_net_append};
+use qemu_harness::{
+    make_drive, static_binary, DriveFs, Error, Initramfs, Kernel, KernelKind, Machine, Modules,
+    Result, Vm, VmBuilder, BOOT_TIMEOUT, DEFAULT_LABEL,
+};
+
+const USAGE: &str = "\
+usage: qemu-harness <command> [options]
+
+commands:
+  fetch-kernel                       fetch/cache the test kernel, print its paths
+  initramfs --out F [--init BIN] [--config FILE] [--modules virtio|none|a,b,c]
+            [--file SRC:DST]... [--test-agent]
+  drive --fs vfat|iso9660|ext4 --out F [--label L] FILE...
+  run [--config FILE] [--drive-config FILE [--drive-fs vfat|iso9660|ext4]]
+      [--append ARGS] [--machine q35|microvm] [--bzimage] [--init BIN]
+      [--modules virtio|none|a,b,c] [--forward GUEST_PORT]... [--memory MB]
+                                     boot, print /health when it answers, keep
+                                     the VM up until Ctrl-C (then shut it down)
+  bench-boot [--runs N] [--machine q35|microvm] [--bzimage]
+                                     launch->trivial-init line vs launch->/health 200
+
+common: --kernel F [--modules-dir D]   use this kernel instead of the cached Debian one
+env: VMINIT_STATIC_DIR, VMINIT_KERNEL_CACHE, VMINIT_KERNEL_PACKAGE, VMINIT_KERNEL,
+     VMINIT_MODULES_DIR, VMINIT_ACCEL=kvm|tcg";
+
+/// Parsed `--flag value` options and positional arguments.
+#[derive(Default)]
+struct Args {
+    opts: Vec<(String, Option<String>)>,
+    positional: Vec<String>,
+}
+
+const SWITCHES: &[&str] = &["--bzimage", "--test-agent", "--help"];
+
+impl Args {
+    fn parse(words: &[String]) -> Result<Args> {
+        let mut args = Args::default();
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            if SWITCHES.contains(&w.as_str()) {
+                args.opts.push((w.clone(), None));
+            } else if w.starts_with("--") {
+                let value = it
+                    .next()
+                    .ok_or_else(|| Error::Invalid(format!("{w} needs a value\n\n{USAGE}")))?;
+                args.opts.push((w.clone(), Some(value.clone())));
+            } else {
+                args.positional.push(w.clone());
+            }
+        }
+        Ok(args)
+    }
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.opts
+            .iter()
+            .filter(|(n, _)| n == name)
+            .filter_map(|(_, v)| v.as_deref())
+            .collect()
+    }
+    fn one(&self, name: &str) -> Option<&str> {
+        self.all(name).pop()
+    }
+    fn has(&self, name: &str) -> bool {
+        self.opts.iter().any(|(n, _)| n == name)
+    }
+    fn required(&self, name: &str) -> Result<&str> {
+        self.one(name)
+            .ok_or_else(|| Error::Invalid(format!("missing {name}\n\n{USAGE}")))
+    }
+    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T> {
+        match self.one(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::Invalid(format!("{name} {v}: not a number"))),
+        }
+    }
+}
+
+fn kernel(args: &Args) -> Result<Kernel> {
+    match args.one("--kernel") {
+        Some(k) => Kernel::from_paths(k.as_ref(), args.one("--modules-dir").map(AsRef::as_ref)),
+        None => Kernel::get(),
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        op: "read",
+        path: path.into(),
+        source,
+    })
+}
+
+/// The initramfs the `initramfs` and `run` commands build.
+fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
+    let mut img = Initramfs::new();
+    match args.one("--init") {
+        Some(init) => img.init(init.as_ref())?,
+        None => img.init(&static_binary("vminit")?)?,
+    };
+    if let Some(config) = args.one("--config") {
+        img.file(qemu_harness::CONFIG_PATH, read(config)?, 0o644);
+    }
+    for spec in args.all("--file") {
+        let (src, dst) = spec
+            .split_once(':')
+            .ok_or_else(|| Error::Invalid(format!("--file {spec}: expected SRC:DST")))?;
+        img.file_from(dst, src.as_ref(), 0o755)?;
+    }
+    if args.has("--test-agent") {
+        img.bin("test-agent")?;
+    }
+    let modules = Modules::parse(args.one("--modules").unwrap_or("virtio"));
+    if modules != Modules::None {
+        let dir = kernel.modules_dir.as_ref().ok_or_else(|| {
+            Error::Invalid(
+                "--modules needs a module tree: pass --modules-dir or --modules none".into(),
+            )
+        })?;
+        img.modules(&kernel.release, dir, &modules.names())?;
+    }
+    Ok(img)
+}
+
+fn fetch_kernel(args: &Args) -> Result<()> {
+    let k = kernel(args)?;
+    println!("release     {}", k.release);
+    println!("vmlinuz     {}", k.vmlinuz.display());
+    println!("vmlinux     {}", k.vmlinux.display());
+    match &k.modules_dir {
+        Some(d) => println!("modules_dir {}", d.display()),
+        None => println!("modules_dir (none)"),
+    }
+    Ok(())
+}
+
+fn initramfs(args: &Args) -> Result<()> {
+    let out = args.required("--out")?;
+    let k = kernel(args)?;
+    build_image(args, &k)?.write(out.as_ref())?;
+    println!("{out}");
+    Ok(())
+}
+
+fn drive(args: &Args) -> Result<()> {
+    let fs: DriveFs = args.required("--fs")?.parse()?;
+    let out = args.required("--out")?;
+    let label = args.one("--label").unwrap_or(DEFAULT_LABEL);
+    let mut files = Vec::new();
+    for src in &args.positional {
+        let name = PathBuf::from(src)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::Invalid(format!("{src}: not a file name")))?;
+        files.push((name, read(src)?));
+    }
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    make_drive(fs, label, &refs, out.as_ref())?;
+    println!("{out}");
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<()> {
+    let machine: Machine = args.one("--machine").unwrap_or("q35").parse()?;
+    let k = kernel(args)?;
+    let work = tempfile::tempdir().map_err(|source| Error::Io {
+        op: "create temp dir",
+        path: "/tmp".into(),
+        source,
+    })?;
+    let initrd = work.path().join("initramfs.cpio");
+    build_image(args, &k)?.write(&initrd)?;
+    let kind = if args.has("--bzimage") {
+        KernelKind::BzImage
+    } else {
+        KernelKind::Vmlinux
+    };
+    let mut builder = VmBuilder::new()
+        .machine(machine)
+        .kernel(k)
+        .kernel_kind(kind)
+        .initrd(&initrd)
+        .memory_mb(args.number("--memory", 256)?)
+        .nic(true);
+    let append = args.one("--append").unwrap_or("");
+    let mut drive_has_network = false;
+    if let Some(cfg) = args.one("--drive-config") {
+        let bytes = read(cfg)?;
+        drive_has_network = String::from_utf8_lossy(&bytes).contains("[network]");
+        let fs: DriveFs = args.one("--drive-fs").unwrap_or("vfat").parse()?;
+        let img = work.path().join("config-drive.img");
+        make_drive(fs, DEFAULT_LABEL, &[("vminit.toml", &bytes)], &img)?;
+        builder = builder.drive(img);
+    }
+    // The network needs one source (contract §2): give slirp's addresses on
+    // the cmdline unless the user chose a source already.
+    if !append.split_whitespace().any(|w| w.starts_with("ip=")) && !drive_has_network {
+        builder = builder.append(&vminit_net_append());
+    }
+    builder = builder.append(append);
+    for port in args.all("--forward") {
+        let port = port
+            .parse()
+            .map_err(|_| Error::Invalid(format!("--forward {port}: not a port")))?;
+        builder = builder.forward(port);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|source| Error::Io {
+            op: "install signal handler",
+            path: "SIGINT".into(),
+            source,
+        })?;
+    }
+    let mut vm = builder.launch()?;
+    eprintln!(
+        "qemu pid {}, console {}",
+        vm.pid(),
+        vm.console_path().display()
+    );
+    // Wait in slices so that Ctrl-C during a slow boot still shuts down.
+    let started = Instant::now();
+    let health = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        match vm.wait_health(|_| true, Duration::from_secs(1)) {
+            Ok(json) => break Some(json),
+            Err(Error::Timeout { .. }) if started.elapsed() < BOOT_TIMEOUT => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(health) = health {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&health).unwrap_or_default()
+        );
+        print_endpoints(&vm, args);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(status) = vm.try_exit() {
+            eprintln!(
+                "QEMU exited by itself ({status}); console tail:\n{}",
+                vm.console_tail(20)
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    shut_down(&mut vm);
+    Ok(())
+}
+
+fn print_endpoints(vm: &Vm, args: &Args) {
+    if let Some(port) = vm.health_port() {
+        eprintln!("health: curl http://127.0.0.1:{port}/health");
+    }
+    for port in args.all("--forward") {
+        if let Some(host) = port.parse().ok().and_then(|p| vm.host_port(p)) {
+            eprintln!("guest port {port} -> 127.0.0.1:{host}");
+        }
+    }
+    eprintln!("VM is up; Ctrl-C shuts it down");
+}
+
+/// ctrl-alt-delete (vminit's graceful shutdown, contract §5), then the ACPI
+/// power button, then SIGKILL.
+fn shut_down(vm: &mut Vm) {
+    eprintln!("shutting down: ctrl-alt-delete");
+    let clean = vm.send_ctrl_alt_del().is_ok() && vm.wait_exit(Duration::from_secs(30)).is_ok();
+    if !clean {
+        eprintln!("no shutdown after ctrl-alt-delete; trying system_powerdown");
+        let _ = vm.system_powerdown();
+        if vm.wait_exit(Duration::from_secs(10)).is_err() {
+            eprintln!("still running; killing QEMU");
+        }
+    }
+    let status = vm.kill();
+    eprintln!("QEMU ended: {status:?}");
+}
+
+fn bench_boot(args: &Args) -> Result<()> {
+    let machine: Machine = args.one("--machine").unwrap_or("q35").parse()?;
+    let k = kernel(args)?;
+    let mut kinds = vec![KernelKind::Vmlinux];
+    if args.has("--bzimage") {
+        kinds.push(KernelKind::BzImage);
+    }
+    let runs = args.number("--runs", 5usize)?.max(1);
+    print!("{}", bench::run(&k, &kinds, machine, runs)?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = words.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = Args::parse(rest).and_then(|args| {
+        if args.has("--help") {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        match command.as_str() {
+            "fetch-kernel" => fetch_kernel(&args),
+            "initramfs" => initramfs(&args),
+            "drive" => drive(&args),
+            "run" => run(&args),
+            "bench-boot" => bench_boot(&args),
+            "help" | "--help" | "-h" => {
+                println!("{USAGE}");
+                Ok(())
+            }
+            other => Err(Error::Invalid(format!(
+                "unknown command `{other}`\n\n{USAGE}"
+            ))),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qemu-harness: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

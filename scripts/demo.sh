@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The demo: boots a VM with the example agent config and a config drive that sets the network,
+# prints its health JSON, and keeps it up until Ctrl-C (which powers the guest off cleanly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+VMINIT_STATIC_DIR="$(cat target/static-dir)"
+export VMINIT_STATIC_DIR
+exec cargo run --release --locked -q -p qemu-harness -- run \
+    --config examples/agents.toml --drive-config examples/drive.toml --drive-fs vfat "$@"

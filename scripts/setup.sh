@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian/Ubuntu machine, builds the
+# static binaries and fetches the test kernel. Idempotent: a second run only checks.
+#   - Debian packages: QEMU, cpio, depmod (kmod), mtools/dosfstools/genisoimage/e2fsprogs for
+#     config drives, xz for the kernel, iproute2 for the netconf namespace tests.
+#   - the musl target (fallback: the gnu target with +crt-static, contract §1);
+#   - `vminit`, `test-agent`, `trivial-init` built static, release;
+#   - Debian's kernel package into .cache/kernel (qemu-harness fetch-kernel).
+# Prints the export line for VMINIT_STATIC_DIR when the fallback target is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_pkgs=()
+for pair in qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod mcopy:mtools \
+            mkfs.vfat:dosfstools genisoimage:genisoimage mkfs.ext4:e2fsprogs xz:xz-utils \
+            ip:iproute2 apt-get:apt; do
+    cmd=${pair%%:*}; pkg=${pair##*:}
+    command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "setup: installing ${need_pkgs[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup first (https://rustup.rs)" >&2
+    exit 1
+fi
+
+target=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    rustup target add "$target" >/dev/null 2>&1 || true
+fi
+if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    cargo build --release --locked --target "$target" -p vminit -p test-agent
+else
+    # Fallback of contract §1: glibc, statically linked.
+    target=x86_64-unknown-linux-gnu
+    echo "setup: musl target unavailable; building $target with +crt-static"
+    RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+        cargo build --release --locked --target "$target" -p vminit -p test-agent
+fi
+export VMINIT_STATIC_DIR="$PWD/target/$target/release"
+echo "$VMINIT_STATIC_DIR" > target/static-dir
+
+cargo run --release --locked -q -p qemu-harness -- fetch-kernel

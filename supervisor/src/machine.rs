@@ -1,0 +1,467 @@
+//! The per-service state machine of contract §3, pure: every input carries its `Instant`, no
+//! clock is read and no syscall made. It decides (returns [`Action`]s); the supervisor acts.
+//!
+//! Choices documented here:
+//! - A crash is a non-success exit, a death by signal, a spawn failure or a missed
+//!   `ready_timeout`. More than `burst` crashes within the sliding `interval` window put the
+//!   service in `failed`; crashes older than `interval` leave the window (that is the budget's
+//!   reset). Under `restart = "never"` the first crash is final.
+//! - Backoff: `initial`, doubling per consecutive crash, capped at `max`. A run that stayed up
+//!   for [`STABLE_RUN`] resets the doubling to `initial`.
+//! - A success exit under `restart = "always"` is restarted after [`IDLE_RESTART_DELAY`],
+//!   not counted, and a service that was ready stays "ready-equivalent" (`ready: true`)
+//!   through the restart until it proves readiness again or crashes, so `/health` stays `ok`.
+//!   A service that exits successfully faster than [`QUICK_EXIT`] is restarted with the
+//!   backoff progression instead (still not counted): a command that exits 0 at once must not
+//!   spin the VM.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use guest_config::{Restart, ServiceConfig};
+
+use crate::status::{ExitStatus, LastExit};
+
+/// A run this long resets the backoff doubling.
+pub const STABLE_RUN: Duration = Duration::from_secs(10);
+/// Delay before restarting an idle-exited `restart = "always"` service.
+pub const IDLE_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// A success exit sooner than this after the start is not an idle exit but a quick one.
+pub const QUICK_EXIT: Duration = Duration::from_secs(1);
+
+/// What the supervisor must do for the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start the command now (then call [`Machine::spawned`] or [`Machine::spawn_failed`]).
+    Spawn,
+    /// Send this signal to the process group of `pid`.
+    KillGroup { pid: i32, signal: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    Up {
+        pid: i32,
+        since: Instant,
+        ready: bool,
+    },
+    /// A restart is due `at`. `crashed`: backoff after a crash (else an idle restart).
+    /// `dying`: the old process was killed (missed readiness) and is not reaped yet.
+    Restarting {
+        at: Instant,
+        crashed: bool,
+        dying: Option<i32>,
+    },
+    Exited,
+    Failed {
+        dying: Option<i32>,
+    },
+    /// `kill_at`: when to escalate to SIGKILL (None once sent).
+    Stopping {
+        pid: i32,
+        kill_at: Option<Instant>,
+        was_ready: bool,
+    },
+    Stopped,
+}
+
+/// One service's lifecycle.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    restart: Restart,
+    burst: u32,
+    interval: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    success_exit: Vec<i32>,
+    ready_timeout: Duration,
+    stop_signal: i32,
+    stop_timeout: Duration,
+    phase: Phase,
+    /// Crash times within the budget window, oldest first.
+    crashes: VecDeque<Instant>,
+    /// Consecutive crashes since the last stable run (the backoff exponent).
+    streak: u32,
+    /// Consecutive quick success exits (their restart delay's exponent).
+    quick_streak: u32,
+    restarts: u32,
+    failures: u32,
+    started_once: bool,
+    last_exit: Option<LastExit>,
+    /// Ready-equivalent across an idle restart.
+    sticky_ready: bool,
+    ever_ready: bool,
+    shutting_down: bool,
+}
+
+impl Machine {
+    pub fn new(cfg: &ServiceConfig) -> Machine {
+        Machine {
+            restart: cfg.restart,
+            burst: cfg.restart_limit.burst,
+            interval: cfg.restart_limit.interval.get(),
+            backoff_initial: cfg.backoff.initial.get(),
+            backoff_max: cfg.backoff.max.get().max(cfg.backoff.initial.get()),
+            success_exit: cfg.success_exit.clone(),
+            ready_timeout: cfg.ready_timeout.get(),
+            stop_signal: cfg.stop_signal.number,
+            stop_timeout: cfg.stop_timeout.get(),
+            phase: Phase::Waiting,
+            crashes: VecDeque::new(),
+            streak: 0,
+            quick_streak: 0,
+            restarts: 0,
+            failures: 0,
+            started_once: false,
+            last_exit: None,
+            sticky_ready: false,
+            ever_ready: false,
+            shutting_down: false,
+        }
+    }
+
+    /// The dependencies are ready: leave `waiting`.
+    pub fn deps_ready(&mut self) -> Option<Action> {
+        (self.phase == Phase::Waiting && !self.shutting_down).then_some(Action::Spawn)
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        self.phase == Phase::Waiting
+    }
+
+    /// The command was started as `pid`.
+    pub fn spawned(&mut self, pid: i32, now: Instant) {
+        if self.started_once {
+            self.restarts = self.restarts.saturating_add(1);
+        }
+        self.started_once = true;
+        self.phase = Phase::Up {
+            pid,
+            since: now,
+            ready: false,
+        };
+    }
+
+    /// The command could not be started: a crash with that reason.
+    pub fn spawn_failed(&mut self, reason: String, now: Instant) {
+        if self.started_once {
+            self.restarts = self.restarts.saturating_add(1);
+        }
+        self.started_once = true;
+        self.crash(LastExit::SpawnError(reason), now, now, None);
+    }
+
+    /// Readiness was proven (for `ready = "started"`, call right after `spawned`).
+    pub fn ready(&mut self) {
+        if let Phase::Up { ready, .. } = &mut self.phase {
+            *ready = true;
+            self.sticky_ready = true;
+            self.ever_ready = true;
+        }
+    }
+
+    /// The main process (or a killed one) is gone. Returns true if `pid` was this service's.
+    pub fn exited(&mut self, pid: i32, status: ExitStatus, now: Instant) -> bool {
+        if status == ExitStatus::NotExited {
+            return self.main_pid() == Some(pid) || self.dying_pid() == Some(pid);
+        }
+        match self.phase.clone() {
+            Phase::Up { pid: p, since, .. } if p == pid => {
+                let ok = matches!(status, ExitStatus::Code(c) if self.success_exit.contains(&c));
+                self.last_exit = Some(LastExit::from_status(status));
+                if self.shutting_down {
+                    self.phase = Phase::Stopped;
+                } else if !ok {
+                    self.crash(LastExit::from_status(status), since, now, None);
+                } else if self.restart == Restart::Always {
+                    let delay = if now.saturating_duration_since(since) >= QUICK_EXIT {
+                        self.quick_streak = 0;
+                        IDLE_RESTART_DELAY
+                    } else {
+                        let d = self
+                            .backoff_delay(self.quick_streak)
+                            .max(IDLE_RESTART_DELAY);
+                        self.quick_streak = self.quick_streak.saturating_add(1);
+                        d
+                    };
+                    self.phase = Phase::Restarting {
+                        at: now + delay,
+                        crashed: false,
+                        dying: None,
+                    };
+                } else {
+                    self.phase = Phase::Exited;
+                    self.ever_ready = true;
+                }
+                true
+            }
+            Phase::Restarting {
+                at,
+                crashed,
+                dying: Some(p),
+            } if p == pid => {
+                self.phase = Phase::Restarting {
+                    at,
+                    crashed,
+                    dying: None,
+                };
+                true
+            }
+            Phase::Failed { dying: Some(p) } if p == pid => {
+                self.phase = Phase::Failed { dying: None };
+                true
+            }
+            Phase::Stopping { pid: p, .. } if p == pid => {
+                self.last_exit = Some(LastExit::from_status(status));
+                self.phase = Phase::Stopped;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn crash(&mut self, why: LastExit, since: Instant, now: Instant, dying: Option<i32>) {
+        self.failures = self.failures.saturating_add(1);
+        self.last_exit = Some(why);
+        self.sticky_ready = false;
+        self.crashes.push_back(now);
+        self.prune(now);
+        if now.saturating_duration_since(since) >= STABLE_RUN {
+            self.streak = 0;
+        }
+        if self.crashes.len() > self.burst as usize || self.restart == Restart::Never {
+            self.phase = Phase::Failed { dying };
+            return;
+        }
+        let delay = self.backoff_delay(self.streak);
+        self.streak = self.streak.saturating_add(1);
+        self.phase = Phase::Restarting {
+            at: now + delay,
+            crashed: true,
+            dying,
+        };
+    }
+
+    /// `initial * 2^exponent`, capped at `max`.
+    fn backoff_delay(&self, exponent: u32) -> Duration {
+        self.backoff_initial
+            .saturating_mul(2u32.saturating_pow(exponent.min(31)))
+            .min(self.backoff_max)
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while let Some(&t) = self.crashes.front() {
+            if now.saturating_duration_since(t) >= self.interval {
+                self.crashes.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Time passed: restarts due, readiness deadline missed, stop escalation.
+    pub fn tick(&mut self, now: Instant) -> Option<Action> {
+        match self.phase.clone() {
+            Phase::Up {
+                pid,
+                since,
+                ready: false,
+            } if now >= since + self.ready_timeout => {
+                let why = LastExit::ReadyTimeout(fmt_duration(self.ready_timeout));
+                self.crash(why, since, now, Some(pid));
+                Some(Action::KillGroup {
+                    pid,
+                    signal: libc::SIGKILL,
+                })
+            }
+            Phase::Restarting {
+                at, dying: None, ..
+            } if now >= at && !self.shutting_down => Some(Action::Spawn),
+            Phase::Stopping {
+                pid,
+                kill_at: Some(t),
+                was_ready,
+            } if now >= t => {
+                self.phase = Phase::Stopping {
+                    pid,
+                    kill_at: None,
+                    was_ready,
+                };
+                Some(Action::KillGroup {
+                    pid,
+                    signal: libc::SIGKILL,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The next instant [`Machine::tick`] has something to do, if any. Nothing waiting on a
+    /// reap has a deadline: the exit arrives as an event.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Up {
+                since,
+                ready: false,
+                ..
+            } => Some(since + self.ready_timeout),
+            Phase::Restarting {
+                at, dying: None, ..
+            } if !self.shutting_down => Some(at),
+            Phase::Stopping { kill_at, .. } => kill_at,
+            _ => None,
+        }
+    }
+
+    /// Shutdown begins: no more restarts. Services without a live process are stopped now.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.phase = match self.phase.clone() {
+            Phase::Restarting {
+                dying: Some(pid), ..
+            }
+            | Phase::Failed { dying: Some(pid) } => Phase::Stopping {
+                pid,
+                kill_at: None,
+                was_ready: false,
+            },
+            Phase::Up { .. } | Phase::Stopping { .. } => return,
+            Phase::Failed { dying: None } => return,
+            _ => Phase::Stopped,
+        };
+    }
+
+    /// Stops a running service (its dependents are down): `stop_signal`, SIGKILL later.
+    pub fn stop(&mut self, now: Instant) -> Option<Action> {
+        if let Phase::Up { pid, ready, .. } = self.phase {
+            self.phase = Phase::Stopping {
+                pid,
+                kill_at: Some(now + self.stop_timeout),
+                was_ready: ready,
+            };
+            return Some(Action::KillGroup {
+                pid,
+                signal: self.stop_signal,
+            });
+        }
+        None
+    }
+
+    /// No process of this service is alive (or can start again).
+    pub fn is_down(&self) -> bool {
+        match self.phase {
+            Phase::Up { .. } | Phase::Stopping { .. } => false,
+            Phase::Restarting { dying, .. } | Phase::Failed { dying } => dying.is_none(),
+            _ => true,
+        }
+    }
+
+    pub fn is_up_for_stop(&self) -> bool {
+        matches!(self.phase, Phase::Up { .. })
+    }
+
+    /// Ready, exited, or ready-equivalent across an idle restart: dependents may start.
+    pub fn counts_as_ready(&self) -> bool {
+        match self.phase {
+            Phase::Up { ready, .. } => ready || self.sticky_ready,
+            Phase::Restarting { crashed: false, .. } => self.sticky_ready,
+            Phase::Exited => true,
+            _ => false,
+        }
+    }
+
+    pub fn is_proven_ready(&self) -> bool {
+        matches!(self.phase, Phase::Up { ready: true, .. })
+    }
+
+    /// The live main process, if any.
+    pub fn main_pid(&self) -> Option<i32> {
+        match self.phase {
+            Phase::Up { pid, .. } | Phase::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn dying_pid(&self) -> Option<i32> {
+        match self.phase {
+            Phase::Restarting { dying, .. } | Phase::Failed { dying } => dying,
+            _ => None,
+        }
+    }
+
+    /// Any pid this machine waits to reap.
+    pub fn owns(&self, pid: i32) -> bool {
+        self.main_pid() == Some(pid) || self.dying_pid() == Some(pid)
+    }
+
+    /// The contract's state word.
+    pub fn state_word(&self) -> &'static str {
+        match self.phase {
+            Phase::Waiting => "waiting",
+            Phase::Up { ready: true, .. }
+            | Phase::Stopping {
+                was_ready: true, ..
+            } => "ready",
+            Phase::Up { .. } | Phase::Stopping { .. } => "running",
+            Phase::Restarting { crashed: true, .. } => "backoff",
+            Phase::Restarting { crashed: false, .. } => "starting",
+            Phase::Exited => "exited",
+            Phase::Failed { .. } => "failed",
+            Phase::Stopped => "stopped",
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. })
+    }
+
+    /// When the scheduled restart is due.
+    pub fn next_retry(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Restarting { at, .. } if !self.shutting_down => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Crashes still allowed in the window as of `now`.
+    pub fn budget_left(&self, now: Instant) -> u32 {
+        let recent = self
+            .crashes
+            .iter()
+            .filter(|&&t| now.saturating_duration_since(t) < self.interval)
+            .count();
+        (self.burst as usize).saturating_sub(recent) as u32
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+    pub fn last_exit(&self) -> Option<&LastExit> {
+        self.last_exit.as_ref()
+    }
+    pub fn ever_ready(&self) -> bool {
+        self.ever_ready
+    }
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout
+    }
+}
+
+/// `30s`, `250ms`, `1.5s` for messages.
+pub fn fmt_duration(d: Duration) -> String {
+    if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -1,0 +1,398 @@
+//! The supervisor's side effects: starting processes, wiring their pipes and notify sockets
+//! into the loop, running readiness probes and carrying out the machines' actions.
+
+use std::io::{ErrorKind, Read};
+use std::time::Instant;
+
+use guest_config::Ready;
+use mio::{Interest, Token};
+
+use crate::machine::Action;
+use crate::notify::{parse_message, sender_belongs, NotifySocket};
+use crate::output::LineAssembler;
+use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
+use crate::spawn::{self, Spec};
+use crate::status::ExitStatus;
+use crate::supervisor::{Pipe, Service, Supervisor};
+use crate::users;
+
+/// Retry delay for console output a slow sink did not take.
+const CONSOLE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Supervisor {
+    /// Brings every service forward as far as `now` allows, until nothing changes.
+    pub(crate) fn advance(&mut self, now: Instant, registry: &mio::Registry) {
+        for _ in 0..=self.services.len() {
+            let mut changed = false;
+            for i in 0..self.services.len() {
+                changed |= self.step(i, now, registry);
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.flush_console(now);
+    }
+
+    /// One service: start, probe, tick, stop. Returns true if something happened that may
+    /// unblock another service.
+    fn step(&mut self, i: usize, now: Instant, registry: &mio::Registry) -> bool {
+        let mut changed = false;
+        if self.services[i].m.is_waiting() && self.deps_met(i) {
+            if let Some(Action::Spawn) = self.services[i].m.deps_ready() {
+                self.spawn_service(i, now, registry);
+                changed = true;
+            }
+        }
+        changed |= self.run_probe(i, now);
+        if let Some(action) = self.services[i].m.tick(now) {
+            self.act(i, action, now, registry);
+            changed = true;
+        }
+        if self.shutting_down
+            && self.services[i].m.is_up_for_stop()
+            && self.services[i]
+                .dependents
+                .iter()
+                .all(|&d| self.services[d].m.is_down())
+        {
+            if let Some(action) = self.services[i].m.stop(now) {
+                log::info!("stopping service {}", self.services[i].name);
+                self.act(i, action, now, registry);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn deps_met(&self, i: usize) -> bool {
+        let s = &self.services[i];
+        (!s.needs_network || self.network_up)
+            && s.deps.iter().all(|&d| self.services[d].m.counts_as_ready())
+    }
+
+    fn act(&mut self, i: usize, action: Action, now: Instant, registry: &mio::Registry) {
+        match action {
+            Action::Spawn => self.spawn_service(i, now, registry),
+            Action::KillGroup { pid, signal } => {
+                let s = &self.services[i];
+                if let Some(why) =
+                    s.m.last_exit()
+                        .filter(|_| signal == libc::SIGKILL && !s.m.is_stopping())
+                {
+                    log::warn!(
+                        "service {}: {why}; killing it ({})",
+                        s.name,
+                        s.m.state_word()
+                    );
+                }
+                if let Err(e) = spawn::kill_group(pid, signal) {
+                    log::warn!("service {}: kill(-{pid}, {signal}) failed: {e}", s.name);
+                }
+            }
+        }
+    }
+
+    fn spawn_service(&mut self, i: usize, now: Instant, registry: &mio::Registry) {
+        let s = &self.services[i];
+        let creds = match users::resolve(
+            &s.name,
+            s.cfg.user.as_deref(),
+            s.cfg.group.as_deref(),
+            &self.etc_dir,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{e}");
+                self.services[i].m.spawn_failed(e.to_string(), now);
+                return;
+            }
+        };
+        let notify = s.notify.as_ref().map(|n| n.path.clone());
+        let spec = Spec {
+            argv: &s.cfg.command,
+            env: &s.cfg.env,
+            creds: creds.as_ref(),
+            workdir: s.cfg.workdir.as_deref(),
+            notify_socket: notify.as_deref(),
+            capture: true,
+        };
+        let program = s.cfg.command.first().cloned().unwrap_or_default();
+        match spawn::spawn(&spec) {
+            Err(e) => {
+                let why = format!("{program}: {e}");
+                log::error!("service {}: cannot start {why}", s.name);
+                self.services[i].m.spawn_failed(why, now);
+            }
+            Ok(started) => {
+                log::info!("service {} started as pid {}", s.name, started.pid);
+                for rx in [started.stdout, started.stderr].into_iter().flatten() {
+                    self.add_pipe(i, rx, registry);
+                }
+                let s = &mut self.services[i];
+                s.m.spawned(started.pid, now);
+                s.pending = None;
+                s.next_probe = Some(now);
+                if s.cfg.ready == Ready::Started {
+                    s.m.ready();
+                }
+            }
+        }
+    }
+
+    fn add_pipe(
+        &mut self,
+        svc: usize,
+        mut rx: mio::unix::pipe::Receiver,
+        registry: &mio::Registry,
+    ) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        match registry.register(&mut rx, token, Interest::READABLE) {
+            Ok(()) => {
+                self.pipes.insert(
+                    token,
+                    Pipe {
+                        svc,
+                        rx,
+                        asm: LineAssembler::default(),
+                    },
+                );
+            }
+            // Dropping the read end makes the service's writes fail with EPIPE instead of
+            // blocking it; its output is lost, which we say.
+            Err(e) => log::error!(
+                "service {}: cannot watch its output: {e}",
+                self.services[svc].name
+            ),
+        }
+    }
+
+    pub(crate) fn read_pipe(&mut self, token: Token, registry: &mio::Registry) {
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return;
+        };
+        let name = &self.services[pipe.svc].name;
+        let mut buf = [0u8; 8192];
+        // Bounded per event so one chatty service cannot starve the loop; the edge-triggered
+        // registration would lose the rest, so re-register below if we stop early.
+        let mut eof = false;
+        let mut rounds = 0;
+        loop {
+            match pipe.rx.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    let console = &mut self.console;
+                    pipe.asm.feed(&buf[..n], &mut |l| console.line(name, l));
+                    rounds += 1;
+                    if rounds >= 16 {
+                        let _ = registry.reregister(&mut pipe.rx, token, Interest::READABLE);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if eof {
+            let console = &mut self.console;
+            pipe.asm.finish(&mut |l| console.line(name, l));
+            if let Some(mut p) = self.pipes.remove(&token) {
+                let _ = registry.deregister(&mut p.rx);
+            }
+        }
+    }
+
+    pub(crate) fn bind_notify(&mut self, i: usize, registry: &mio::Registry) {
+        let path = self
+            .notify_dir
+            .join(format!("{}.notify", self.services[i].name));
+        match NotifySocket::bind(&path) {
+            Ok(mut n) => {
+                let token = Token(self.token_base + i);
+                if let Err(e) = registry.register(&mut n.sock, token, Interest::READABLE) {
+                    log::error!(
+                        "service {}: cannot watch {}: {e}",
+                        self.services[i].name,
+                        path.display()
+                    );
+                }
+                self.services[i].notify = Some(n);
+            }
+            // The service still starts; without the socket it cannot become ready and its
+            // ready_timeout will show that.
+            Err(e) => log::error!(
+                "service {}: cannot create notify socket {}: {e}",
+                self.services[i].name,
+                path.display()
+            ),
+        }
+    }
+
+    pub(crate) fn read_notify(&mut self, i: usize) {
+        let Some(sock) = &self.services[i].notify else {
+            return;
+        };
+        let messages = sock.recv_all();
+        let s = &mut self.services[i];
+        for (sender, payload) in messages {
+            let Some(main) = s.m.main_pid() else { continue };
+            if !sender_belongs(sender, main, &self.proc_dir) {
+                log::warn!("service {}: ignored notify message from pid {sender}, not one of its processes", s.name);
+                continue;
+            }
+            let msg = parse_message(&payload);
+            if msg.status.is_some() {
+                s.notify_status = msg.status;
+            }
+            if msg.ready && !s.m.is_proven_ready() {
+                log::info!("service {} is ready (notify)", s.name);
+                s.m.ready();
+            }
+        }
+    }
+
+    /// Whether `s` is waiting for a polled readiness proof.
+    pub(crate) fn probing(&self, s: &Service) -> bool {
+        s.probe.is_some()
+            && s.m.main_pid().is_some()
+            && !s.m.is_proven_ready()
+            && !self.shutting_down
+    }
+
+    /// Advances a polled probe. Returns true when the service became ready.
+    fn run_probe(&mut self, i: usize, now: Instant) -> bool {
+        if !self.probing(&self.services[i]) {
+            self.services[i].pending = None;
+            return false;
+        }
+        let s = &mut self.services[i];
+        let Some(probe) = s.probe.clone() else {
+            return false;
+        };
+        let due = s.next_probe.is_some_and(|t| now >= t);
+        let ok = match &probe {
+            PollProbe::Http(_) | PollProbe::Tcp(_) => match s.pending.as_ref().map(Pending::poll) {
+                Some(Some(ok)) => {
+                    s.pending = None;
+                    ok
+                }
+                Some(None) => false,
+                None if due => {
+                    s.pending = Pending::start(&probe);
+                    false
+                }
+                None => false,
+            },
+            PollProbe::File(path) => due && path.exists(),
+            PollProbe::Exec(argv) => {
+                if let Some(run) = s.exec_run {
+                    if now >= run.deadline {
+                        let _ = spawn::kill_group(run.pid, libc::SIGKILL);
+                        // Its exit arrives through on_exit; no need to wake before then.
+                        s.exec_run = Some(ExecRun {
+                            pid: run.pid,
+                            deadline: now + PROBE_TIMEOUT,
+                        });
+                    }
+                } else if due {
+                    s.exec_run = start_exec(s, argv, &self.etc_dir, now);
+                }
+                false
+            }
+        };
+        if ok {
+            log::info!("service {} is ready", s.name);
+            s.m.ready();
+            return true;
+        }
+        if due || s.next_probe.is_none() {
+            s.next_probe = Some(now + POLL_INTERVAL);
+        }
+        false
+    }
+
+    /// Returns true if the pid was ours (a service's process or an `exec` probe).
+    pub(crate) fn handle_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) -> bool {
+        for s in &mut self.services {
+            if s.exec_run.is_some_and(|r| r.pid == pid) {
+                if status == ExitStatus::NotExited {
+                    return true;
+                }
+                s.exec_run = None;
+                if status == ExitStatus::Code(0)
+                    && s.m.main_pid().is_some()
+                    && !s.m.is_proven_ready()
+                {
+                    log::info!("service {} is ready (exec probe)", s.name);
+                    s.m.ready();
+                }
+                return true;
+            }
+            if s.m.owns(pid) {
+                let was_main = s.m.main_pid() == Some(pid);
+                s.m.exited(pid, status, now);
+                if was_main && status != ExitStatus::NotExited {
+                    let why = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                    let state = s.m.state_word();
+                    match state {
+                        "failed" => log::error!(
+                            "service {} (pid {pid}) {why}: failed, {} crashes, no more restarts",
+                            s.name,
+                            s.m.failures()
+                        ),
+                        "backoff" => log::warn!(
+                            "service {} (pid {pid}) {why}: restarting after backoff",
+                            s.name
+                        ),
+                        _ => log::info!("service {} (pid {pid}) {why}: {state}", s.name),
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn flush_console(&mut self, now: Instant) {
+        self.console_retry = self.console.flush().then(|| now + CONSOLE_RETRY);
+    }
+}
+
+fn start_exec(
+    s: &Service,
+    argv: &[String],
+    etc: &std::path::Path,
+    now: Instant,
+) -> Option<ExecRun> {
+    let creds = users::resolve(&s.name, s.cfg.user.as_deref(), s.cfg.group.as_deref(), etc).ok()?;
+    let spec = Spec {
+        argv,
+        env: &s.cfg.env,
+        creds: creds.as_ref(),
+        workdir: s.cfg.workdir.as_deref(),
+        notify_socket: None,
+        capture: false,
+    };
+    match spawn::spawn(&spec) {
+        Ok(started) => Some(ExecRun {
+            pid: started.pid,
+            deadline: now + PROBE_TIMEOUT,
+        }),
+        Err(e) => {
+            log::warn!(
+                "service {}: readiness probe {:?} cannot start: {e}",
+                s.name,
+                argv.first()
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The [`Supervisor`]: all services of one boot, driven by the init's event loop. It owns the
+//! services' pipes and notify sockets (registered on the loop's `mio::Registry` with tokens
+//! from `Options::token_base` up) and decides through each service's [`Machine`]. It never
+//! reaps (the loop hands it every `(pid, status)`), never installs signal handlers and never
+//! reads the clock: every entry point takes `now`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use guest_config::service::AFTER_NETWORK;
+use guest_config::{Ready, ServiceConfig};
+use mio::unix::pipe::Receiver;
+use mio::Token;
+
+use crate::error::Error;
+use crate::machine::Machine;
+use crate::notify::NotifySocket;
+use crate::output::{Console, LineAssembler};
+use crate::probe::{ExecRun, Pending, PollProbe};
+use crate::status::{overall_status, ExitStatus, NetworkHealth, ServiceStatus, Status};
+
+/// How the supervisor is wired into the init.
+pub struct Options {
+    /// Where `notify` sockets are created (`<dir>/<name>.notify`).
+    pub notify_dir: PathBuf,
+    /// Where `passwd` and `group` are read.
+    pub etc_dir: PathBuf,
+    /// procfs, to check notify senders' sessions.
+    pub proc_dir: PathBuf,
+    /// Tokens `token_base..` belong to the supervisor.
+    pub token_base: usize,
+    /// Service output goes here. Should be non-blocking (`WouldBlock` is handled by
+    /// buffering); a blocking sink would block the loop while the console is slow.
+    pub console: Box<dyn Write + Send>,
+}
+
+impl Options {
+    /// `/run/vminit`, `/etc`, `/proc`, tokens from 1000.
+    pub fn new(console: Box<dyn Write + Send>) -> Options {
+        Options {
+            notify_dir: PathBuf::from("/run/vminit"),
+            etc_dir: PathBuf::from("/etc"),
+            proc_dir: PathBuf::from("/proc"),
+            token_base: 1000,
+            console,
+        }
+    }
+}
+
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) cfg: ServiceConfig,
+    pub(crate) m: Machine,
+    /// Indices of the services this one waits for.
+    pub(crate) deps: Vec<usize>,
+    pub(crate) needs_network: bool,
+    /// Indices of the services waiting for this one (stopped before it).
+    pub(crate) dependents: Vec<usize>,
+    pub(crate) probe: Option<PollProbe>,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) exec_run: Option<ExecRun>,
+    pub(crate) next_probe: Option<Instant>,
+    pub(crate) notify: Option<NotifySocket>,
+    pub(crate) notify_status: Option<String>,
+}
+
+pub(crate) struct Pipe {
+    pub(crate) svc: usize,
+    pub(crate) rx: Receiver,
+    pub(crate) asm: LineAssembler,
+}
+
+/// All services of one boot.
+pub struct Supervisor {
+    pub(crate) services: Vec<Service>,
+    pub(crate) pipes: HashMap<Token, Pipe>,
+    pub(crate) next_token: usize,
+    pub(crate) token_base: usize,
+    pub(crate) console: Console,
+    /// Set while console output waits for a slow sink.
+    pub(crate) console_retry: Option<Instant>,
+    pub(crate) notify_dir: PathBuf,
+    pub(crate) etc_dir: PathBuf,
+    pub(crate) proc_dir: PathBuf,
+    pub(crate) network_up: bool,
+    pub(crate) shutting_down: bool,
+}
+
+/// Orders dependency edges, rejecting unknown names and cycles.
+fn resolve_deps(names: &[String], cfgs: &[&ServiceConfig]) -> Result<Vec<Vec<usize>>, Error> {
+    let mut deps = Vec::with_capacity(cfgs.len());
+    for (i, cfg) in cfgs.iter().enumerate() {
+        let mut d = Vec::new();
+        for a in cfg.after.iter().filter(|a| a.as_str() != AFTER_NETWORK) {
+            let j = names
+                .iter()
+                .position(|n| n == a)
+                .ok_or_else(|| Error::UnknownDependency {
+                    service: names[i].clone(),
+                    after: a.clone(),
+                })?;
+            if !d.contains(&j) {
+                d.push(j);
+            }
+        }
+        deps.push(d);
+    }
+    // Kahn's algorithm: whatever cannot be ordered is in (or behind) a cycle.
+    let mut left: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut done = vec![false; deps.len()];
+    let mut progress = true;
+    while progress {
+        progress = false;
+        for i in 0..deps.len() {
+            if !done[i] && left[i] == 0 {
+                done[i] = true;
+                progress = true;
+                for (j, dj) in deps.iter().enumerate() {
+                    left[j] -= dj.iter().filter(|&&x| x == i).count();
+                }
+            }
+        }
+    }
+    let stuck: Vec<String> = (0..deps.len())
+        .filter(|&i| !done[i])
+        .map(|i| names[i].clone())
+        .collect();
+    if !stuck.is_empty() {
+        return Err(Error::DependencyCycle { services: stuck });
+    }
+    Ok(deps)
+}
+
+impl Supervisor {
+    /// Takes the validated services. Fails only on what would make them unrunnable as a set:
+    /// an empty command, an unknown `after` name, a cycle.
+    pub fn new(services: BTreeMap<String, ServiceConfig>, opts: Options) -> Result<Self, Error> {
+        let names: Vec<String> = services.keys().cloned().collect();
+        let cfgs: Vec<&ServiceConfig> = services.values().collect();
+        if let Some((n, _)) = services.iter().find(|(_, c)| c.command.is_empty()) {
+            return Err(Error::EmptyCommand { service: n.clone() });
+        }
+        let deps = resolve_deps(&names, &cfgs)?;
+        let mut list = Vec::with_capacity(names.len());
+        for (i, (name, cfg)) in services.into_iter().enumerate() {
+            let probe = match PollProbe::from_config(&cfg.ready) {
+                Ok(p) => p,
+                Err(url) => {
+                    // Validation should have caught it; the service will miss its
+                    // ready_timeout and show that, rather than the supervisor refusing to run.
+                    log::error!(
+                        "service {name}: ready http URL {url:?} is not http://HOST[:PORT]/PATH"
+                    );
+                    None
+                }
+            };
+            let dependents = (0..deps.len()).filter(|&j| deps[j].contains(&i)).collect();
+            list.push(Service {
+                m: Machine::new(&cfg),
+                needs_network: cfg.after.iter().any(|a| a == AFTER_NETWORK),
+                deps: deps[i].clone(),
+                dependents,
+                probe,
+                pending: None,
+                exec_run: None,
+                next_probe: None,
+                notify: None,
+                notify_status: None,
+                name,
+                cfg,
+            });
+        }
+        let n = list.len();
+        Ok(Supervisor {
+            services: list,
+            pipes: HashMap::new(),
+            next_token: opts.token_base + n,
+            token_base: opts.token_base,
+            console: Console::new(opts.console),
+            console_retry: None,
+            notify_dir: opts.notify_dir,
+            etc_dir: opts.etc_dir,
+            proc_dir: opts.proc_dir,
+            network_up: false,
+            shutting_down: false,
+        })
+    }
+
+    /// No services (the init before configuration is read).
+    pub fn empty() -> Supervisor {
+        let opts = Options::new(Box::new(std::io::sink()));
+        Supervisor {
+            services: Vec::new(),
+            pipes: HashMap::new(),
+            next_token: opts.token_base,
+            token_base: opts.token_base,
+            console: Console::new(opts.console),
+            console_retry: None,
+            notify_dir: opts.notify_dir,
+            etc_dir: opts.etc_dir,
+            proc_dir: opts.proc_dir,
+            network_up: false,
+            shutting_down: false,
+        }
+    }
+
+    /// Creates the notify sockets and starts every service without pending dependencies.
+    pub fn start(&mut self, now: Instant, registry: &mio::Registry) {
+        for i in 0..self.services.len() {
+            if self.services[i].cfg.ready == Ready::Notify {
+                self.bind_notify(i, registry);
+            }
+        }
+        self.advance(now, registry);
+    }
+
+    /// The network came up (or went down). Only the first `up` matters for `after`.
+    pub fn set_network_up(&mut self, up: bool, now: Instant, registry: &mio::Registry) {
+        self.network_up = up;
+        self.advance(now, registry);
+    }
+
+    /// A reaped child. Returns false if the pid is not a service's (an orphan).
+    pub fn on_exit(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        now: Instant,
+        registry: &mio::Registry,
+    ) -> bool {
+        let ours = self.handle_exit(pid, status, now);
+        if ours {
+            self.advance(now, registry);
+        }
+        ours
+    }
+
+    /// An event on one of our tokens. Returns false if the token is not ours.
+    pub fn on_event(
+        &mut self,
+        event: &mio::event::Event,
+        now: Instant,
+        registry: &mio::Registry,
+    ) -> bool {
+        let Token(t) = event.token();
+        if t < self.token_base {
+            return false;
+        }
+        if t < self.token_base + self.services.len() {
+            self.read_notify(t - self.token_base);
+        } else {
+            self.read_pipe(event.token(), registry);
+        }
+        self.advance(now, registry);
+        true
+    }
+
+    /// Restarts due, readiness polls and deadlines, stop escalation, console retries.
+    pub fn on_timer(&mut self, now: Instant, registry: &mio::Registry) {
+        self.advance(now, registry);
+    }
+
+    /// The earliest instant `on_timer` has work; `None` when idle.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let probes = self
+            .services
+            .iter()
+            .filter(|s| self.probing(s))
+            .filter_map(|s| match s.exec_run {
+                Some(run) => Some(run.deadline),
+                None => s.next_probe,
+            });
+        self.services
+            .iter()
+            .filter_map(|s| s.m.deadline())
+            .chain(probes)
+            .chain(self.console_retry)
+            .min()
+    }
+
+    /// Stops everything in reverse dependency order; keep calling `on_timer`/`on_exit`
+    /// until [`Supervisor::is_stopped`].
+    pub fn begin_shutdown(&mut self, now: Instant, registry: &mio::Registry) {
+        self.shutting_down = true;
+        for s in &mut self.services {
+            s.m.begin_shutdown();
+            s.pending = None;
+            if let Some(run) = s.exec_run {
+                let _ = crate::spawn::kill_group(run.pid, libc::SIGKILL);
+            }
+        }
+        self.advance(now, registry);
+    }
+
+    /// Every service is down (no process of theirs left to reap).
+    pub fn is_stopped(&self) -> bool {
+        self.services
+            .iter()
+            .all(|s| s.m.is_down() && s.exec_run.is_none())
+    }
+
+    /// The longest `stop_timeout` (the init's shutdown grace is based on it).
+    pub fn max_stop_timeout(&self) -> Duration {
+        self.services
+            .iter()
+            .map(|s| s.m.stop_timeout())
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn owns_pid(&self, pid: i32) -> bool {
+        self.services
+            .iter()
+            .any(|s| s.m.owns(pid) || s.exec_run.is_some_and(|r| r.pid == pid))
+    }
+
+    /// Each service as the health document shows it.
+    pub fn snapshot(&self, now: Instant) -> BTreeMap<String, ServiceStatus> {
+        self.services
+            .iter()
+            .map(|s| {
+                let st = ServiceStatus {
+                    state: s.m.state_word(),
+                    pid: s.m.main_pid(),
+                    restarts: s.m.restarts(),
+                    failures: s.m.failures(),
+                    last_exit: s.m.last_exit().cloned(),
+                    ready: s.m.counts_as_ready(),
+                    required: s.cfg.required,
+                    next_retry_ms: s
+                        .m
+                        .next_retry()
+                        .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                    budget_left: s.m.budget_left(now),
+                    stopping: s.m.is_stopping(),
+                    notify_status: s.notify_status.clone(),
+                    ever_ready: s.m.ever_ready(),
+                };
+                (s.name.clone(), st)
+            })
+            .collect()
+    }
+
+    /// The overall status from this supervisor's services (see [`overall_status`]).
+    pub fn status(&self, now: Instant, network: NetworkHealth, drive_error: bool) -> Status {
+        overall_status(&self.snapshot(now), network, drive_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(after: &[&str]) -> ServiceConfig {
+        let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
+        toml::from_str(&format!("command = [\"x\"]\nafter = [{}]", after.join(","))).unwrap()
+    }
+
+    fn set(list: &[(&str, &[&str])]) -> BTreeMap<String, ServiceConfig> {
+        list.iter().map(|(n, a)| (n.to_string(), cfg(a))).collect()
+    }
+
+    fn new(list: &[(&str, &[&str])]) -> Result<Supervisor, Error> {
+        Supervisor::new(set(list), Options::new(Box::new(std::io::sink())))
+    }
+
+    #[test]
+    fn dependencies_are_indexed_both_ways() {
+        let s = new(&[("a", &[]), ("b", &["a", "network"]), ("c", &["a", "b"])]).unwrap();
+        assert_eq!(s.services[1].deps, vec![0]);
+        assert!(s.services[1].needs_network && !s.services[0].needs_network);
+        assert_eq!(s.services[0].dependents, vec![1, 2]);
+        assert_eq!(s.services[2].deps, vec![0, 1]);
+    }
+
+    #[test]
+    fn unknown_names_and_cycles_are_refused() {
+        let e = new(&[("a", &["ghost"])]).err().unwrap().to_string();
+        assert!(e.contains("a") && e.contains("ghost"), "{e}");
+        let e = new(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &[])])
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Error::DependencyCycle { services } if services.len() == 3),
+            "{e}"
+        );
+        assert!(new(&[("a", &["a"])]).is_err());
+    }
+
+    #[test]
+    fn empty_supervisor_is_stopped_and_idle() {
+        let s = Supervisor::empty();
+        assert!(s.is_stopped());
+        assert!(s.next_deadline().is_none());
+        assert_eq!(s.max_stop_timeout(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,122 @@
+//! The health endpoint of the real `vminit` binary, run on the host as a plain supervisor:
+//! contract §4's routes and statuses, and boundedness under hostile clients.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use vminit_tests::{read_all, HostVminit};
+
+const EMPTY: &str = "# no services\n";
+
+#[test]
+fn routes_statuses_and_json_shape() {
+    let v = HostVminit::start(EMPTY);
+    let (code, body) = v.get("/health");
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // No services and no network source: nothing to wait for.
+    assert_eq!(j["status"], "ok", "{j:#}");
+    assert_eq!(code, 200);
+    assert_eq!(j["network"]["source"], "none");
+    assert!(j["network"]["error"].is_null());
+    assert!(j["services"].as_object().unwrap().is_empty());
+    assert!(j["boot"]["init_start_ms"].as_u64().is_some());
+    assert!(j["errors"].as_array().unwrap().is_empty());
+
+    assert_eq!(v.get("/livez").0, 200);
+    let (code, metrics) = v.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("vminit_status{status=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(v.get("/").0, 404);
+    assert_eq!(v.get("/nope").0, 404);
+
+    for method in ["POST", "PUT", "DELETE", "HEAD"] {
+        let mut s = TcpStream::connect(v.addr).unwrap();
+        write!(
+            s,
+            "{method} /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let resp = String::from_utf8_lossy(&read_all(&mut s, Duration::from_secs(10))).to_string();
+        assert!(resp.starts_with("HTTP/1.1 405"), "{method}: {resp}");
+    }
+}
+
+#[test]
+fn malformed_and_huge_requests_get_errors_not_a_crash() {
+    let v = HostVminit::start(EMPTY);
+    let mut s = TcpStream::connect(v.addr).unwrap();
+    s.write_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+        .unwrap();
+    let resp = read_all(&mut s, Duration::from_secs(10));
+    assert!(
+        resp.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+
+    let mut s = TcpStream::connect(v.addr).unwrap();
+    let mut huge = b"GET /health HTTP/1.1\r\nX-Junk: ".to_vec();
+    huge.resize(64 * 1024, b'a');
+    // The server may close before reading everything; a write error is fine.
+    let _ = s.write_all(&huge);
+    let resp = read_all(&mut s, Duration::from_secs(10));
+    assert!(
+        resp.is_empty() || resp.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert_eq!(v.get("/health").0, 200);
+}
+
+/// Stalled clients (connected, a partial request, then silence) must not delay a poll: each
+/// costs one bounded slot, and past the slot limit the oldest is evicted.
+#[test]
+fn stalled_clients_do_not_block_polls_and_memory_stays_bounded() {
+    let v = HostVminit::start(EMPTY);
+    let rss_before = v.rss_kib();
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(v.addr).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ").unwrap();
+        s.write_all(&[b'a'; 4000]).unwrap();
+        stalled.push(s);
+    }
+    // The poll gets its answer while 300 clients stall (the server's per-connection deadline
+    // is 5 s; this read timeout is shorter, so a server blocked by them would fail here).
+    let (code, body) = qemu_harness::http::get(v.addr, "/health", Duration::from_secs(4))
+        .unwrap_or_else(|e| panic!("poll blocked by stalled clients: {e}\n{}", v.console()));
+    assert_eq!(code, 200, "{body}");
+    let rss_after = v.rss_kib();
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB with 300 stalled clients"
+    );
+    let (_, metrics) = v.get("/metrics");
+    assert!(
+        metrics.contains("vminit_health_connections_evicted_total"),
+        "{metrics}"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn many_sequential_polls_are_all_answered() {
+    let v = HostVminit::start(EMPTY);
+    for i in 0..500 {
+        let (code, _) = qemu_harness::http::get(v.addr, "/health", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("poll {i}: {e}"));
+        assert_eq!(code, 200);
+    }
+}
+
+#[test]
+fn sigterm_stops_host_mode_cleanly() {
+    let mut v = HostVminit::start(EMPTY);
+    let code = v.signal_and_wait(libc::SIGTERM, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "console:\n{}", v.console());
+    assert!(v.console().contains("SIGTERM"), "{}", v.console());
+}
