@@ -34,8 +34,16 @@ pub fn run_pid1(argv: &[String]) -> ! {
     let (mount_errors, mount_warnings) = mounts::mount_early();
     let console = sys::ensure_console_stdio();
     logger::init(LevelFilter::Info);
+    let signals = EventLoop::install_signals();
     crate::panic::install_hook();
     log::info!("vminit {} starting as PID 1", env!("CARGO_PKG_VERSION"));
+    let signals = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            crate::panic::fallback_loop(guest_config::ShutdownMode::default());
+        }
+    };
     let mut errors: Vec<String> = Vec::new();
     if let Err(e) = console {
         log::warn!("cannot attach /dev/console to stdin/stdout/stderr: {e}");
@@ -73,6 +81,7 @@ pub fn run_pid1(argv: &[String]) -> ! {
         log::error!("{e}");
         errors.push(e.to_string());
     }
+    crate::modprobe::register();
     if let Err(e) = sys::disable_cad_reboot() {
         log::warn!(
             "cannot disable the kernel's ctrl-alt-del reboot: {}",
@@ -132,7 +141,7 @@ pub fn run_pid1(argv: &[String]) -> ! {
     ) {
         Ok(plan) => plan,
         Err(e) => {
-            let msg = format!("network: {e}");
+            let msg = e.to_string();
             log::error!("{msg}");
             errors.push(msg);
             let state = NetworkState {
@@ -142,6 +151,7 @@ pub fn run_pid1(argv: &[String]) -> ! {
             };
             // Conflict or malformed ip=: nothing is applied, and the state says why.
             finish_boot(BootParts {
+                signals,
                 pid1: true,
                 shared,
                 settings,
@@ -185,6 +195,7 @@ pub fn run_pid1(argv: &[String]) -> ! {
         ..NetworkState::default()
     };
     finish_boot(BootParts {
+        signals,
         pid1: true,
         shared,
         settings,
@@ -205,6 +216,7 @@ pub fn run_pid1(argv: &[String]) -> ! {
 
 /// What the boot sequence hands to the event loop.
 struct BootParts {
+    signals: signal_hook_mio::v1_0::Signals,
     pid1: bool,
     shared: Arc<health::Shared>,
     settings: Settings,
@@ -241,6 +253,7 @@ fn finish_boot(mut p: BootParts) -> Finished {
     doc.modules = p.modules;
     doc.boot.modules_ms = p.modules_ms;
     let (mut el, waker) = match EventLoop::new(
+        p.signals,
         p.pid1,
         Arc::clone(&p.shared),
         Published {
@@ -449,8 +462,19 @@ fn log_module_report(r: &modules::Report) {
     for f in &r.failed {
         log::error!("module {}: {}", f.name, f.reason);
     }
+    // Chipset bridges and the like have no module on most images; only devices the guest's
+    // job depends on are worth a warning.
     for d in &r.unmatched {
-        log::warn!("no driver for {} {} ({})", d.class, d.location, d.modalias);
+        if matches!(d.class.as_str(), "network card" | "block device") {
+            log::warn!(
+                "no driver for the {} at {} ({})",
+                d.class,
+                d.location,
+                d.modalias
+            );
+        } else {
+            log::debug!("no driver for {} {} ({})", d.class, d.location, d.modalias);
+        }
     }
 }
 
@@ -484,6 +508,13 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
     };
     logger::init(level);
     crate::panic::install_hook();
+    let signals = match EventLoop::install_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = sys::set_child_subreaper() {
         log::warn!(
             "cannot become a child subreaper: {}; orphans will not be reaped",
@@ -514,6 +545,7 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
         ..NetworkState::default()
     };
     finish_boot(BootParts {
+        signals,
         pid1: false,
         shared,
         settings,

@@ -52,16 +52,22 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Creates the poll and registers signals. Signals are installed here, before any child
-    /// exists, so no SIGCHLD can be missed.
+    /// The signal handlers, installed as the very first thing the init does: the kernel
+    /// drops signals to PID 1 that have no handler, so a ctrl-alt-delete during boot would
+    /// otherwise be lost. Pending signals wait in the handler's pipe until the loop runs.
+    pub fn install_signals() -> std::io::Result<Signals> {
+        Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR])
+    }
+
+    /// Creates the poll and registers the signals installed by [`Self::install_signals`].
     pub fn new(
+        mut signals: Signals,
         pid1: bool,
         shared: Arc<health::Shared>,
         published: Published,
         mode: ShutdownMode,
     ) -> std::io::Result<(EventLoop, Arc<Waker>)> {
         let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -205,13 +211,7 @@ impl EventLoop {
     fn children_left(&mut self) -> bool {
         // Reap first, so that a child that just died does not count.
         self.reap(Instant::now());
-        !matches!(
-            waitpid(
-                Pid::from_raw(-1),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
-            ),
-            Err(Errno::ECHILD)
-        )
+        sys::has_children()
     }
 
     fn begin_shutdown(&mut self, sig: i32, now: Instant) {

@@ -11,6 +11,7 @@ mod drive;
 mod event_loop;
 mod health;
 mod logger;
+mod modprobe;
 mod mounts;
 mod panic;
 mod report;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
     if std::process::id() == 1 {
         // Never returns: PID 1 must not exit.
         boot::run_pid1(&argv);
+    }
+    if let Some(name) = modprobe::is_helper_call(&argv) {
+        return modprobe::run(name);
     }
     match args::parse(&argv) {
         Ok(args::Command::Version) => {

@@ -69,13 +69,7 @@ pub fn fallback_loop(mode: ShutdownMode) -> ! {
             let end = Instant::now() + crate::shutdown::LEFTOVER_GRACE;
             while Instant::now() < end {
                 reap_all();
-                if matches!(
-                    waitpid(
-                        Pid::from_raw(-1),
-                        Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED)
-                    ),
-                    Err(Errno::ECHILD)
-                ) {
+                if !crate::sys::has_children() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));

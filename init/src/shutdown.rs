@@ -77,7 +77,10 @@ pub fn step(
             Phase::Done
         }
         Phase::TermSent { deadline } if now >= deadline => {
-            log::warn!("shutdown: processes left after SIGTERM; sending SIGKILL");
+            log::warn!(
+                "shutdown: processes left after SIGTERM: {}; sending SIGKILL",
+                children_of_init().join(", ")
+            );
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
             Phase::KillSent {
                 deadline: now + KILL_REAP_WAIT,
@@ -86,6 +89,28 @@ pub fn step(
         Phase::KillSent { deadline } if !children_left || now >= deadline => Phase::Done,
         other => other,
     }
+}
+
+/// `pid (comm)` of every process whose parent is us, from `/proc/*/stat`, to name what did
+/// not stop.
+fn children_of_init() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+            let open = stat.find('(')?;
+            let close = stat.rfind(')')?;
+            let comm = stat.get(open + 1..close)?;
+            let ppid = stat.get(close + 2..)?.split_whitespace().nth(1)?;
+            (ppid == me).then(|| format!("{name} ({comm})"))
+        })
+        .collect()
 }
 
 /// The last step as PID 1: unmount, sync, reboot. Never returns; if `reboot(2)` itself fails

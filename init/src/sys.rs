@@ -87,3 +87,11 @@ pub fn final_reboot(mode: ShutdownMode) -> nix::Error {
         Err(e) => e,
     }
 }
+
+/// True while any child process exists, exited or not (`waitid(2)` P_ALL with WNOWAIT, so
+/// nothing is reaped here).
+pub fn has_children() -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
+    !matches!(waitid(Id::All, flags), Err(nix::errno::Errno::ECHILD))
+}

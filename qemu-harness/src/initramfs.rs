@@ -26,6 +26,11 @@ pub const VIRTIO_MODULES: &[&str] = &[
     "vfat",
     "isofs",
     "ext4",
+    // vfat asks for its codepage and iocharset at mount time (request_module, answered by
+    // vminit's modprobe helper mode).
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
 ];
 
 /// Where the vminit image config lives (contract §2).

@@ -175,3 +175,84 @@ pub fn read_all(stream: &mut std::net::TcpStream, timeout: Duration) -> Vec<u8> 
     let _ = stream.read_to_end(&mut out);
     out
 }
+
+/// The static address QEMU's user network expects, as a kernel `ip=` value.
+pub const SLIRP_IP: &str = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
+
+/// What goes into a test guest's initramfs.
+pub struct Guest {
+    /// Image config (`/etc/vminit/vminit.toml`), if any.
+    pub config: Option<String>,
+    /// Kernel modules copied in (with depmod indexes); `None`: no `/lib/modules` at all.
+    pub modules: Option<Vec<&'static str>>,
+    /// Extra files: (guest path, bytes, mode).
+    pub files: Vec<(String, Vec<u8>, u32)>,
+}
+
+impl Default for Guest {
+    fn default() -> Self {
+        Guest {
+            config: None,
+            modules: Some(qemu_harness::VIRTIO_MODULES.to_vec()),
+            files: Vec::new(),
+        }
+    }
+}
+
+impl Guest {
+    pub fn with_config(config: &str) -> Guest {
+        Guest {
+            config: Some(config.to_string()),
+            ..Guest::default()
+        }
+    }
+
+    /// Writes the initramfs (vminit as `/init`, `/bin/test-agent`) into `dir`.
+    pub fn build(&self, dir: &Path, kernel: &qemu_harness::Kernel) -> PathBuf {
+        let mut img = qemu_harness::Initramfs::vminit().expect("vminit initramfs");
+        img.bin("test-agent").expect("test-agent");
+        if let Some(c) = &self.config {
+            img.config(c);
+        }
+        if let Some(m) = &self.modules {
+            let dir = kernel
+                .modules_dir
+                .as_ref()
+                .expect("cached kernel has modules");
+            img.modules(&kernel.release, dir, m).expect("module subset");
+        }
+        for (path, bytes, mode) in &self.files {
+            img.file(path, bytes.clone(), *mode);
+        }
+        let out = dir.join("initrd.cpio");
+        img.write(&out).expect("write initramfs");
+        out
+    }
+}
+
+/// Boots `guest` on `machine` with extra cmdline words and drives; the VM is killed on drop.
+pub fn boot(
+    guest: &Guest,
+    machine: qemu_harness::Machine,
+    append: &str,
+    drives: &[PathBuf],
+) -> (qemu_harness::Vm, tempfile::TempDir) {
+    let kernel = qemu_harness::Kernel::get().expect("test kernel (run scripts/setup.sh)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let initrd = guest.build(dir.path(), &kernel);
+    let mut b = qemu_harness::VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel)
+        .initrd(&initrd)
+        .append(append)
+        .nic(true);
+    for d in drives {
+        b = b.drive(d);
+    }
+    (b.launch().expect("launch QEMU"), dir)
+}
+
+/// A deadline for a boot plus the given extra, generous for a loaded 2-core TCG machine.
+pub fn boot_deadline() -> Duration {
+    qemu_harness::BOOT_TIMEOUT
+}
