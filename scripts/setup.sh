@@ -16,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_pkgs=()
 for pair in qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod mcopy:mtools \
             mkfs.vfat:dosfstools genisoimage:genisoimage mkfs.ext4:e2fsprogs xz:xz-utils \
-            ip:iproute2 apt-get:apt; do
+            ip:iproute2 busybox:busybox-static blkid:util-linux apt-get:apt; do
     cmd=${pair%%:*}; pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

@@ -527,8 +527,10 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
     if !errors.is_empty() {
         return ExitCode::FAILURE;
     }
-    let mut args = VminitArgs::default();
-    args.health = opts.health;
+    let args = VminitArgs {
+        health: opts.health,
+        ..VminitArgs::default()
+    };
     let settings = Settings::resolve(&args, image.as_ref());
     let shared = health::Shared::new(HealthDoc::starting(sys::boottime_ms(), false));
     if let Err(e) = health::spawn(settings.health, Arc::clone(&shared)) {

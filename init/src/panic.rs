@@ -51,9 +51,8 @@ pub fn fallback_loop(mode: ShutdownMode) -> ! {
         Err(e) => {
             log::error!("fallback: cannot register signals ({e}); only reaping");
             loop {
-                match waitpid(Pid::from_raw(-1), None) {
-                    Err(Errno::ECHILD) => std::thread::sleep(Duration::from_secs(1)),
-                    _ => {}
+                if let Err(Errno::ECHILD) = waitpid(Pid::from_raw(-1), None) {
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }

@@ -23,7 +23,11 @@ fn example_fleet_reaches_ok_and_idle_exits_never_flap() {
     loop {
         let (code, body) = vm.get("/health").unwrap();
         let h: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!((code, &h["status"]), (200, &serde_json::json!("ok")), "flapped: {h:#}");
+        assert_eq!(
+            (code, &h["status"]),
+            (200, &serde_json::json!("ok")),
+            "flapped: {h:#}"
+        );
         assert_eq!(h["services"]["webrtc"]["failures"], 0, "{h:#}");
         if h["services"]["webrtc"]["restarts"].as_u64().unwrap() >= 2 {
             assert_eq!(h["services"]["oauth-agent"]["state"], "ready");
@@ -34,7 +38,8 @@ fn example_fleet_reaches_ok_and_idle_exits_never_flap() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Its agent answers through the guest network too.
-    vm.wait_console("[oauth-agent] listening", boot_deadline()).unwrap();
+    vm.wait_console("[oauth-agent] listening", boot_deadline())
+        .unwrap();
 }
 
 const CRASHER: &str = r#"
@@ -53,7 +58,10 @@ backoff = { initial = "100ms", max = "200ms" }
 fn crash_loop_ends_failed_within_budget_while_others_stay_ready() {
     let (mut vm, _dir) = boot(&Guest::with_config(CRASHER), Machine::Q35, SLIRP_IP, &[]);
     let h = vm
-        .wait_health(|h| h["services"]["crasher"]["state"] == "failed", boot_deadline())
+        .wait_health(
+            |h| h["services"]["crasher"]["state"] == "failed",
+            boot_deadline(),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     let c = &h["services"]["crasher"];
     // More than `burst` (2) crashes within the interval: the third one is final.
@@ -94,7 +102,9 @@ fn ctrl_alt_delete_stops_services_in_reverse_order_and_powers_off() {
     vm.wait_health(|h| h["status"] == "ok", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
     vm.send_ctrl_alt_del().unwrap();
-    let status = vm.wait_exit(boot_deadline()).unwrap_or_else(|e| panic!("{e}"));
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
     let console = vm.console_text();
     assert!(status.success(), "{console}");
     let at = |needle: &str| {
