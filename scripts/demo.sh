@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 VMINIT_STATIC_DIR="$(cat target/static-dir)"
 export VMINIT_STATIC_DIR
 exec cargo run --release --locked -q -p qemu-harness -- run \
-    --config examples/agents.toml --drive-config examples/drive.toml --drive-fs vfat "$@"
+    --config examples/agents.toml --drive-config examples/drive.toml --drive-fs vfat \
+    --test-agent --forward 8080 "$@"

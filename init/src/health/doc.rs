@@ -159,7 +159,30 @@ pub fn render_metrics(doc: &HealthDoc, c: ServerCounters) -> String {
     let _ = writeln!(out, "vminit_health_connections_evicted_total {}", c.evicted);
     let _ = writeln!(out, "# TYPE vminit_health_open_connections gauge");
     let _ = writeln!(out, "vminit_health_open_connections {}", c.open_connections);
+    if let Some((cpu, rss)) = self_usage() {
+        let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+        let _ = writeln!(out, "process_cpu_seconds_total {cpu:.2}");
+        let _ = writeln!(out, "# TYPE process_resident_memory_bytes gauge");
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
     out
+}
+
+/// The init's own CPU time (user + system, seconds) and resident memory (bytes), from
+/// `/proc/self/stat` and `/proc/self/statm`: what an idle init costs the VM.
+fn self_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    #[allow(clippy::cast_precision_loss)] // tick counts are far below 2^52
+    let cpu = ticks as f64 / hz as f64;
+    Some((cpu, pages.saturating_mul(u64::try_from(page).ok()?)))
 }
 
 #[cfg(test)]
@@ -199,6 +222,7 @@ mod tests {
         assert!(m.contains("vminit_status{status=\"failed\"} 0\n"));
         assert!(m.contains("vminit_service_restarts_total{service=\"web\\\"rtc\"} 3\n"));
         assert!(m.contains("vminit_health_requests_total 7\n"));
+        assert!(m.contains("process_resident_memory_bytes "), "{m}");
         for line in m.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");

@@ -239,9 +239,20 @@ fn run(args: &Args) -> Result<()> {
         if stop.load(Ordering::Relaxed) {
             break None;
         }
-        match vm.wait_health(|_| true, Duration::from_secs(1)) {
+        // Wait for a settled status (not `starting`); past the boot deadline, show what is.
+        let settled = |h: &serde_json::Value| h["status"] != "starting";
+        let pred: &dyn Fn(&serde_json::Value) -> bool = if started.elapsed() < BOOT_TIMEOUT {
+            &settled
+        } else {
+            &|_| true
+        };
+        match vm.wait_health(pred, Duration::from_secs(1)) {
             Ok(json) => break Some(json),
-            Err(Error::Timeout { .. }) if started.elapsed() < BOOT_TIMEOUT => continue,
+            Err(Error::Timeout { .. })
+                if started.elapsed() < BOOT_TIMEOUT + Duration::from_secs(5) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         }
     };
@@ -250,6 +261,7 @@ fn run(args: &Args) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&health).unwrap_or_default()
         );
+        println!("{}", summary_table(&health));
         print_endpoints(&vm, args);
     }
     while !stop.load(Ordering::Relaxed) {
@@ -264,6 +276,82 @@ fn run(args: &Args) -> Result<()> {
     }
     shut_down(&mut vm);
     Ok(())
+}
+
+/// The health document as a person reads it: status, network, services, boot timeline.
+fn summary_table(h: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "\nstatus   {}", s(&h["status"]));
+    let n = &h["network"];
+    let _ = writeln!(
+        out,
+        "network  {} via {} on {} {}{}",
+        s(&n["state"]),
+        s(&n["source"]),
+        s(&n["interface"]),
+        n["addresses"]
+            .as_array()
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+        n["error"]
+            .as_str()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<16} {:<9} {:>6} {:>9} {:>9}  last exit",
+        "service", "state", "pid", "restarts", "failures"
+    );
+    if let Some(services) = h["services"].as_object() {
+        for (name, v) in services {
+            let _ = writeln!(
+                out,
+                "{name:<16} {:<9} {:>6} {:>9} {:>9}  {}",
+                s(&v["state"]),
+                s(&v["pid"]),
+                s(&v["restarts"]),
+                s(&v["failures"]),
+                s(&v["last_exit"])
+            );
+        }
+    }
+    let b = &h["boot"];
+    let ms = |k: &str| b[k].as_u64();
+    let _ = writeln!(out, "\nboot timeline (ms since kernel start)");
+    let mut prev = None;
+    for (label, key) in [
+        ("PID 1 started", "init_start_ms"),
+        ("modules loaded", "modules_ms"),
+        ("network up", "network_ms"),
+        ("ready", "ready_ms"),
+    ] {
+        match ms(key) {
+            Some(t) => {
+                let delta = prev
+                    .map(|p: u64| format!("(+{})", t.saturating_sub(p)))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {label:<16} {t:>7} {delta}");
+                prev = Some(t);
+            }
+            None => {
+                let _ = writeln!(out, "  {label:<16} {:>7}", "-");
+            }
+        }
+    }
+    if let Some(errors) = h["errors"].as_array().filter(|e| !e.is_empty()) {
+        let _ = writeln!(out, "\nerrors");
+        for e in errors {
+            let _ = writeln!(out, "  {}", s(e));
+        }
+    }
+    out
 }
 
 fn print_endpoints(vm: &Vm, args: &Args) {
