@@ -150,14 +150,7 @@ pub fn describe(p: &NetworkPlan) -> String {
 
 /// Reads and checks `path`: what `vminit --check-config FILE` runs.
 pub fn check_config_file(path: &Path) -> Result<Summary, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError {
-            file: path.to_path_buf(),
-            pos: None,
-            key: String::new(),
-            problem: Problem::Read(e.to_string()),
-        }]
-    })?;
+    let text = crate::error::read_file(path)?;
     check_config_text(&text, path)
 }
 

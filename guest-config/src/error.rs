@@ -173,3 +173,14 @@ impl fmt::Display for Problem {
         }
     }
 }
+/// Reads a config file; a failure is one [`ConfigError`] naming the file.
+pub fn read_file(path: &std::path::Path) -> Result<String, Vec<ConfigError>> {
+    std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.to_path_buf(),
+            pos: None,
+            key: String::new(),
+            problem: Problem::Read(e.to_string()),
+        }]
+    })
+}

@@ -84,14 +84,7 @@ impl ModulesConfig {
 impl ImageConfig {
     /// Reads and parses `path`; every problem found is returned, each with its location.
     pub fn load(path: &Path) -> Result<ImageConfig, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ConfigError {
-                file: path.to_path_buf(),
-                pos: None,
-                key: String::new(),
-                problem: Problem::Read(e.to_string()),
-            }]
-        })?;
+        let text = crate::error::read_file(path)?;
         ImageConfig::parse(&text, path)
     }
 

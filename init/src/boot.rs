@@ -9,10 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use guest_config::drive::{self, FoundDrive};
 use guest_config::{
     AddressMethod, Cmdline, DriveConfig, ImageConfig, NetworkPlan, Settings, VminitArgs,
 };
@@ -20,7 +18,6 @@ use log::LevelFilter;
 use netconf::NetworkState;
 use supervisor::Supervisor;
 
-use crate::args::HostOptions;
 use crate::event_loop::{EventLoop, Published};
 use crate::health::{self, HealthDoc};
 use crate::report::modules_json;
@@ -129,71 +126,53 @@ pub fn run_pid1(argv: &[String]) -> ! {
     }
     let modules_ms = sys::boottime_ms();
 
-    let (drive_cfg, drive_error) = read_config_drive(&mut loader, &mut errors);
+    let (drive_cfg, drive_error) = drive_mount::find_and_read(&mut loader, &mut errors);
     let report = loader.into_report();
-    log_module_report(&report);
+    crate::report::log_module_report(&report);
     let diagnosis = modules::diagnose_network(&report);
 
     let drive_ref = drive_cfg.as_ref().map(|(d, f)| (d, f.describe()));
-    let plan = match guest_config::arbitrate(
+    let arbitrated = guest_config::arbitrate(
         cmdline.get("ip"),
         drive_ref.as_ref().map(|(d, desc)| (*d, desc.as_str())),
-    ) {
-        Ok(plan) => plan,
-        Err(e) => {
-            let msg = e.to_string();
-            log::error!("{msg}");
-            errors.push(msg);
+    );
+    let (plan, initial, network_configured) = match arbitrated {
+        Ok(plan) => {
+            let configured = plan
+                .as_ref()
+                .is_some_and(|p| p.method != AddressMethod::Off);
             let state = NetworkState {
-                state: netconf::LinkState::Error,
-                error: Some(e.to_string()),
+                source: plan.as_ref().map(|p| p.source).unwrap_or_default(),
+                state: if configured {
+                    netconf::LinkState::Down
+                } else {
+                    netconf::LinkState::Unconfigured
+                },
                 ..NetworkState::default()
             };
+            (plan, state, configured)
+        }
+        Err(e) => {
             // Conflict or malformed ip=: nothing is applied, and the state says why.
-            finish_boot(BootParts {
-                signals,
-                pid1: true,
-                shared,
-                settings,
-                errors,
-                image,
-                drive: drive_cfg.map(|(d, _)| d),
-                drive_error,
-                network: Arc::new(Mutex::new(state)),
-                network_configured: true,
-                plan: None,
-                diagnosis: None,
-                modules: modules_json(&report),
-                modules_ms: Some(modules_ms),
-                run_dir: PathBuf::from("/run/vminit"),
-            })
-            .never()
+            let msg = e.to_string();
+            log::error!("{msg}");
+            errors.push(msg.clone());
+            let state = NetworkState {
+                state: netconf::LinkState::Error,
+                error: Some(msg),
+                ..NetworkState::default()
+            };
+            (None, state, true)
         }
     };
-    let hostname_only = drive_cfg.as_ref().and_then(|(d, _)| {
-        if plan.is_none() {
-            d.hostname.clone()
-        } else {
-            None
-        }
-    });
-    if let Some(h) = hostname_only {
-        if let Err(e) = nix::unistd::sethostname(&h) {
-            log::warn!("sethostname {h:?}: {}", e.desc());
+    // With no network source at all, the drive's hostname is still the guest's name.
+    if plan.is_none() && initial.state == netconf::LinkState::Unconfigured {
+        if let Some(h) = drive_cfg.as_ref().and_then(|(d, _)| d.hostname.clone()) {
+            if let Err(e) = nix::unistd::sethostname(&h) {
+                log::warn!("sethostname {h:?}: {}", e.desc());
+            }
         }
     }
-    let network_configured = plan
-        .as_ref()
-        .is_some_and(|p| p.method != AddressMethod::Off);
-    let initial = NetworkState {
-        source: plan.as_ref().map(|p| p.source).unwrap_or_default(),
-        state: if network_configured {
-            netconf::LinkState::Down
-        } else {
-            netconf::LinkState::Unconfigured
-        },
-        ..NetworkState::default()
-    };
     finish_boot(BootParts {
         signals,
         pid1: true,
@@ -215,26 +194,26 @@ pub fn run_pid1(argv: &[String]) -> ! {
 }
 
 /// What the boot sequence hands to the event loop.
-struct BootParts {
-    signals: signal_hook_mio::v1_0::Signals,
-    pid1: bool,
-    shared: Arc<health::Shared>,
-    settings: Settings,
-    errors: Vec<String>,
-    image: Option<ImageConfig>,
-    drive: Option<DriveConfig>,
-    drive_error: bool,
-    network: Arc<Mutex<NetworkState>>,
-    network_configured: bool,
-    plan: Option<NetworkPlan>,
-    diagnosis: Option<String>,
-    modules: serde_json::Value,
-    modules_ms: Option<u64>,
-    run_dir: PathBuf,
+pub(crate) struct BootParts {
+    pub(crate) signals: signal_hook_mio::v1_0::Signals,
+    pub(crate) pid1: bool,
+    pub(crate) shared: Arc<health::Shared>,
+    pub(crate) settings: Settings,
+    pub(crate) errors: Vec<String>,
+    pub(crate) image: Option<ImageConfig>,
+    pub(crate) drive: Option<DriveConfig>,
+    pub(crate) drive_error: bool,
+    pub(crate) network: Arc<Mutex<NetworkState>>,
+    pub(crate) network_configured: bool,
+    pub(crate) plan: Option<NetworkPlan>,
+    pub(crate) diagnosis: Option<String>,
+    pub(crate) modules: serde_json::Value,
+    pub(crate) modules_ms: Option<u64>,
+    pub(crate) run_dir: PathBuf,
 }
 
 /// Returned by [`finish_boot`] off PID 1; as PID 1 the loop never ends.
-struct Finished;
+pub(crate) struct Finished;
 
 impl Finished {
     fn never(self) -> ! {
@@ -248,7 +227,7 @@ impl Finished {
 }
 
 /// Starts the network thread and the services, then runs the event loop.
-fn finish_boot(mut p: BootParts) -> Finished {
+pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
     let mut doc = HealthDoc::starting(p.shared.doc().boot.init_start_ms, p.pid1);
     doc.modules = p.modules;
     doc.boot.modules_ms = p.modules_ms;
@@ -368,7 +347,11 @@ fn open_service_console(pid1: bool) -> std::io::Result<std::fs::File> {
 /// Reads the image config. A missing default file means "no services" (an image may only want
 /// the network and the health endpoint); a missing file named with `vminit.config=` or
 /// `--config`, or an invalid one, is an error listed in `/health`.
-fn load_image(path: &Path, explicit: bool, errors: &mut Vec<String>) -> Option<ImageConfig> {
+pub(crate) fn load_image(
+    path: &Path,
+    explicit: bool,
+    errors: &mut Vec<String>,
+) -> Option<ImageConfig> {
     if !path.exists() && !explicit {
         log::info!("no image config at {}: no services", path.display());
         return None;
@@ -401,167 +384,4 @@ fn start_health(settings: &Settings, shared: &Arc<health::Shared>, errors: &mut 
             errors.push(msg);
         }
     }
-}
-
-/// Finds, mounts and reads the config drive. Returns the parsed drive and whether the drive
-/// was present but unusable (an error in `/health`; services still start from the image).
-fn read_config_drive(
-    loader: &mut modules::Loader<modules::SystemKernel, modules::SystemClock>,
-    errors: &mut Vec<String>,
-) -> (Option<(DriveConfig, FoundDrive)>, bool) {
-    let found = match drive::find(Path::new("/sys"), Path::new("/dev")) {
-        Ok(Some(f)) => f,
-        Ok(None) => {
-            log::debug!("no config drive labelled {}", drive::LABEL);
-            return (None, false);
-        }
-        Err(e) => {
-            let msg = format!("config drive: {e}");
-            log::error!("{msg}");
-            errors.push(msg);
-            return (None, true);
-        }
-    };
-    let desc = found.describe();
-    log::info!("config drive: {desc}");
-    if let Err(e) = loader.load_fs(found.fs.as_str()) {
-        log::warn!(
-            "config drive {desc}: loading {}: {e}",
-            found.fs.module_alias()
-        );
-    }
-    let text = match drive_mount::read_config(&found.device, found.fs.as_str()) {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("{e}");
-            errors.push(e.to_string());
-            return (None, true);
-        }
-    };
-    let file = found.device.join(drive::FILE);
-    match DriveConfig::parse(&text, &file) {
-        Ok(d) => (Some((d, found)), false),
-        Err(errs) => {
-            for e in errs {
-                log::error!("config drive: {e}");
-                errors.push(format!("config drive: {e}"));
-            }
-            (None, true)
-        }
-    }
-}
-
-fn log_module_report(r: &modules::Report) {
-    let loaded: Vec<&str> = r.loaded.iter().map(|l| l.name.as_str()).collect();
-    log::info!(
-        "modules: loaded {} [{}] in {:.0} ms",
-        loaded.len(),
-        loaded.join(" "),
-        r.total_ms
-    );
-    for f in &r.failed {
-        log::error!("module {}: {}", f.name, f.reason);
-    }
-    // Chipset bridges and the like have no module on most images; only devices the guest's
-    // job depends on are worth a warning.
-    for d in &r.unmatched {
-        if matches!(d.class.as_str(), "network card" | "block device") {
-            log::warn!(
-                "no driver for the {} at {} ({})",
-                d.class,
-                d.location,
-                d.modalias
-            );
-        } else {
-            log::debug!("no driver for {} {} ({})", d.class, d.location, d.modalias);
-        }
-    }
-}
-
-/// `vminit --check-config FILE`.
-pub fn check_config(path: &Path) -> ExitCode {
-    match guest_config::check_config_file(path) {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(errs) => {
-            for e in &errs {
-                eprintln!("{e}");
-            }
-            eprintln!("{}: {} error(s)", path.display(), errs.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Off PID 1: a plain supervisor (child subreaper) with the health endpoint. A config that
-/// does not load is fatal here (exit 1), unlike as PID 1: a service manager above us reports it.
-pub fn run_host(opts: HostOptions) -> ExitCode {
-    let level = match opts.log.as_deref().map(logger::parse_level) {
-        Some(Some(l)) => l,
-        Some(None) => {
-            eprintln!("vminit: --log: expected error|warn|info|debug|trace");
-            return ExitCode::from(2);
-        }
-        None => LevelFilter::Info,
-    };
-    logger::init(level);
-    crate::panic::install_hook();
-    let signals = match EventLoop::install_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = sys::set_child_subreaper() {
-        log::warn!(
-            "cannot become a child subreaper: {}; orphans will not be reaped",
-            e.desc()
-        );
-    }
-    let path = opts.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    let mut errors = Vec::new();
-    let image = load_image(&path, true, &mut errors);
-    if !errors.is_empty() {
-        return ExitCode::FAILURE;
-    }
-    let args = VminitArgs {
-        health: opts.health,
-        ..VminitArgs::default()
-    };
-    let settings = Settings::resolve(&args, image.as_ref());
-    let shared = health::Shared::new(HealthDoc::starting(sys::boottime_ms(), false));
-    if let Err(e) = health::spawn(settings.health, Arc::clone(&shared)) {
-        log::error!("health endpoint: cannot listen on {}: {e}", settings.health);
-        return ExitCode::FAILURE;
-    }
-    log::info!(
-        "vminit {} supervising (not PID 1), health on {}",
-        env!("CARGO_PKG_VERSION"),
-        settings.health
-    );
-    let state = NetworkState {
-        state: netconf::LinkState::Unconfigured,
-        ..NetworkState::default()
-    };
-    finish_boot(BootParts {
-        signals,
-        pid1: false,
-        shared,
-        settings,
-        errors,
-        image,
-        drive: None,
-        drive_error: false,
-        network: Arc::new(Mutex::new(state)),
-        network_configured: false,
-        plan: None,
-        diagnosis: None,
-        modules: serde_json::json!({"loaded": [], "failed": [], "unmatched": []}),
-        modules_ms: None,
-        run_dir: opts.run_dir.unwrap_or_else(|| PathBuf::from("/run/vminit")),
-    });
-    ExitCode::SUCCESS
 }

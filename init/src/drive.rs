@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use guest_config::drive::{self, FoundDrive};
+use guest_config::DriveConfig;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// Where the drive is mounted while it is read.
@@ -106,4 +108,52 @@ fn read_bounded(device: &Path, path: &Path) -> Result<String, DriveError> {
         });
     }
     std::fs::read_to_string(path).map_err(err)
+}
+
+/// Finds, mounts and reads the config drive. Returns the parsed drive and whether the drive
+/// was present but unusable (an error in `/health`; services still start from the image).
+pub fn find_and_read(
+    loader: &mut modules::Loader<modules::SystemKernel, modules::SystemClock>,
+    errors: &mut Vec<String>,
+) -> (Option<(DriveConfig, FoundDrive)>, bool) {
+    let found = match drive::find(Path::new("/sys"), Path::new("/dev")) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            log::debug!("no config drive labelled {}", drive::LABEL);
+            return (None, false);
+        }
+        Err(e) => {
+            let msg = format!("config drive: {e}");
+            log::error!("{msg}");
+            errors.push(msg);
+            return (None, true);
+        }
+    };
+    let desc = found.describe();
+    log::info!("config drive: {desc}");
+    if let Err(e) = loader.load_fs(found.fs.as_str()) {
+        log::warn!(
+            "config drive {desc}: loading {}: {e}",
+            found.fs.module_alias()
+        );
+    }
+    let text = match read_config(&found.device, found.fs.as_str()) {
+        Ok(t) => t,
+        Err(e) => {
+            log::error!("{e}");
+            errors.push(e.to_string());
+            return (None, true);
+        }
+    };
+    let file = found.device.join(drive::FILE);
+    match DriveConfig::parse(&text, &file) {
+        Ok(d) => (Some((d, found)), false),
+        Err(errs) => {
+            for e in errs {
+                log::error!("config drive: {e}");
+                errors.push(format!("config drive: {e}"));
+            }
+            (None, true)
+        }
+    }
 }

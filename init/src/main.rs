@@ -10,6 +10,7 @@ mod boot;
 mod drive;
 mod event_loop;
 mod health;
+mod host;
 mod logger;
 mod modprobe;
 mod mounts;
@@ -38,8 +39,8 @@ fn main() -> ExitCode {
             println!("{}", args::USAGE);
             ExitCode::SUCCESS
         }
-        Ok(args::Command::CheckConfig(path)) => boot::check_config(&path),
-        Ok(args::Command::Run(opts)) => boot::run_host(opts),
+        Ok(args::Command::CheckConfig(path)) => host::check_config(&path),
+        Ok(args::Command::Run(opts)) => host::run_host(opts),
         Err(e) => {
             eprintln!("vminit: {e}\n{}", args::USAGE);
             ExitCode::from(2)

@@ -17,3 +17,32 @@ pub fn modules_json(r: &modules::Report) -> Value {
         "total_ms": r.total_ms.round(),
     })
 }
+
+/// One console line for what was loaded, one per failure, a warning per device the guest
+/// needs that has no driver.
+pub fn log_module_report(r: &modules::Report) {
+    let loaded: Vec<&str> = r.loaded.iter().map(|l| l.name.as_str()).collect();
+    log::info!(
+        "modules: loaded {} [{}] in {:.0} ms",
+        loaded.len(),
+        loaded.join(" "),
+        r.total_ms
+    );
+    for f in &r.failed {
+        log::error!("module {}: {}", f.name, f.reason);
+    }
+    // Chipset bridges and the like have no module on most images; only devices the guest's
+    // job depends on are worth a warning.
+    for d in &r.unmatched {
+        if matches!(d.class.as_str(), "network card" | "block device") {
+            log::warn!(
+                "no driver for the {} at {} ({})",
+                d.class,
+                d.location,
+                d.modalias
+            );
+        } else {
+            log::debug!("no driver for {} {} ({})", d.class, d.location, d.modalias);
+        }
+    }
+}

@@ -71,14 +71,7 @@ struct EnvOnly {
 impl DriveConfig {
     /// Reads and parses `path` (on the mounted drive).
     pub fn load(path: &Path) -> Result<DriveConfig, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ConfigError {
-                file: path.to_path_buf(),
-                pos: None,
-                key: String::new(),
-                problem: Problem::Read(e.to_string()),
-            }]
-        })?;
+        let text = crate::error::read_file(path)?;
         DriveConfig::parse(&text, path)
     }
 
