@@ -47,4 +47,8 @@ fi
 export VMINIT_STATIC_DIR="$PWD/target/$target/release"
 echo "$VMINIT_STATIC_DIR" > target/static-dir
 
+# The kernel comes from Debian's archive: make sure the package lists know it.
+if [ ! -e .cache/kernel/current ] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+fi
 cargo run --release --locked -q -p qemu-harness -- fetch-kernel
