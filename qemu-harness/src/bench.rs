@@ -98,6 +98,67 @@ pub fn vminit_boot(
     Ok((took, boot))
 }
 
+/// The `/init` of the busybox baseline: the same job as vminit in the benchmark, done the way a
+/// hand-written initramfs script does it (modprobe of the NIC driver, `ip` for the address,
+/// busybox `httpd` serving a static health file).
+pub const BUSYBOX_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+modprobe virtio_pci
+modprobe virtio_net
+while [ ! -e /sys/class/net/eth0 ]; do sleep 0.01; done
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+mkdir -p /www
+echo '{"status":"ok"}' > /www/health
+httpd -p 8900 -h /www
+echo "busybox-init: serving"
+while true; do sleep 3600; done
+"#;
+
+/// The busybox baseline image, if a static busybox is at `/bin/busybox` (Debian's
+/// busybox-static) or `$BUSYBOX`.
+pub fn busybox_image(kernel: &Kernel, dir: &Path) -> Result<Option<std::path::PathBuf>> {
+    let bb = std::env::var_os("BUSYBOX")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/bin/busybox".into());
+    let Some(modules_dir) = &kernel.modules_dir else {
+        return Ok(None);
+    };
+    if !bb.is_file() {
+        return Ok(None);
+    }
+    let path = dir.join("busybox.cpio");
+    let mut img = Initramfs::new();
+    img.file_from("/bin/busybox", &bb, 0o755)?;
+    img.file("/init", BUSYBOX_INIT.as_bytes().to_vec(), 0o755);
+    img.modules(&kernel.release, modules_dir, &Modules::Virtio.names())?;
+    img.write(&path)?;
+    Ok(Some(path))
+}
+
+/// Boots the busybox baseline and returns launch → first `/health` 200.
+pub fn busybox_boot(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    initrd: &Path,
+) -> Result<Duration> {
+    let mut vm = VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel.clone())
+        .kernel_kind(kind)
+        .initrd(initrd)
+        .nic(true)
+        .launch()?;
+    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
+    Ok(vm.launched().elapsed())
+}
+
 /// The images the benchmark boots: (trivial, vminit if built).
 pub fn images(
     kernel: &Kernel,
@@ -127,6 +188,7 @@ pub fn images(
 pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize) -> Result<String> {
     let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
     let (trivial, vminit) = images(kernel, dir.path())?;
+    let busybox = busybox_image(kernel, dir.path())?;
     let mut report = format!(
         "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n",
         kernel.release,
@@ -139,8 +201,12 @@ pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize)
         let mut a = Vec::new();
         let mut b = Vec::new();
         let mut phases = Vec::new();
+        let mut c = Vec::new();
         for i in 0..runs {
             a.push(trivial_boot(kernel, kind, machine, &trivial)?);
+            if let Some(bb) = &busybox {
+                c.push(busybox_boot(kernel, kind, machine, bb)?);
+            }
             if let Some(v) = &vminit {
                 let (took, boot) = vminit_boot(kernel, kind, machine, v)?;
                 b.push(took);
@@ -156,6 +222,16 @@ pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize)
             );
         }
         report.push_str(&format_row(kind, &a, &b));
+        if let (Some(cs), Some(bs)) = (stats(&c), stats(&b)) {
+            report.push_str(&format!(
+                "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/busybox-script (medians): {:.2}\n",
+                "launch -> busybox script /health",
+                ms(cs.median),
+                ms(cs.min),
+                ms(cs.max),
+                bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9)
+            ));
+        }
         report.push_str(&format_phases(kind, &phases));
     }
     Ok(report)
