@@ -107,6 +107,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 modprobe virtio_pci
+modprobe virtio_mmio
 modprobe virtio_net
 while [ ! -e /sys/class/net/eth0 ]; do sleep 0.01; done
 ip link set lo up
