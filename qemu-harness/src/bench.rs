@@ -52,6 +52,24 @@ pub fn stats(samples: &[Duration]) -> Option<Stats> {
     })
 }
 
+/// One benchmark VM: the same machine, kernel and NIC for every image.
+fn launch(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    initrd: &Path,
+    append: &str,
+) -> Result<crate::Vm> {
+    VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel.clone())
+        .kernel_kind(kind)
+        .initrd(initrd)
+        .nic(true)
+        .append(append)
+        .launch()
+}
+
 /// Boots `initrd` (a trivial-init image) and returns launch → its line.
 pub fn trivial_boot(
     kernel: &Kernel,
@@ -59,13 +77,7 @@ pub fn trivial_boot(
     machine: Machine,
     initrd: &Path,
 ) -> Result<Duration> {
-    let mut vm = VmBuilder::new()
-        .machine(machine)
-        .kernel(kernel.clone())
-        .kernel_kind(kind)
-        .initrd(initrd)
-        .nic(true)
-        .launch()?;
+    let mut vm = launch(kernel, kind, machine, initrd, "")?;
     let t = vm.wait_console(TRIVIAL_LINE, BOOT_TIMEOUT)?;
     vm.wait_exit(Duration::from_secs(30))?;
     Ok(t)
@@ -79,14 +91,7 @@ pub fn vminit_boot(
     machine: Machine,
     initrd: &Path,
 ) -> Result<(Duration, serde_json::Value)> {
-    let mut vm = VmBuilder::new()
-        .machine(machine)
-        .kernel(kernel.clone())
-        .kernel_kind(kind)
-        .initrd(initrd)
-        .nic(true)
-        .append(&vminit_net_append())
-        .launch()?;
+    let mut vm = launch(kernel, kind, machine, initrd, &vminit_net_append())?;
     vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
     let took = vm.launched().elapsed();
     let boot = vm
@@ -149,13 +154,7 @@ pub fn busybox_boot(
     machine: Machine,
     initrd: &Path,
 ) -> Result<Duration> {
-    let mut vm = VmBuilder::new()
-        .machine(machine)
-        .kernel(kernel.clone())
-        .kernel_kind(kind)
-        .initrd(initrd)
-        .nic(true)
-        .launch()?;
+    let mut vm = launch(kernel, kind, machine, initrd, "")?;
     vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
     Ok(vm.launched().elapsed())
 }
