@@ -51,7 +51,6 @@ struct Conn {
     buf: Vec<u8>,
     phase: Phase,
     deadline: Instant,
-    opened: Instant,
 }
 
 pub(super) struct Server {
@@ -174,7 +173,6 @@ impl Server {
             buf: Vec::new(),
             phase: Phase::Reading,
             deadline: now + CONN_DEADLINE,
-            opened: now,
         });
         self.order.push_back(idx);
         self.counters.open_connections = self.order.len();
@@ -298,11 +296,7 @@ impl Server {
             .order
             .iter()
             .copied()
-            .filter(|&i| {
-                self.conns[i]
-                    .as_ref()
-                    .is_some_and(|c| now >= c.deadline && now >= c.opened)
-            })
+            .filter(|&i| self.conns[i].as_ref().is_some_and(|c| now >= c.deadline))
             .collect();
         for idx in expired {
             self.close(idx);
