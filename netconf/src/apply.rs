@@ -35,6 +35,18 @@ pub struct Exec<'a> {
 /// reports the interface and timings reached). A silent gateway is a warning: `Ok`, with the
 /// text in `st.error` and `st.state == Up`.
 pub fn bring_up(plan: &NetworkPlan, env: &Env, st: &mut NetworkState) -> Result<Bound> {
+    bring_up_then_probe(plan, env, st, &mut |_| {})
+}
+
+/// [`bring_up`], calling `configured` as soon as addresses and routes are in place and
+/// before the gateway probe: the probe only adds a warning, and the guest's services should
+/// not wait for an ARP round trip to start.
+pub fn bring_up_then_probe(
+    plan: &NetworkPlan,
+    env: &Env,
+    st: &mut NetworkState,
+    configured: &mut dyn FnMut(&NetworkState),
+) -> Result<Bound> {
     st.source = plan.source;
     st.changes.clear();
     st.error = None;
@@ -52,7 +64,9 @@ pub fn bring_up(plan: &NetworkPlan, env: &Env, st: &mut NetworkState) -> Result<
         st.addresses.clear();
         return Ok(Bound { link: None, lease });
     }
-    ex.configure(lease.as_ref(), true, st)?;
+    ex.configure(lease.as_ref(), false, st)?;
+    configured(st);
+    ex.probe(lease.as_ref(), st);
     Ok(Bound {
         link: ex.link,
         lease,
@@ -317,6 +331,15 @@ impl<'a> Exec<'a> {
             self.link = Some(l);
         }
         Ok(())
+    }
+
+    /// The gateway probe steps of the plan, after [`Self::configure`] without them.
+    pub fn probe(&mut self, lease: Option<&Lease>, st: &mut NetworkState) {
+        for step in plan::config_steps(self.plan, lease) {
+            if let Step::ProbeGateway(gw) = step {
+                self.probe_gateway(gw, st);
+            }
+        }
     }
 
     /// Records a warning in `st.error` when the gateway stays silent; never fails bring-up.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use guest_config::NetworkPlan;
 
-use crate::apply::{bring_up, Exec};
+use crate::apply::{bring_up_then_probe, Exec};
 use crate::dhcp::{self, Lease, LeasePhase};
 use crate::error::NetError;
 use crate::rtnl::Link;
@@ -102,11 +102,15 @@ fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
             st.state = LinkState::Down;
             p.publish(&st);
         }
-        match bring_up(plan, env, &mut st) {
+        let mut on_configured = |s: &NetworkState| {
+            log_changes(s);
+            p.publish(s);
+        };
+        match bring_up_then_probe(plan, env, &mut st, &mut on_configured) {
             Ok(bound) => {
                 retry = RETRY_FIRST;
                 last_error.clear();
-                log_changes(&st);
+                // Again, for the probe's warning, if any (unchanged states are not re-sent).
                 p.publish(&st);
                 let (Some(link), Some(lease)) = (bound.link, bound.lease) else {
                     let _ = rx.recv(); // configured for good: idle until stopped
