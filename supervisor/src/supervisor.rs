@@ -172,29 +172,20 @@ impl Supervisor {
                 cfg,
             });
         }
-        let n = list.len();
-        Ok(Supervisor {
-            services: list,
-            pipes: HashMap::new(),
-            next_token: opts.token_base + n,
-            token_base: opts.token_base,
-            console: Console::new(opts.console),
-            console_retry: None,
-            notify_dir: opts.notify_dir,
-            etc_dir: opts.etc_dir,
-            proc_dir: opts.proc_dir,
-            network_up: false,
-            shutting_down: false,
-        })
+        Ok(Self::with(list, opts))
     }
 
     /// No services (the init before configuration is read).
     pub fn empty() -> Supervisor {
-        let opts = Options::new(Box::new(std::io::sink()));
+        Self::with(Vec::new(), Options::new(Box::new(std::io::sink())))
+    }
+
+    fn with(list: Vec<Service>, opts: Options) -> Supervisor {
+        let n = list.len();
         Supervisor {
-            services: Vec::new(),
+            services: list,
             pipes: HashMap::new(),
-            next_token: opts.token_base,
+            next_token: opts.token_base + n,
             token_base: opts.token_base,
             console: Console::new(opts.console),
             console_retry: None,
