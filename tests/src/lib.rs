@@ -256,3 +256,17 @@ pub fn boot(
 pub fn boot_deadline() -> Duration {
     qemu_harness::BOOT_TIMEOUT
 }
+
+/// Presses ctrl-alt-delete and waits for the guest to power QEMU off by itself; asserts a
+/// clean exit and no kernel panic, and returns the whole console.
+pub fn power_off_cleanly(vm: &mut qemu_harness::Vm) -> String {
+    vm.send_ctrl_alt_del()
+        .expect("monitor: sendkey ctrl-alt-delete");
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));
+    let console = vm.console_text();
+    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    assert!(!console.contains("Kernel panic"), "{console}");
+    console
+}

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use qemu_harness::Machine;
-use vminit_tests::{boot, boot_deadline, Guest, SLIRP_IP};
+use vminit_tests::{boot, boot_deadline, power_off_cleanly, Guest, SLIRP_IP};
 
 /// The example image config of the README's demo.
 fn example() -> String {
@@ -101,12 +101,7 @@ fn ctrl_alt_delete_stops_services_in_reverse_order_and_powers_off() {
     let (mut vm, _dir) = boot(&Guest::with_config(ORDERED), Machine::Q35, SLIRP_IP, &[]);
     vm.wait_health(|h| h["status"] == "ok", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
-    vm.send_ctrl_alt_del().unwrap();
-    let status = vm
-        .wait_exit(boot_deadline())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let console = vm.console_text();
-    assert!(status.success(), "{console}");
+    let console = power_off_cleanly(&mut vm);
     let at = |needle: &str| {
         console
             .find(needle)
