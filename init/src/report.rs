@@ -28,6 +28,13 @@ pub fn log_module_report(r: &modules::Report) {
         loaded.join(" "),
         r.total_ms
     );
+    log::debug!(
+        "modules: index {:.1} ms, {} sysfs scans {:.1} ms{}",
+        r.index_ms,
+        r.passes,
+        r.scan_ms,
+        if r.timed_out { ", timed out" } else { "" }
+    );
     for f in &r.failed {
         log::error!("module {}: {}", f.name, f.reason);
     }

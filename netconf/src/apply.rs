@@ -65,6 +65,7 @@ pub fn bring_up_then_probe(
         return Ok(Bound { link: None, lease });
     }
     ex.configure(lease.as_ref(), false, st)?;
+    log::debug!("network: timeline (ms since kernel start) {:?}", st.timings);
     configured(st);
     ex.probe(lease.as_ref(), st);
     Ok(Bound {

@@ -2,7 +2,7 @@
 //! line, against time from launch to vminit's first `/health` 200, on the
 //! same kernel, runs interleaved so that machine load hits both alike.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::Result;
@@ -184,8 +184,84 @@ pub fn images(
     Ok((trivial, vminit))
 }
 
+/// The Debian + systemd-networkd baseline: a root filesystem image and Debian's initramfs
+/// for the benchmark's kernel, as `scripts/systemd-baseline.sh` builds them.
+#[derive(Debug, Clone)]
+pub struct SystemdBaseline {
+    pub rootfs: PathBuf,
+    pub initrd: PathBuf,
+}
+
+impl SystemdBaseline {
+    /// `dir/rootfs.img` and `dir/initrd.img`; an error naming the missing file otherwise.
+    pub fn in_dir(dir: &Path) -> Result<Self> {
+        let b = SystemdBaseline {
+            rootfs: dir.join("rootfs.img"),
+            initrd: dir.join("initrd.img"),
+        };
+        for f in [&b.rootfs, &b.initrd] {
+            if !f.is_file() {
+                return Err(crate::Error::Invalid(format!(
+                    "systemd baseline: {} does not exist (build it with scripts/systemd-baseline.sh)",
+                    f.display()
+                )));
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// Boots the systemd baseline and returns launch → first `/health` 200. The root image is
+/// attached with `snapshot=on`: every run boots the same pristine image, as an ephemeral VM
+/// does, and nothing is written back.
+pub fn systemd_boot(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    b: &SystemdBaseline,
+) -> Result<Duration> {
+    let device = match machine {
+        Machine::Q35 => "virtio-blk-pci,drive=root",
+        Machine::Microvm => "virtio-blk-device,drive=root",
+    };
+    let drive = format!(
+        "file={},if=none,id=root,format=raw,snapshot=on",
+        b.rootfs.display()
+    );
+    let mut vm = VmBuilder::new()
+        .machine(machine)
+        .kernel(kernel.clone())
+        .kernel_kind(kind)
+        .initrd(&b.initrd)
+        .nic(true)
+        .append("root=/dev/vda rw")
+        .extra_arg("-drive")
+        .extra_arg(&drive)
+        .extra_arg("-device")
+        .extra_arg(device)
+        .launch()?;
+    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
+    Ok(vm.launched().elapsed())
+}
+
+/// Every sample of one kernel kind.
+#[derive(Debug, Default)]
+struct Samples {
+    trivial: Vec<Duration>,
+    busybox: Vec<Duration>,
+    systemd: Vec<Duration>,
+    vminit: Vec<Duration>,
+    phases: Vec<serde_json::Value>,
+}
+
 /// Runs `runs` interleaved boots of each image and returns a report.
-pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize) -> Result<String> {
+pub fn run(
+    kernel: &Kernel,
+    kinds: &[KernelKind],
+    machine: Machine,
+    runs: usize,
+    systemd: Option<&SystemdBaseline>,
+) -> Result<String> {
     let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
     let (trivial, vminit) = images(kernel, dir.path())?;
     let busybox = busybox_image(kernel, dir.path())?;
@@ -198,43 +274,57 @@ pub fn run(kernel: &Kernel, kinds: &[KernelKind], machine: Machine, runs: usize)
         report.push_str("(vminit not built: trivial-init only)\n");
     }
     for &kind in kinds {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        let mut phases = Vec::new();
-        let mut c = Vec::new();
+        let mut s = Samples::default();
         for i in 0..runs {
-            a.push(trivial_boot(kernel, kind, machine, &trivial)?);
+            let mut line = format!("  {kind:?} run {}/{runs}:", i + 1);
+            let t = trivial_boot(kernel, kind, machine, &trivial)?;
+            s.trivial.push(t);
+            line.push_str(&format!(" trivial {}", ms(t)));
             if let Some(bb) = &busybox {
-                c.push(busybox_boot(kernel, kind, machine, bb)?);
+                let t = busybox_boot(kernel, kind, machine, bb)?;
+                s.busybox.push(t);
+                line.push_str(&format!(", busybox {}", ms(t)));
+            }
+            if let Some(b) = systemd {
+                let t = systemd_boot(kernel, kind, machine, b)?;
+                s.systemd.push(t);
+                line.push_str(&format!(", systemd {}", ms(t)));
             }
             if let Some(v) = &vminit {
-                let (took, boot) = vminit_boot(kernel, kind, machine, v)?;
-                b.push(took);
-                phases.push(boot);
+                let (t, boot) = vminit_boot(kernel, kind, machine, v)?;
+                s.vminit.push(t);
+                s.phases.push(boot);
+                line.push_str(&format!(", vminit {}", ms(t)));
             }
-            eprintln!(
-                "  {kind:?} run {}/{runs}: trivial {:?}{}",
-                i + 1,
-                a[i],
-                b.get(i)
-                    .map(|d| format!(", vminit {d:?}"))
-                    .unwrap_or_default()
-            );
+            eprintln!("{line}");
         }
-        report.push_str(&format_row(kind, &a, &b));
-        if let (Some(cs), Some(bs)) = (stats(&c), stats(&b)) {
-            report.push_str(&format!(
-                "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/busybox-script (medians): {:.2}\n",
-                "launch -> busybox script /health",
-                ms(cs.median),
-                ms(cs.min),
-                ms(cs.max),
-                bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9)
-            ));
+        report.push_str(&format_row(kind, &s.trivial, &s.vminit));
+        for (name, sample) in [("busybox-script", &s.busybox), ("systemd", &s.systemd)] {
+            report.push_str(&format_baseline(kind, name, sample, &s.vminit));
         }
-        report.push_str(&format_phases(kind, &phases));
+        report.push_str(&format_phases(kind, &s.phases));
     }
     Ok(report)
+}
+
+/// A baseline's line and vminit's ratio to it (empty without samples of both).
+pub fn format_baseline(
+    kind: KernelKind,
+    name: &str,
+    baseline: &[Duration],
+    vminit: &[Duration],
+) -> String {
+    let (Some(cs), Some(bs)) = (stats(baseline), stats(vminit)) else {
+        return String::new();
+    };
+    format!(
+        "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/{name} (medians): {:.2}\n",
+        format!("launch -> {name} /health 200"),
+        ms(cs.median),
+        ms(cs.min),
+        ms(cs.max),
+        bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9)
+    )
 }
 
 /// Medians of vminit's own timeline (ms since kernel start, from `/health`'s `boot`): where

@@ -25,12 +25,21 @@ const TAIL_LINES: usize = 40;
 /// Interval between condition checks.
 const POLL: Duration = Duration::from_millis(10);
 /// A new HTTP probe starts this often while waiting ...
-const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// ... each with this connect/read timeout, at most this many at once:
-/// probes made before the guest listens hang until their timeout, so
-/// overlapping them keeps the first success close to when it became possible.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_PROBES: usize = 32;
+/// probes made before the guest listens hang until their timeout (slirp
+/// accepts on the host side, then retransmits its SYN to the guest on a
+/// seconds-long timer), so overlapping them keeps the first success close to
+/// when it became possible.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Above `PROBE_TIMEOUT / PROBE_INTERVAL`, so the cap is never what delays a
+/// probe: with a cap below it, no probe started for part of every timeout
+/// cycle, and a guest that became ready then was seen only hundreds of
+/// milliseconds later (the busybox baseline's old ~2.1 s cluster).
+const MAX_PROBES: usize = 64;
+/// Timeout of a single GET made once the guest is known to listen.
+const GET_TIMEOUT: Duration = Duration::from_secs(5);
+const _: () = assert!(MAX_PROBES as u128 > PROBE_TIMEOUT.as_millis() / PROBE_INTERVAL.as_millis());
 
 /// A launched QEMU.
 #[derive(Debug)]
@@ -209,7 +218,7 @@ impl Vm {
     /// One GET to `path` on the guest's `guest_port` (must be forwarded).
     pub fn get_port(&self, guest_port: u16, path: &str) -> Result<(u16, String)> {
         let addr = self.addr(guest_port)?;
-        http::get(addr, path, PROBE_TIMEOUT)
+        http::get(addr, path, GET_TIMEOUT)
     }
 
     fn addr(&self, guest_port: u16) -> Result<SocketAddr> {

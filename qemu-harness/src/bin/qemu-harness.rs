@@ -27,8 +27,10 @@ commands:
       [--modules virtio|none|a,b,c] [--forward GUEST_PORT]... [--memory MB]
                                      boot, print /health when it answers, keep
                                      the VM up until Ctrl-C (then shut it down)
-  bench-boot [--runs N] [--machine q35|microvm] [--bzimage]
+  bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
                                      launch->trivial-init line vs launch->/health 200
+                                     of the busybox script, vminit and (with DIR from
+                                     scripts/systemd-baseline.sh) Debian + systemd
 
 common: --kernel F [--modules-dir D]   use this kernel instead of the cached Debian one
 env: VMINIT_STATIC_DIR, VMINIT_KERNEL_CACHE, VMINIT_KERNEL_PACKAGE, VMINIT_KERNEL,
@@ -390,7 +392,14 @@ fn bench_boot(args: &Args) -> Result<()> {
         kinds.push(KernelKind::BzImage);
     }
     let runs = args.number("--runs", 5usize)?.max(1);
-    print!("{}", bench::run(&k, &kinds, machine, runs)?);
+    let systemd = match args.one("--systemd") {
+        Some(dir) => Some(bench::SystemdBaseline::in_dir(std::path::Path::new(dir))?),
+        None => None,
+    };
+    print!(
+        "{}",
+        bench::run(&k, &kinds, machine, runs, systemd.as_ref())?
+    );
     Ok(())
 }
 
