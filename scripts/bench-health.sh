@@ -112,6 +112,12 @@ if [ "$mode" != host ]; then
     load "$health" "vm /health (vminit), 200 stalled connections"
     unstall
     metrics=$(curl -sf "${health%/health}/metrics" || true)
-    echo "vminit in the guest: $(echo "$metrics" | awk '/^process_resident_memory_bytes/ {printf "RSS %d KiB", $2/1024} /^process_cpu_seconds_total/ {printf ", CPU %s s since boot", $2}')"
-    curl -sf "$health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print("status after:", h["status"], "| services:", ", ".join(f"{n} {s[\"state\"]}" for n, s in h["services"].items()))' || true
+    rss=$(echo "$metrics" | awk '/^process_resident_memory_bytes/ {printf "%d KiB", $2/1024}')
+    cpu=$(echo "$metrics" | awk '/^process_cpu_seconds_total/ {print $2 " s"}')
+    echo "vminit in the guest after the runs: RSS $rss, CPU since boot $cpu"
+    curl -sf "$health" | python3 -c '
+import json, sys
+h = json.load(sys.stdin)
+states = ", ".join(n + " " + s["state"] for n, s in h["services"].items())
+print("status after the runs:", h["status"], "| services:", states)' || true
 fi

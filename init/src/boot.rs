@@ -131,6 +131,13 @@ pub fn run_pid1(argv: &[String]) -> ! {
     crate::report::log_module_report(&report);
     let diagnosis = modules::diagnose_network(&report);
 
+    // Whatever the network source turns out to be (see netconf::loopback_up).
+    match netconf::loopback_up() {
+        Ok(true) => log::debug!("network: lo up"),
+        Ok(false) => {}
+        Err(e) => log::warn!("{e}"),
+    }
+
     let drive_ref = drive_cfg.as_ref().map(|(d, f)| (d, f.describe()));
     let arbitrated = guest_config::arbitrate(
         cmdline.get("ip"),

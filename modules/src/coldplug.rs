@@ -112,7 +112,11 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
                 );
                 break devices;
             }
-            self.clock.sleep(opts.poll);
+            // A driver's probe adds the devices behind it before finit_module returns
+            // (virtio_pci → virtio0): after a load, look again at once.
+            if !loaded_any {
+                self.clock.sleep(opts.poll);
+            }
         };
         self.record_devices(&devices);
         Ok(())

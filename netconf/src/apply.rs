@@ -74,6 +74,21 @@ pub fn bring_up_then_probe(
     })
 }
 
+/// Brings `lo` up; `Ok(true)` if it was down.
+pub fn loopback_up(rtnl: &mut Rtnl) -> Result<bool> {
+    match rtnl.links()?.into_iter().find(|l| l.name == "lo") {
+        Some(lo) if !lo.up => {
+            rtnl.set_link(&lo, true, None)?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+        None => {
+            log::warn!("network: no loopback interface lo");
+            Ok(false)
+        }
+    }
+}
+
 impl<'a> Exec<'a> {
     pub fn new(plan: &'a NetworkPlan, env: &'a Env, link: Option<Link>) -> Result<Self> {
         let rtnl = Rtnl::open().map_err(|source| NetError::Socket {
@@ -163,14 +178,8 @@ impl<'a> Exec<'a> {
     fn run(&mut self, step: &Step, st: &mut NetworkState) -> Result<Option<Lease>> {
         match step {
             Step::LoopbackUp => {
-                let lo = self.rtnl.links()?.into_iter().find(|l| l.name == "lo");
-                match lo {
-                    Some(lo) if !lo.up => {
-                        self.rtnl.set_link(&lo, true, None)?;
-                        st.changes.push("lo up".to_string());
-                    }
-                    Some(_) => {}
-                    None => log::warn!("network: no loopback interface lo"),
+                if loopback_up(&mut self.rtnl)? {
+                    st.changes.push("lo up".to_string());
                 }
             }
             Step::FindInterface => {

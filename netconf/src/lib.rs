@@ -127,6 +127,17 @@ impl Env {
     }
 }
 
+/// Brings `lo` up on a socket of its own; `Ok(true)` if it was down. The init calls this at
+/// boot whatever the network source, even none or a conflict: local services and their
+/// readiness probes on 127.0.0.1 need loopback.
+pub fn loopback_up() -> Result<bool> {
+    let mut rtnl = Rtnl::open().map_err(|source| NetError::Socket {
+        what: "open an rtnetlink socket",
+        source,
+    })?;
+    apply::loopback_up(&mut rtnl)
+}
+
 /// Brings the network up once, on this thread, and returns what it did. A DHCP lease is
 /// acquired and applied but not kept: use [`spawn`] for renewals. A gateway that does not
 /// answer ARP is reported in the returned state's `error` with `state` still `Up` (see

@@ -285,7 +285,8 @@ pub fn run(
                 s.busybox.push(t);
                 line.push_str(&format!(", busybox {}", ms(t)));
             }
-            if let Some(b) = systemd {
+            // Its ~30 s dwarf the kernel's decompression: booted with the vmlinux only.
+            if let Some(b) = systemd.filter(|_| kind == KernelKind::Vmlinux) {
                 let t = systemd_boot(kernel, kind, machine, b)?;
                 s.systemd.push(t);
                 line.push_str(&format!(", systemd {}", ms(t)));

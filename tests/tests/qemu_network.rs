@@ -83,11 +83,12 @@ fn microvm_cmdline_static() {
 /// The guest has no address in these cases (nothing is applied), so the host cannot poll;
 /// the console says what is wrong and ctrl-alt-delete proves the init is alive.
 fn named_on_console_then_clean_poweroff(
+    config: &str,
     append: &str,
     drives: &[std::path::PathBuf],
     needles: &[&str],
-) {
-    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, append, drives);
+) -> String {
+    let (mut vm, _dir) = boot(&Guest::with_config(config), Machine::Q35, append, drives);
     for n in needles {
         vm.wait_console(n, boot_deadline())
             .unwrap_or_else(|e| panic!("{n:?} not on the console: {e}"));
@@ -97,18 +98,38 @@ fn named_on_console_then_clean_poweroff(
         !console.contains("added 10.0.2.15"),
         "something was applied:\n{console}"
     );
+    console
 }
+
+/// A service that only needs loopback: its readiness probe on 127.0.0.1 passes only if
+/// `lo` is up, which vminit does whatever the network source, a conflict included.
+const LOCAL: &str = r#"
+[services.local]
+command = ["/bin/test-agent", "http", "--port", "8081"]
+ready = { http = "http://127.0.0.1:8081/health" }
+"#;
 
 #[test]
 fn both_sources_are_a_conflict_and_nothing_is_applied() {
     let tmp = tempfile::tempdir().unwrap();
     let img = drive(tmp.path(), DriveFs::Vfat, DRIVE);
-    named_on_console_then_clean_poweroff(SLIRP_IP, &[img], &["10.0.2.15::10.0.2.2", "/dev/vda"]);
+    let config = format!("{AGENT}{LOCAL}");
+    let console = named_on_console_then_clean_poweroff(
+        &config,
+        SLIRP_IP,
+        &[img],
+        &["10.0.2.15::10.0.2.2", "/dev/vda", "service local is ready"],
+    );
+    assert!(
+        !console.contains("service agent is ready"),
+        "a service after the network started with no network:\n{console}"
+    );
 }
 
 #[test]
 fn malformed_ip_names_the_field() {
     named_on_console_then_clean_poweroff(
+        AGENT,
         "ip=192.168.100.X::undefined:undefined::eth0:off",
         &[],
         &["192.168.100.X", "client-ip"],
