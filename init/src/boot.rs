@@ -131,13 +131,6 @@ pub fn run_pid1(argv: &[String]) -> ! {
     crate::report::log_module_report(&report);
     let diagnosis = modules::diagnose_network(&report);
 
-    // Whatever the network source turns out to be (see netconf::loopback_up).
-    match netconf::loopback_up() {
-        Ok(true) => log::debug!("network: lo up"),
-        Ok(false) => {}
-        Err(e) => log::warn!("{e}"),
-    }
-
     let drive_ref = drive_cfg.as_ref().map(|(d, f)| (d, f.describe()));
     let arbitrated = guest_config::arbitrate(
         cmdline.get("ip"),
@@ -172,6 +165,15 @@ pub fn run_pid1(argv: &[String]) -> ! {
             (None, state, true)
         }
     };
+    // The network thread brings lo up with the rest; without one (no source, or a conflict)
+    // local services and their readiness probes on 127.0.0.1 still need it.
+    if plan.is_none() {
+        match netconf::loopback_up() {
+            Ok(true) => log::debug!("network: lo up"),
+            Ok(false) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
     // With no network source at all, the drive's hostname is still the guest's name.
     if plan.is_none() && initial.state == netconf::LinkState::Unconfigured {
         if let Some(h) = drive_cfg.as_ref().and_then(|(d, _)| d.hostname.clone()) {

@@ -94,15 +94,14 @@ const EARLY: &[Early] = &[
     },
 ];
 
-/// Mount points currently mounted, from `/proc/self/mountinfo` (or `/proc/mounts`).
-fn mounted_targets() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mounts")
-        .map(|s| {
-            s.lines()
-                .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Mount points currently mounted, from `/proc/self/mounts`; `None` while /proc is not.
+fn mounted_targets() -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect(),
+    )
 }
 
 /// Mounts what is not mounted yet. Returns the errors of the mounts that failed (each is also
@@ -110,9 +109,17 @@ fn mounted_targets() -> Vec<String> {
 pub fn mount_early() -> (Vec<MountError>, Vec<MountError>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    // Read once /proc is there (it may not be before the first mount), then kept up to date
+    // here: every read of the table is a few ms of cold code under TCG.
+    let mut table: Option<Vec<String>> = None;
     for m in EARLY {
-        // /proc must be mounted before its mount table can be read; re-read each time.
-        if mounted_targets().iter().any(|t| t == m.target) {
+        if table.is_none() {
+            table = mounted_targets();
+        }
+        if table
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|t| t == m.target))
+        {
             continue;
         }
         if !Path::new(m.target).exists() {
@@ -120,16 +127,23 @@ pub fn mount_early() -> (Vec<MountError>, Vec<MountError>) {
                 log::debug!("cannot create {}: {e}", m.target);
             }
         }
-        if let Err(source) = mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
-            let err = MountError {
-                target: m.target,
-                fstype: m.fstype,
-                source,
-            };
-            if m.optional {
-                warnings.push(err);
-            } else {
-                errors.push(err);
+        match mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
+            Ok(()) => {
+                if let Some(t) = table.as_mut() {
+                    t.push(m.target.to_string());
+                }
+            }
+            Err(source) => {
+                let err = MountError {
+                    target: m.target,
+                    fstype: m.fstype,
+                    source,
+                };
+                if m.optional {
+                    warnings.push(err);
+                } else {
+                    errors.push(err);
+                }
             }
         }
     }
