@@ -319,12 +319,13 @@ pub fn format_baseline(
         return String::new();
     };
     format!(
-        "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/{name} (medians): {:.2}\n",
+        "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/{name} (medians): {:.2} (minimums: {:.2})\n",
         format!("launch -> {name} /health 200"),
         ms(cs.median),
         ms(cs.min),
         ms(cs.max),
-        bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9)
+        bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9),
+        bs.min.as_secs_f64() / cs.min.as_secs_f64().max(1e-9)
     )
 }
 
@@ -377,8 +378,9 @@ pub fn format_row(kind: KernelKind, trivial: &[Duration], vminit: &[Duration]) -
     }
     if let (Some(a), Some(b)) = (a, b) {
         let ratio = b.median.as_secs_f64() / a.median.as_secs_f64().max(1e-9);
+        let min_ratio = b.min.as_secs_f64() / a.min.as_secs_f64().max(1e-9);
         out.push_str(&format!(
-            "  {kind:?} ratio vminit/trivial (medians): {ratio:.2}\n"
+            "  {kind:?} ratio vminit/trivial (medians): {ratio:.2} (minimums: {min_ratio:.2})\n"
         ));
     }
     out
@@ -404,6 +406,24 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!(stats(&[]), None);
+    }
+
+    #[test]
+    fn baseline_line_has_both_ratios_or_nothing() {
+        let line = format_baseline(
+            KernelKind::Vmlinux,
+            "systemd",
+            &ms(&[20000, 30000, 40000]),
+            &ms(&[2000, 3000, 4000]),
+        );
+        assert!(
+            line.contains("ratio vminit/systemd (medians): 0.10 (minimums: 0.10)"),
+            "{line}"
+        );
+        assert_eq!(
+            format_baseline(KernelKind::Vmlinux, "systemd", &[], &ms(&[1])),
+            ""
+        );
     }
 
     #[test]
