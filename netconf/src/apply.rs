@@ -74,6 +74,14 @@ pub fn bring_up_then_probe(
     })
 }
 
+/// Opens the rtnetlink socket every bring-up step goes through.
+pub fn open_rtnl() -> Result<Rtnl> {
+    Rtnl::open().map_err(|source| NetError::Socket {
+        what: "open an rtnetlink socket",
+        source,
+    })
+}
+
 /// Brings `lo` up; `Ok(true)` if it was down.
 pub fn loopback_up(rtnl: &mut Rtnl) -> Result<bool> {
     match rtnl.links()?.into_iter().find(|l| l.name == "lo") {
@@ -91,10 +99,7 @@ pub fn loopback_up(rtnl: &mut Rtnl) -> Result<bool> {
 
 impl<'a> Exec<'a> {
     pub fn new(plan: &'a NetworkPlan, env: &'a Env, link: Option<Link>) -> Result<Self> {
-        let rtnl = Rtnl::open().map_err(|source| NetError::Socket {
-            what: "open an rtnetlink socket",
-            source,
-        })?;
+        let rtnl = open_rtnl()?;
         Ok(Exec {
             plan,
             env,

@@ -131,11 +131,7 @@ impl Env {
 /// boot whatever the network source, even none or a conflict: local services and their
 /// readiness probes on 127.0.0.1 need loopback.
 pub fn loopback_up() -> Result<bool> {
-    let mut rtnl = Rtnl::open().map_err(|source| NetError::Socket {
-        what: "open an rtnetlink socket",
-        source,
-    })?;
-    apply::loopback_up(&mut rtnl)
+    apply::loopback_up(&mut apply::open_rtnl()?)
 }
 
 /// Brings the network up once, on this thread, and returns what it did. A DHCP lease is

@@ -53,13 +53,13 @@ pub fn stats(samples: &[Duration]) -> Option<Stats> {
 }
 
 /// One benchmark VM: the same machine, kernel and NIC for every image.
-fn launch(
+fn builder(
     kernel: &Kernel,
     kind: KernelKind,
     machine: Machine,
     initrd: &Path,
     append: &str,
-) -> Result<crate::Vm> {
+) -> VmBuilder {
     VmBuilder::new()
         .machine(machine)
         .kernel(kernel.clone())
@@ -67,7 +67,22 @@ fn launch(
         .initrd(initrd)
         .nic(true)
         .append(append)
-        .launch()
+}
+
+fn launch(
+    kernel: &Kernel,
+    kind: KernelKind,
+    machine: Machine,
+    initrd: &Path,
+    append: &str,
+) -> Result<crate::Vm> {
+    builder(kernel, kind, machine, initrd, append).launch()
+}
+
+/// Launch → the first `/health` 200 seen through `hostfwd`.
+fn until_health(vm: &mut crate::Vm) -> Result<Duration> {
+    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
+    Ok(vm.launched().elapsed())
 }
 
 /// Boots `initrd` (a trivial-init image) and returns launch → its line.
@@ -92,8 +107,7 @@ pub fn vminit_boot(
     initrd: &Path,
 ) -> Result<(Duration, serde_json::Value)> {
     let mut vm = launch(kernel, kind, machine, initrd, &vminit_net_append())?;
-    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
-    let took = vm.launched().elapsed();
+    let took = until_health(&mut vm)?;
     let boot = vm
         .get("/health")
         .ok()
@@ -154,9 +168,7 @@ pub fn busybox_boot(
     machine: Machine,
     initrd: &Path,
 ) -> Result<Duration> {
-    let mut vm = launch(kernel, kind, machine, initrd, "")?;
-    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
-    Ok(vm.launched().elapsed())
+    until_health(&mut launch(kernel, kind, machine, initrd, "")?)
 }
 
 /// The images the benchmark boots: (trivial, vminit if built).
@@ -220,28 +232,11 @@ pub fn systemd_boot(
     machine: Machine,
     b: &SystemdBaseline,
 ) -> Result<Duration> {
-    let device = match machine {
-        Machine::Q35 => "virtio-blk-pci,drive=root",
-        Machine::Microvm => "virtio-blk-device,drive=root",
-    };
-    let drive = format!(
-        "file={},if=none,id=root,format=raw,snapshot=on",
-        b.rootfs.display()
-    );
-    let mut vm = VmBuilder::new()
-        .machine(machine)
-        .kernel(kernel.clone())
-        .kernel_kind(kind)
-        .initrd(&b.initrd)
-        .nic(true)
-        .append("root=/dev/vda rw")
-        .extra_arg("-drive")
-        .extra_arg(&drive)
-        .extra_arg("-device")
-        .extra_arg(device)
+    let mut vm = builder(kernel, kind, machine, &b.initrd, "root=/dev/vda rw")
+        .drive(&b.rootfs)
+        .snapshot_drives(true)
         .launch()?;
-    vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
-    Ok(vm.launched().elapsed())
+    until_health(&mut vm)
 }
 
 /// Every sample of one kernel kind.
@@ -315,17 +310,28 @@ pub fn format_baseline(
     baseline: &[Duration],
     vminit: &[Duration],
 ) -> String {
-    let (Some(cs), Some(bs)) = (stats(baseline), stats(vminit)) else {
+    let (Some(base), Some(v)) = (stats(baseline), stats(vminit)) else {
         return String::new();
     };
+    stats_line(kind, &format!("launch -> {name} /health 200"), base)
+        + &ratio_line(kind, name, v, base)
+}
+
+fn stats_line(kind: KernelKind, name: &str, s: Stats) -> String {
     format!(
-        "  {kind:?} {:<32} median {:>8}  min {:>8}  max {:>8}\n  {kind:?} ratio vminit/{name} (medians): {:.2} (minimums: {:.2})\n",
-        format!("launch -> {name} /health 200"),
-        ms(cs.median),
-        ms(cs.min),
-        ms(cs.max),
-        bs.median.as_secs_f64() / cs.median.as_secs_f64().max(1e-9),
-        bs.min.as_secs_f64() / cs.min.as_secs_f64().max(1e-9)
+        "  {kind:?} {name:<32} median {:>8}  min {:>8}  max {:>8}\n",
+        ms(s.median),
+        ms(s.min),
+        ms(s.max)
+    )
+}
+
+fn ratio_line(kind: KernelKind, name: &str, vminit: Stats, base: Stats) -> String {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    format!(
+        "  {kind:?} ratio vminit/{name} (medians): {:.2} (minimums: {:.2})\n",
+        ratio(vminit.median, base.median),
+        ratio(vminit.min, base.min)
     )
 }
 
@@ -360,28 +366,16 @@ fn ms(d: Duration) -> String {
 /// One kernel kind's lines of the report.
 pub fn format_row(kind: KernelKind, trivial: &[Duration], vminit: &[Duration]) -> String {
     let mut out = String::new();
-    let line = |name: &str, s: Stats| {
-        format!(
-            "  {kind:?} {name:<32} median {:>8}  min {:>8}  max {:>8}\n",
-            ms(s.median),
-            ms(s.min),
-            ms(s.max)
-        )
-    };
     let a = stats(trivial);
     let b = stats(vminit);
     if let Some(a) = a {
-        out.push_str(&line("launch -> trivial-init line", a));
+        out.push_str(&stats_line(kind, "launch -> trivial-init line", a));
     }
     if let Some(b) = b {
-        out.push_str(&line("launch -> vminit /health 200", b));
+        out.push_str(&stats_line(kind, "launch -> vminit /health 200", b));
     }
     if let (Some(a), Some(b)) = (a, b) {
-        let ratio = b.median.as_secs_f64() / a.median.as_secs_f64().max(1e-9);
-        let min_ratio = b.min.as_secs_f64() / a.min.as_secs_f64().max(1e-9);
-        out.push_str(&format!(
-            "  {kind:?} ratio vminit/trivial (medians): {ratio:.2} (minimums: {min_ratio:.2})\n"
-        ));
+        out.push_str(&ratio_line(kind, "trivial", b, a));
     }
     out
 }

@@ -61,6 +61,9 @@ pub struct VmBuilder {
     pub append: String,
     /// Raw images attached as virtio-blk, in order (vda, vdb, ...).
     pub drives: Vec<PathBuf>,
+    /// Attach the drives with `snapshot=on`: the guest's writes go to a throwaway overlay and
+    /// every boot sees the pristine image.
+    pub snapshot_drives: bool,
     /// A virtio-net NIC on slirp, with guest port 8900 forwarded.
     pub nic: bool,
     /// More guest TCP ports to forward (needs `nic`).
@@ -82,6 +85,7 @@ impl Default for VmBuilder {
             initrd: None,
             append: String::new(),
             drives: Vec::new(),
+            snapshot_drives: false,
             nic: false,
             forwards: Vec::new(),
             accel: None,
@@ -141,6 +145,10 @@ impl VmBuilder {
     }
     pub fn drive(mut self, path: impl Into<PathBuf>) -> Self {
         self.drives.push(path.into());
+        self
+    }
+    pub fn snapshot_drives(mut self, on: bool) -> Self {
+        self.snapshot_drives = on;
         self
     }
     pub fn nic(mut self, on: bool) -> Self {
@@ -223,7 +231,10 @@ impl VmBuilder {
             Machine::Microvm => "device",
         };
         for (i, drive) in self.drives.iter().enumerate() {
-            let spec = format!("file={},if=none,id=d{i},format=raw", drive.display());
+            let mut spec = format!("file={},if=none,id=d{i},format=raw", drive.display());
+            if self.snapshot_drives {
+                spec.push_str(",snapshot=on");
+            }
             let dev = format!("virtio-blk-{suffix},drive=d{i}");
             push(&["-drive", &spec, "-device", &dev]);
         }
@@ -359,5 +370,22 @@ mod tests {
         let args = VmBuilder::new().qemu_args(&plan());
         assert!(find(&args, "-netdev").is_empty());
         assert_eq!(find(&args, "-kernel"), ["/k/vmlinux"]);
+    }
+
+    #[test]
+    fn snapshot_drives_are_attached_with_snapshot_on() {
+        let plain = VmBuilder::new().drive("/d.img").qemu_args(&plan());
+        assert_eq!(
+            find(&plain, "-drive"),
+            ["file=/d.img,if=none,id=d0,format=raw"]
+        );
+        let snap = VmBuilder::new()
+            .drive("/d.img")
+            .snapshot_drives(true)
+            .qemu_args(&plan());
+        assert_eq!(
+            find(&snap, "-drive"),
+            ["file=/d.img,if=none,id=d0,format=raw,snapshot=on"]
+        );
     }
 }

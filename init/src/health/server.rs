@@ -4,8 +4,8 @@
 //! no socket timeouts, has no header size limit, and an accept error such as EMFILE ends or
 //! panics its accept loop. Here every resource is bounded instead: at most [`MAX_CONNS`] open
 //! connections (a new one evicts the oldest stalled one), [`MAX_REQUEST`] bytes of request
-//! head, a deadline per connection, no thread per client; a stalled client costs one slot and a few KiB, never a
-//! blocked poll. EMFILE/ENFILE on accept frees a slot and pauses accepting briefly instead of
+//! head, a deadline per connection, no thread per client; a stalled client costs one slot and
+//! a few KiB, never a blocked poll. EMFILE/ENFILE on accept frees a slot and pauses accepting briefly instead of
 //! spinning or dying.
 
 use std::collections::VecDeque;
@@ -183,8 +183,8 @@ impl Server {
     /// still on an unfinished request head, after one last read: a client whose request has
     /// arrived but whose event is not handled yet is answered, not dropped. Evicting the
     /// oldest blindly dropped 3% of `wrk`'s requests under a flood of reconnecting slow
-    /// clients (`scripts/bench-health.sh`), this 0.015%. Connections being answered are kept; if every
-    /// slot is being answered, the oldest goes anyway, so the bound holds.
+    /// clients (`scripts/bench-health.sh`), this 0.015%. Connections being answered are
+    /// kept; if every slot is being answered, the oldest goes anyway, so the bound holds.
     fn make_room(&mut self) {
         let oldest_first: Vec<usize> = self.order.iter().copied().collect();
         for idx in oldest_first {
@@ -196,13 +196,17 @@ impl Server {
             }
             self.on_conn_event(idx);
             if self.is_reading(idx) {
-                self.counters.evicted += 1;
-                self.close(idx);
+                self.evict(idx);
             }
         }
         if self.order.len() >= MAX_CONNS {
             self.evict_oldest();
         }
+    }
+
+    fn evict(&mut self, idx: usize) {
+        self.counters.evicted += 1;
+        self.close(idx);
     }
 
     fn is_reading(&self, idx: usize) -> bool {
@@ -217,8 +221,7 @@ impl Server {
 
     fn evict_oldest(&mut self) {
         if let Some(&idx) = self.order.front() {
-            self.counters.evicted += 1;
-            self.close(idx);
+            self.evict(idx);
         }
     }
 
