@@ -25,8 +25,13 @@ pub struct Coldplug {
     pub budget: Duration,
     /// Pause between scans.
     pub poll: Duration,
-    /// Stop once nothing was loaded and the device set has not changed for
-    /// this long: drivers may add devices asynchronously after init returns.
+    /// Stop once a pass loads nothing and the device set has not changed for
+    /// this long. Zero (the default) stops at the first pass that loads
+    /// nothing: `finit_module` returns only after the module's probes are
+    /// done, asynchronous ones included (the kernel's `do_init_module` runs
+    /// `async_synchronize_full()`), so the devices a load adds are already in
+    /// sysfs. A bus that enumerates from a work queue (USB hubs) needs a
+    /// non-zero value.
     pub settle: Duration,
 }
 
@@ -36,7 +41,7 @@ impl Default for Coldplug {
             sys: PathBuf::from("/sys"),
             budget: Duration::from_secs(2),
             poll: Duration::from_millis(10),
-            settle: Duration::from_millis(30),
+            settle: Duration::ZERO,
         }
     }
 }
@@ -97,11 +102,13 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
                 .map(|d| (d.bus.clone(), d.name.clone()))
                 .collect();
             let now = self.clock.now();
-            if loaded_any || previous.as_ref() != Some(&set) {
+            if loaded_any || previous.as_ref().is_some_and(|p| *p != set) {
                 last_change = now;
             }
             previous = Some(set);
-            if now.saturating_sub(last_change) >= opts.settle {
+            // A pass that loaded nothing has looked at every device present; with no
+            // settle time left to wait for latecomers there is nothing more to do.
+            if !loaded_any && now.saturating_sub(last_change) >= opts.settle {
                 break devices;
             }
             if now.saturating_sub(start) >= opts.budget {

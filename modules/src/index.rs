@@ -73,7 +73,13 @@ pub struct ModuleIndex {
 fn read(dir: &Path, file: &str, required: bool) -> Result<Option<String>> {
     let path = dir.join(file);
     match fs::read(&path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        // Valid UTF-8 (always, from depmod) is kept without a copy; the lossy pass only
+        // runs for a damaged file.
+        Ok(bytes) => {
+            Ok(Some(String::from_utf8(bytes).unwrap_or_else(|e| {
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            })))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(None),
         Err(source) => Err(Error::ReadIndex { path, source }),
     }
@@ -82,17 +88,25 @@ fn read(dir: &Path, file: &str, required: bool) -> Result<Option<String>> {
 /// `modules.builtin.modinfo` is NUL-separated `module.key=value`; the
 /// `alias` keys let `fs-ext4` resolve to a built-in ext4.
 fn builtin_aliases(modinfo: &str) -> Vec<AliasLine> {
-    modinfo
-        .split('\0')
-        .filter_map(|entry| {
-            let (module, rest) = entry.split_once('.')?;
-            let pattern = rest.strip_prefix("alias=")?;
-            Some(AliasLine {
+    // Only a few dozen of its thousands of entries are aliases: find those by their key
+    // rather than splitting every entry.
+    const KEY: &str = ".alias=";
+    let mut out = Vec::new();
+    let mut rest = modinfo;
+    while let Some(at) = rest.find(KEY) {
+        let module = rest[..at].rsplit('\0').next().unwrap_or_default();
+        let tail = &rest[at + KEY.len()..];
+        let pattern = tail.split('\0').next().unwrap_or_default();
+        // `module.parm=x.alias=y` would be a parameter's value, not an alias key.
+        if !module.is_empty() && !module.contains(['.', '=']) {
+            out.push(AliasLine {
                 pattern: pattern.to_string(),
                 module: normalize_name(module),
-            })
-        })
-        .collect()
+            });
+        }
+        rest = &tail[pattern.len()..];
+    }
+    out
 }
 
 impl ModuleIndex {

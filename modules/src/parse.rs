@@ -83,7 +83,8 @@ pub fn normalize_alias(alias: &str) -> String {
 fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
+        // The index files are ASCII; an ASCII trim skips decoding every character.
+        .map(|(i, l)| (i + 1, l.trim_ascii()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
@@ -133,7 +134,7 @@ pub fn parse_alias(text: &str) -> Result<Vec<AliasLine>, ParseError> {
 pub fn parse_builtin(text: &str) -> Result<Vec<String>, ParseError> {
     data_lines(text)
         .map(|(n, line)| {
-            if line.contains(char::is_whitespace) || !line.contains(".ko") {
+            if line.bytes().any(|b| b.is_ascii_whitespace()) || !line.contains(".ko") {
                 return Err(ParseError {
                     file: "modules.builtin",
                     line: n,

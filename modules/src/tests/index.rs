@@ -102,11 +102,15 @@ fn builtin_aliases_from_modinfo() {
     let (_tmp, dir) = fakes::module_tree();
     fs::write(
         dir.join("modules.builtin.modinfo"),
-        "squashfs.alias=fs-squashfs\0squashfs.license=GPL\0",
+        "squashfs.alias=fs-squashfs\0squashfs.license=GPL\0\
+         foo.parm=x.alias=fs-bogus\0crc32c-generic.alias=crypto-zzz\0",
     )
     .unwrap();
     let idx = ModuleIndex::load(&dir).unwrap();
     assert_eq!(idx.lookup_alias("fs-squashfs"), ["squashfs"]);
+    assert_eq!(idx.lookup_alias("crypto-zzz"), ["crc32c_generic"]);
+    // `.alias=` inside a parameter's value is not an alias.
+    assert!(idx.lookup_alias("fs-bogus").is_empty());
     // Not in modules.builtin, so the step is Unlisted: stale indexes, not a crash.
     assert_eq!(
         idx.resolve_fs("squashfs").unwrap().steps[0].kind,
