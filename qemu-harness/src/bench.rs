@@ -310,11 +310,11 @@ pub fn format_baseline(
     baseline: &[Duration],
     vminit: &[Duration],
 ) -> String {
-    let (Some(base), Some(v)) = (stats(baseline), stats(vminit)) else {
+    let (Some(base), Some(_)) = (stats(baseline), stats(vminit)) else {
         return String::new();
     };
     stats_line(kind, &format!("launch -> {name} /health 200"), base)
-        + &ratio_line(kind, name, v, base)
+        + &ratio_line(kind, name, vminit, baseline)
 }
 
 fn stats_line(kind: KernelKind, name: &str, s: Stats) -> String {
@@ -326,13 +326,43 @@ fn stats_line(kind: KernelKind, name: &str, s: Stats) -> String {
     )
 }
 
-fn ratio_line(kind: KernelKind, name: &str, vminit: Stats, base: Stats) -> String {
+/// vminit against a baseline: the ratio of the medians, of the minimums, and the median of the
+/// per-run ratios (each run boots both images back to back, so that one cancels the machine's
+/// slow swings; it needs runs paired one to one).
+fn ratio_line(kind: KernelKind, name: &str, vminit: &[Duration], base: &[Duration]) -> String {
+    let (Some(v), Some(b)) = (stats(vminit), stats(base)) else {
+        return String::new();
+    };
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-    format!(
-        "  {kind:?} ratio vminit/{name} (medians): {:.2} (minimums: {:.2})\n",
-        ratio(vminit.median, base.median),
-        ratio(vminit.min, base.min)
-    )
+    let mut line = format!(
+        "  {kind:?} ratio vminit/{name} (medians): {:.2} (minimums: {:.2}",
+        ratio(v.median, b.median),
+        ratio(v.min, b.min)
+    );
+    if let Some(paired) = paired_median(vminit, base) {
+        line.push_str(&format!("; median of per-run ratios: {paired:.2}"));
+    }
+    line.push_str(")\n");
+    line
+}
+
+/// Median of `a[i] / b[i]`, when both have the same, non-zero number of runs.
+pub fn paired_median(a: &[Duration], b: &[Duration]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64().max(1e-9))
+        .collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    Some(if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    })
 }
 
 /// Medians of vminit's own timeline (ms since kernel start, from `/health`'s `boot`): where
@@ -374,9 +404,7 @@ pub fn format_row(kind: KernelKind, trivial: &[Duration], vminit: &[Duration]) -
     if let Some(b) = b {
         out.push_str(&stats_line(kind, "launch -> vminit /health 200", b));
     }
-    if let (Some(a), Some(b)) = (a, b) {
-        out.push_str(&ratio_line(kind, "trivial", b, a));
-    }
+    out.push_str(&ratio_line(kind, "trivial", vminit, trivial));
     out
 }
 
@@ -411,7 +439,9 @@ mod tests {
             &ms(&[2000, 3000, 4000]),
         );
         assert!(
-            line.contains("ratio vminit/systemd (medians): 0.10 (minimums: 0.10)"),
+            line.contains(
+                "ratio vminit/systemd (medians): 0.10 (minimums: 0.10; median of per-run ratios: 0.10)"
+            ),
             "{line}"
         );
         assert_eq!(
@@ -429,5 +459,16 @@ mod tests {
         );
         let row = format_row(KernelKind::Vmlinux, &ms(&[1000]), &[]);
         assert!(!row.contains("ratio"));
+    }
+
+    #[test]
+    fn per_run_ratios_pair_runs() {
+        // Run 2 was slow for both images: the per-run ratio sees through it.
+        let base = ms(&[1000, 3000, 1000]);
+        let v = ms(&[1100, 3300, 1100]);
+        let r = paired_median(&v, &base).unwrap();
+        assert!((r - 1.1).abs() < 1e-9, "{r}");
+        assert_eq!(paired_median(&v, &base[..2]), None);
+        assert_eq!(paired_median(&[], &[]), None);
     }
 }
