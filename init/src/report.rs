@@ -29,10 +29,12 @@ pub fn log_module_report(r: &modules::Report) {
         r.total_ms
     );
     log::debug!(
-        "modules: index {:.1} ms, {} sysfs scans {:.1} ms{}",
+        "modules: index {:.1} ms, {} passes, {} sysfs scans {:.1} ms, {} device events{}",
         r.index_ms,
         r.passes,
+        r.scans,
         r.scan_ms,
+        r.events,
         if r.timed_out { ", timed out" } else { "" }
     );
     for f in &r.failed {

@@ -1,8 +1,9 @@
 //! Coldplug: load the modules that the devices present at boot ask for, the
 //! way udev's `trigger` does, without udev. Reads every
 //! `<sys>/bus/*/devices/*/modalias`, loads matching modules with their
-//! dependencies, and scans again because loading a bus driver (virtio_pci,
-//! virtio_mmio) creates new devices (`virtio:d00000001…` → virtio_net).
+//! dependencies, and looks again because loading a bus driver (virtio_pci,
+//! virtio_mmio) creates new devices (`virtio:d00000001…` → virtio_net): through
+//! the kernel's device events when it has them, else by rescanning sysfs.
 //!
 //! Owns the scan/load loop and its stopping rule; no module names are
 //! hard-coded here.
@@ -76,6 +77,9 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
             self.report.passes = 1;
             return self.missing_tree(&devices);
         }
+        // Without a settle time to poll through, the kernel's device events stand in for
+        // the rescans: after a load they say exactly what was added and bound.
+        let watching = opts.settle.is_zero() && self.kernel.watch_devices();
         let mut attempted: HashSet<String> = HashSet::new();
         for module in self.cmdline_device_modules() {
             attempted.insert(module.clone());
@@ -84,9 +88,9 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         }
         let mut previous: Option<BTreeSet<(String, String)>> = None;
         let mut last_change = self.clock.now();
+        let mut devices = self.scan(&opts.sys, &mut cache)?;
         let devices = loop {
             self.report.passes += 1;
-            let devices = self.scan(&opts.sys, &mut cache)?;
             let mut loaded_any = false;
             for dev in devices.iter().filter(|d| !d.has_driver) {
                 for module in self.lookup(&dev.modalias) {
@@ -124,12 +128,20 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
             if !loaded_any {
                 self.clock.sleep(opts.poll);
             }
+            devices = match watching.then(|| self.kernel.device_events()).flatten() {
+                Some(events) => {
+                    self.report.events += events.len();
+                    device::apply_events(devices, &events, &opts.sys, &mut cache)
+                }
+                None => self.scan(&opts.sys, &mut cache)?,
+            };
         };
         self.record_devices(&devices);
         Ok(())
     }
 
     fn scan(&mut self, sys: &Path, cache: &mut ScanCache) -> Result<Vec<Device>> {
+        self.report.scans += 1;
         let start = self.clock.now();
         let devices = device::scan_cached(sys, cache).map_err(|source| Error::ScanSysfs {
             path: sys.join("bus"),

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::uevent::{Action, Uevent};
+
 /// One device with a `modalias` attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -188,6 +190,55 @@ pub fn scan_cached(sys: &Path, cache: &mut ScanCache) -> std::io::Result<Vec<Dev
     }
     out.sort_by(|a, b| (&a.bus, &a.name).cmp(&(&b.bus, &b.name)));
     Ok(out)
+}
+
+/// `devices` after the kernel's `events`, as a rescan would see them: a device added on a
+/// bus joins the list (read as the scan reads it), a bind or unbind sets `has_driver`, a
+/// removal drops it. Class devices (`net`, `block`) are not bus devices and are ignored, as
+/// the scan ignores them.
+pub fn apply_events(
+    mut devices: Vec<Device>,
+    events: &[Uevent],
+    sys: &Path,
+    cache: &mut ScanCache,
+) -> Vec<Device> {
+    for e in events {
+        let Some(bus) = e.subsystem.as_deref() else {
+            continue;
+        };
+        let name = e.name();
+        let at = devices.iter().position(|d| d.bus == bus && d.name == name);
+        match (e.action, at) {
+            (Action::Add, None) => {
+                let path = sys.join("bus").join(bus).join("devices").join(name);
+                // Gone again, or not a bus device: nothing a rescan would list.
+                if fs::symlink_metadata(&path).is_err() {
+                    continue;
+                }
+                let key = (bus.to_string(), name.to_string());
+                let known = cache
+                    .entry(key.clone())
+                    .or_insert_with(|| read_static(bus, &path));
+                if let Some((modalias, parent)) = known.clone() {
+                    devices.push(Device {
+                        bus: key.0,
+                        name: key.1,
+                        modalias,
+                        parent,
+                        has_driver: fs::symlink_metadata(path.join("driver")).is_ok(),
+                    });
+                }
+            }
+            (Action::Bind, Some(i)) => devices[i].has_driver = true,
+            (Action::Unbind, Some(i)) => devices[i].has_driver = false,
+            (Action::Remove, Some(i)) => {
+                devices.remove(i);
+            }
+            _ => {}
+        }
+    }
+    devices.sort_by(|a, b| (&a.bus, &a.name).cmp(&(&b.bus, &b.name)));
+    devices
 }
 
 fn read_static(bus: &str, path: &Path) -> Option<(String, Option<String>)> {

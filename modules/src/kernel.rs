@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Errno;
 use crate::sys;
+use crate::uevent::Uevent;
 
 /// Flags for [`Kernel::finit_module`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,13 +33,57 @@ pub trait Kernel {
         params: &str,
         flags: InitFlags,
     ) -> Result<(), KernelError>;
+
+    /// Starts collecting device events; called before the first sysfs scan so that none is
+    /// missed. `false` when there are none to collect: coldplug then rescans sysfs.
+    fn watch_devices(&mut self) -> bool {
+        false
+    }
+
+    /// The device events since the last call, in order, or `None` when some may have been
+    /// lost (an overflow, a failed read) or nothing is watched: coldplug then rescans sysfs.
+    fn device_events(&mut self) -> Option<Vec<Uevent>> {
+        None
+    }
 }
 
-/// The running kernel, through finit_module(2).
+/// The running kernel, through finit_module(2) and the uevent netlink socket.
 #[derive(Debug, Default)]
-pub struct SystemKernel;
+pub struct SystemKernel {
+    events: Option<sys::UeventSocket>,
+}
+
+/// Larger than any uevent (the kernel caps one at 2 KiB of environment plus its header).
+const UEVENT_BUF: usize = 8192;
 
 impl Kernel for SystemKernel {
+    fn watch_devices(&mut self) -> bool {
+        if self.events.is_none() {
+            match sys::UeventSocket::open() {
+                Ok(s) => self.events = Some(s),
+                // Not fatal: coldplug rescans sysfs instead, as it always could.
+                Err(e) => log::debug!("coldplug: no uevent socket ({e}); rescanning sysfs"),
+            }
+        }
+        self.events.is_some()
+    }
+
+    fn device_events(&mut self) -> Option<Vec<Uevent>> {
+        let sock = self.events.as_ref()?;
+        let mut buf = vec![0u8; UEVENT_BUF];
+        let mut out = Vec::new();
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(Some(n)) => out.extend(buf.get(..n).and_then(Uevent::parse)),
+                Ok(None) => return Some(out),
+                Err(e) => {
+                    log::debug!("coldplug: uevent socket: {e}; rescanning sysfs");
+                    return None;
+                }
+            }
+        }
+    }
+
     fn finit_module(
         &mut self,
         path: &Path,

@@ -10,8 +10,9 @@
 //! hands over module parameters as a map), mounting `/proc` and `/sys`, or
 //! deciding what to do when a module is missing (the init logs and goes on).
 //!
-//! The only syscalls are in `sys.rs`; everything else is pure or reads files
-//! under injectable paths, and is tested with fake kernels and sysfs trees.
+//! The only syscalls are in `sys.rs` (module loading, the uevent socket);
+//! everything else is pure or reads files under injectable paths, and is
+//! tested with fake kernels and sysfs trees.
 #![deny(unsafe_code)]
 
 mod alias;
@@ -25,6 +26,7 @@ mod loader;
 pub mod parse;
 mod report;
 mod sys;
+mod uevent;
 
 #[cfg(test)]
 mod tests;
@@ -39,3 +41,4 @@ pub use kernel::{
 };
 pub use loader::{Loader, LIB_MODULES, PROC_MODULES};
 pub use report::{diagnose_network, DeviceEntry, Failed, Loaded, Report};
+pub use uevent::{Action, Uevent};

@@ -40,12 +40,12 @@ impl Loader<SystemKernel, SystemClock> {
                 &release,
                 Path::new(PROC_MODULES),
                 params,
-                SystemKernel,
+                SystemKernel::default(),
                 SystemClock::default(),
             ),
             Err(source) => Loader::new(
                 Err(Error::Release { source }),
-                SystemKernel,
+                SystemKernel::default(),
                 SystemClock::default(),
             )
             .with_params(params),

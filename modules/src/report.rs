@@ -75,6 +75,10 @@ pub struct Report {
     /// Time spent reading sysfs, over all coldplug passes.
     pub scan_ms: f64,
     pub passes: u32,
+    /// Full sysfs scans: the first, then one per pass only without device events.
+    pub scans: u32,
+    /// Kernel device events read between passes instead of rescanning.
+    pub events: usize,
     /// Coldplug stopped at its time budget while devices were still changing.
     pub timed_out: bool,
     pub total_ms: f64,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::fakes::{self, Effect, FakeClock, FakeKernel, FakeSys};
-use crate::{diagnose_network, Coldplug, Errno, Error, KernelError, Loader, ModuleIndex};
+use crate::device;
+use crate::{diagnose_network, Coldplug, Errno, Error, KernelError, Loader, ModuleIndex, Uevent};
 
 const PCI_BRIDGE: &str = "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00";
 const PCI_NET: &str = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
@@ -104,6 +105,88 @@ fn q35_loads_bus_driver_then_devices_behind_it() {
     assert_eq!(net.class, "network card");
     assert!(net.has_driver);
     assert_eq!(diagnose_network(r), None);
+}
+
+/// With the kernel's device events, coldplug scans sysfs once and follows the events; it
+/// must end where the rescans end: the same loads and the same devices, bound the same way.
+#[test]
+fn device_events_replace_rescans_with_the_same_outcome() {
+    let run = |uevents: bool| {
+        let (tmp, idx) = fakes::index();
+        let (sys, mut kernel) = q35(&tmp);
+        kernel.uevents = uevents;
+        let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+        l.coldplug(&opts(&sys)).unwrap();
+        let r = l.report().clone();
+        (loaded(&l), r)
+    };
+    let (rescan_loaded, rescan) = run(false);
+    let (event_loaded, events) = run(true);
+    assert_eq!(event_loaded, rescan_loaded);
+    assert_eq!(events.devices, rescan.devices);
+    assert_eq!(events.unmatched, rescan.unmatched);
+    assert_eq!((rescan.scans, rescan.events), (3, 0));
+    assert_eq!(events.scans, 1);
+    assert!(events.events > 0);
+    assert_eq!(events.passes, rescan.passes);
+    // The card behind virtio-pci was found through its `add` event and shows as bound
+    // through its `bind` event.
+    let net = events
+        .devices
+        .iter()
+        .find(|d| d.device == "virtio0")
+        .unwrap();
+    assert!(net.has_driver);
+    assert_eq!(net.location, "virtio0 on PCI 0000:00:03.0");
+}
+
+/// The events a real load sends, as the kernel words them: bus devices join the list,
+/// class devices (`net`) and kobjects without a subsystem do not, binds and removals apply.
+#[test]
+fn events_update_the_device_list_as_a_rescan_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sys = FakeSys::new(&tmp);
+    sys.add("pci", "0000:00:03.0", PCI_NET, None);
+    sys.add("pci", "0000:00:04.0", PCI_BLK, None);
+    let mut cache = device::ScanCache::new();
+    let before = device::scan_cached(&sys.root, &mut cache).unwrap();
+    // What virtio_pci's load does, then virtio_net's.
+    sys.add("virtio", "virtio0", VIRTIO_NET, Some("0000:00:03.0"));
+    sys.bind("pci", "0000:00:03.0", "virtio-pci");
+    sys.bind("virtio", "virtio0", "virtio_net");
+    let raw: [&[u8]; 7] = [
+        b"add@/module/virtio_pci\0ACTION=add\0DEVPATH=/module/virtio_pci\0",
+        b"bind@/devices/0000:00:03.0\0ACTION=bind\0DEVPATH=/devices/0000:00:03.0\0\
+          SUBSYSTEM=pci\0DRIVER=virtio-pci\0",
+        b"add@/devices/0000:00:03.0/virtio0\0ACTION=add\0\
+          DEVPATH=/devices/0000:00:03.0/virtio0\0SUBSYSTEM=virtio\0\
+          MODALIAS=virtio:d00000001v00001AF4\0",
+        b"add@/devices/0000:00:03.0/virtio0/net/eth0\0ACTION=add\0\
+          DEVPATH=/devices/0000:00:03.0/virtio0/net/eth0\0SUBSYSTEM=net\0INTERFACE=eth0\0",
+        b"bind@/devices/0000:00:03.0/virtio0\0ACTION=bind\0\
+          DEVPATH=/devices/0000:00:03.0/virtio0\0SUBSYSTEM=virtio\0DRIVER=virtio_net\0",
+        // The disk's controller goes away (hot-unplug) after an unbind.
+        b"unbind@/devices/0000:00:04.0\0ACTION=unbind\0DEVPATH=/devices/0000:00:04.0\0\
+          SUBSYSTEM=pci\0",
+        b"remove@/devices/0000:00:04.0\0ACTION=remove\0DEVPATH=/devices/0000:00:04.0\0\
+          SUBSYSTEM=pci\0",
+    ];
+    let events: Vec<Uevent> = raw.iter().filter_map(|m| Uevent::parse(m)).collect();
+    assert_eq!(events.len(), 7);
+    let after = device::apply_events(before, &events, &sys.root, &mut cache);
+    let names: Vec<(&str, &str, bool)> = after
+        .iter()
+        .map(|d| (d.bus.as_str(), d.name.as_str(), d.has_driver))
+        .collect();
+    assert_eq!(
+        names,
+        [("pci", "0000:00:03.0", true), ("virtio", "virtio0", true)]
+    );
+    assert_eq!(after[1].modalias, VIRTIO_NET);
+    assert_eq!(after[1].parent.as_deref(), Some("PCI 0000:00:03.0"));
+    // An `add` for a device already listed (seen by the scan too) is not a second entry.
+    let again = device::apply_events(after.clone(), &events[2..3], &sys.root, &mut cache);
+    assert_eq!(again, after);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{Clock, Errno, InitFlags, Kernel, KernelError, ModuleIndex};
+use crate::{Action, Clock, Errno, InitFlags, Kernel, KernelError, ModuleIndex, Uevent};
 
 pub const RELEASE: &str = "6.1.0-test";
 
@@ -174,6 +174,25 @@ pub struct FakeKernel {
     /// applied at once: drivers that add devices asynchronously.
     pub deferred: Option<Pending>,
     pub delay: Duration,
+    /// Report device events as the kernel's uevent socket would (else coldplug rescans).
+    pub uevents: bool,
+    /// Events not yet read by `device_events`.
+    pub events: Vec<Uevent>,
+}
+
+/// The uevent the real kernel sends for `effect` (applied to `sys` already).
+fn event_for(sys: &Path, effect: &Effect) -> Uevent {
+    let (action, bus, dev) = match effect {
+        Effect::Add(bus, dev, ..) => (Action::Add, bus, dev),
+        Effect::Bind(bus, dev, _) => (Action::Bind, bus, dev),
+    };
+    let real = fs::canonicalize(sys.join("bus").join(bus).join("devices").join(dev)).unwrap();
+    let rel = real.strip_prefix(fs::canonicalize(sys).unwrap()).unwrap();
+    Uevent {
+        action,
+        devpath: format!("/{}", rel.display()),
+        subsystem: Some(bus.clone()),
+    }
 }
 
 /// Effects waiting for the fake clock to reach their due time.
@@ -222,11 +241,32 @@ impl Kernel for FakeKernel {
                     (Some(pending), Some(t)) => pending
                         .borrow_mut()
                         .push((t.get() + self.delay, effect.clone())),
-                    _ => apply(sys, effect),
+                    _ => {
+                        apply(sys, effect);
+                        if self.uevents {
+                            self.events.push(event_for(sys, effect));
+                        }
+                    }
                 }
             }
         }
+        if self.uevents {
+            // The module's own kobject: no subsystem, nothing for coldplug.
+            self.events.push(Uevent {
+                action: Action::Add,
+                devpath: format!("/module/{name}"),
+                subsystem: None,
+            });
+        }
         Ok(())
+    }
+
+    fn watch_devices(&mut self) -> bool {
+        self.uevents
+    }
+
+    fn device_events(&mut self) -> Option<Vec<Uevent>> {
+        self.uevents.then(|| std::mem::take(&mut self.events))
     }
 }
 
