@@ -241,8 +241,27 @@ pub fn apply_events(
     devices
 }
 
+/// A sysfs attribute (at most a page) read into a stack buffer: open, read, close. Every
+/// device of the boot's sysfs walk is read this way, and `read_to_string`'s size query and
+/// heap buffer would double the syscalls and fault in fresh memory for each.
+fn read_attr(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
 fn read_static(bus: &str, path: &Path) -> Option<(String, Option<String>)> {
-    let modalias = fs::read_to_string(path.join("modalias")).ok()?;
+    let modalias = read_attr(&path.join("modalias"))?;
     let modalias = modalias.trim();
     if modalias.is_empty() {
         return None;
