@@ -170,26 +170,33 @@ pub fn scan_cached(sys: &Path, cache: &mut ScanCache) -> std::io::Result<Vec<Dev
             continue;
         };
         for dev in devices.flatten() {
-            let path = dev.path();
             let name = dev.file_name().to_string_lossy().into_owned();
-            let key = (bus_name.clone(), name);
-            let known = cache
-                .entry(key.clone())
-                .or_insert_with(|| read_static(&bus_name, &path));
-            let Some((modalias, parent)) = known.clone() else {
-                continue;
-            };
-            out.push(Device {
-                bus: key.0,
-                name: key.1,
-                modalias,
-                parent,
-                has_driver: fs::symlink_metadata(path.join("driver")).is_ok(),
-            });
+            out.extend(read_device(&bus_name, &name, &dev.path(), cache));
         }
     }
-    out.sort_by(|a, b| (&a.bus, &a.name).cmp(&(&b.bus, &b.name)));
+    sort(&mut out);
     Ok(out)
+}
+
+/// The device at `path` (`<sys>/bus/<bus>/devices/<name>`) if it has a modalias; what does
+/// not change about it comes from `cache`, its driver link is looked at every time.
+fn read_device(bus: &str, name: &str, path: &Path, cache: &mut ScanCache) -> Option<Device> {
+    let key = (bus.to_string(), name.to_string());
+    let (modalias, parent) = cache
+        .entry(key.clone())
+        .or_insert_with(|| read_static(bus, path))
+        .clone()?;
+    Some(Device {
+        bus: key.0,
+        name: key.1,
+        modalias,
+        parent,
+        has_driver: fs::symlink_metadata(path.join("driver")).is_ok(),
+    })
+}
+
+fn sort(devices: &mut [Device]) {
+    devices.sort_by(|a, b| (&a.bus, &a.name).cmp(&(&b.bus, &b.name)));
 }
 
 /// `devices` after the kernel's `events`, as a rescan would see them: a device added on a
@@ -212,21 +219,8 @@ pub fn apply_events(
             (Action::Add, None) => {
                 let path = sys.join("bus").join(bus).join("devices").join(name);
                 // Gone again, or not a bus device: nothing a rescan would list.
-                if fs::symlink_metadata(&path).is_err() {
-                    continue;
-                }
-                let key = (bus.to_string(), name.to_string());
-                let known = cache
-                    .entry(key.clone())
-                    .or_insert_with(|| read_static(bus, &path));
-                if let Some((modalias, parent)) = known.clone() {
-                    devices.push(Device {
-                        bus: key.0,
-                        name: key.1,
-                        modalias,
-                        parent,
-                        has_driver: fs::symlink_metadata(path.join("driver")).is_ok(),
-                    });
+                if fs::symlink_metadata(&path).is_ok() {
+                    devices.extend(read_device(bus, name, &path, cache));
                 }
             }
             (Action::Bind, Some(i)) => devices[i].has_driver = true,
@@ -237,7 +231,7 @@ pub fn apply_events(
             _ => {}
         }
     }
-    devices.sort_by(|a, b| (&a.bus, &a.name).cmp(&(&b.bus, &b.name)));
+    sort(&mut devices);
     devices
 }
 
