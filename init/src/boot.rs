@@ -263,7 +263,7 @@ pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
         }
     };
 
-    let _network_thread = p.plan.take().and_then(|plan| {
+    let network_thread = p.plan.take().and_then(|plan| {
         log::info!(
             "network: source {} configures {}",
             plan.source,
@@ -304,6 +304,13 @@ pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
         },
         None => BTreeMap::new(),
     };
+    // The network thread brings `lo` up first thing, but it runs alongside: a service that
+    // binds 127.0.0.1 the moment it starts must not race it.
+    if network_thread.is_some() && !services.is_empty() {
+        if let Err(e) = netconf::loopback_up() {
+            log::warn!("{e}");
+        }
+    }
     let console: Box<dyn std::io::Write + Send> = match open_service_console(p.pid1) {
         Ok(f) => Box::new(f),
         Err(e) => {
@@ -385,7 +392,11 @@ pub(crate) fn load_image(
 }
 
 fn start_health(settings: &Settings, shared: &Arc<health::Shared>, errors: &mut Vec<String>) {
-    match health::spawn(settings.health, Arc::clone(shared)) {
+    match health::spawn(
+        settings.health,
+        Arc::clone(shared),
+        health::Priority::YieldToBoot,
+    ) {
         Ok(addr) => log::info!("health endpoint on http://{addr}/health"),
         Err(e) => {
             let msg = format!("health endpoint: cannot listen on {}: {e}", settings.health);

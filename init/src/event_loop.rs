@@ -277,6 +277,9 @@ impl EventLoop {
             doc.boot.ready_ms = Some(sys::boottime_ms());
             log::info!("ready: all required services ready");
         }
+        if doc.status != "starting" {
+            self.shared.mark_settled();
+        }
         if !self.notified_ready && doc.status != "starting" {
             self.notified_ready = true;
             if !self.pid1 {

@@ -70,7 +70,11 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
     };
     let settings = Settings::resolve(&args, image.as_ref());
     let shared = health::Shared::new(HealthDoc::starting(sys::boottime_ms(), false));
-    if let Err(e) = health::spawn(settings.health, Arc::clone(&shared)) {
+    if let Err(e) = health::spawn(
+        settings.health,
+        Arc::clone(&shared),
+        health::Priority::Normal,
+    ) {
         log::error!("health endpoint: cannot listen on {}: {e}", settings.health);
         return ExitCode::FAILURE;
     }

@@ -4,6 +4,8 @@
 //! from an initramfs and from a rootfs.
 
 use std::fmt;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -94,14 +96,15 @@ const EARLY: &[Early] = &[
     },
 ];
 
-/// Mount points currently mounted, from `/proc/self/mounts`; `None` while /proc is not.
-fn mounted_targets() -> Option<Vec<String>> {
-    let text = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-            .collect(),
-    )
+/// True when something is mounted on `target`: its device differs from its parent's, the
+/// classic mountpoint test. Two `stat`s instead of reading `/proc/self/mounts`, which is not
+/// there before the first mount and costs milliseconds of cold code under TCG. A bind mount
+/// of the parent's own filesystem is not seen; mounting over it is harmless.
+fn is_mountpoint(target: &Path) -> bool {
+    match (fs::metadata(target), fs::metadata(target.join(".."))) {
+        (Ok(t), Ok(parent)) => t.dev() != parent.dev(),
+        _ => false,
+    }
 }
 
 /// Mounts what is not mounted yet. Returns the errors of the mounts that failed (each is also
@@ -109,41 +112,26 @@ fn mounted_targets() -> Option<Vec<String>> {
 pub fn mount_early() -> (Vec<MountError>, Vec<MountError>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    // Read once /proc is there (it may not be before the first mount), then kept up to date
-    // here: every read of the table is a few ms of cold code under TCG.
-    let mut table: Option<Vec<String>> = None;
     for m in EARLY {
-        if table.is_none() {
-            table = mounted_targets();
-        }
-        if table
-            .as_ref()
-            .is_some_and(|t| t.iter().any(|t| t == m.target))
-        {
+        let target = Path::new(m.target);
+        if is_mountpoint(target) {
             continue;
         }
-        if !Path::new(m.target).exists() {
-            if let Err(e) = std::fs::create_dir_all(m.target) {
+        if !target.exists() {
+            if let Err(e) = fs::create_dir_all(target) {
                 log::debug!("cannot create {}: {e}", m.target);
             }
         }
-        match mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
-            Ok(()) => {
-                if let Some(t) = table.as_mut() {
-                    t.push(m.target.to_string());
-                }
-            }
-            Err(source) => {
-                let err = MountError {
-                    target: m.target,
-                    fstype: m.fstype,
-                    source,
-                };
-                if m.optional {
-                    warnings.push(err);
-                } else {
-                    errors.push(err);
-                }
+        if let Err(source) = mount(Some(m.fstype), m.target, Some(m.fstype), m.flags, m.data) {
+            let err = MountError {
+                target: m.target,
+                fstype: m.fstype,
+                source,
+            };
+            if m.optional {
+                warnings.push(err);
+            } else {
+                errors.push(err);
             }
         }
     }
@@ -176,7 +164,7 @@ fn is_virtual(fstype: &str) -> bool {
 /// Unmounts real filesystems in reverse mount order, lazily detaching any that are busy, then
 /// remounts `/` read-only. Errors are logged: at this point nothing else can be done.
 pub fn unmount_all() {
-    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let table = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let entries: Vec<(String, String)> = table
         .lines()
         .filter_map(|l| {
@@ -203,5 +191,21 @@ pub fn unmount_all() {
     if let Err(e) = mount(None::<&str>, "/", None::<&str>, ro, None::<&str>) {
         // An initramfs root (rootfs/ramfs) cannot be read-only; that is expected there.
         log::debug!("remount / read-only: {}", e.desc());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountpoint_test_sees_mounts_and_plain_directories() {
+        // The test host has /proc mounted, as every Linux system that runs cargo does.
+        assert!(is_mountpoint(Path::new("/proc")));
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("plain");
+        fs::create_dir(&sub).unwrap();
+        assert!(!is_mountpoint(&sub));
+        assert!(!is_mountpoint(&dir.path().join("missing")));
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! # Safety
 //! The only `unsafe` in the init is here: `dup2(2)` onto the standard descriptors, which nix
-//! exposes only for `OwnedFd` targets (and fds 0–2 must never be owned and closed by Rust).
+//! exposes only for `OwnedFd` targets (and fds 0–2 must never be owned and closed by Rust), and
+//! `setpriority(2)` for one thread, which nix does not wrap.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -59,6 +60,18 @@ pub fn ensure_console_stdio() -> io::Result<()> {
                 return Err(io::Error::last_os_error());
             }
         }
+    }
+    Ok(())
+}
+
+/// `setpriority(2)` for the calling thread only: on Linux, PRIO_PROCESS with `who` 0 is the
+/// calling thread's nice value, not the whole process's. Raising it back (a lower value)
+/// needs CAP_SYS_NICE, which PID 1 has.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: setpriority takes three integers and touches no memory; `who` 0 is the caller.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, nice) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -47,6 +47,12 @@ const CRASHER: &str = r#"
 command = ["/bin/test-agent", "http", "--port", "8080"]
 ready = { http = "http://127.0.0.1:8080/health" }
 
+# Binds 127.0.0.1 the moment it starts: `lo` must already be up (the network thread brings it
+# up alongside, so the boot makes sure of it before starting services).
+[services.local]
+command = ["/bin/test-agent", "http", "--port", "8082", "--bind", "127.0.0.1"]
+ready = { tcp = "127.0.0.1:8082" }
+
 [services.crasher]
 command = ["/bin/test-agent", "crash", "--after", "50", "--code", "3"]
 required = false
@@ -59,7 +65,10 @@ fn crash_loop_ends_failed_within_budget_while_others_stay_ready() {
     let (mut vm, _dir) = boot(&Guest::with_config(CRASHER), Machine::Q35, SLIRP_IP, &[]);
     let h = vm
         .wait_health(
-            |h| h["services"]["crasher"]["state"] == "failed",
+            |h| {
+                h["services"]["crasher"]["state"] == "failed"
+                    && h["services"]["local"]["state"] == "ready"
+            },
             boot_deadline(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -69,6 +78,7 @@ fn crash_loop_ends_failed_within_budget_while_others_stay_ready() {
     assert_eq!(c["restarts"], 2, "{h:#}");
     assert_eq!(c["last_exit"]["code"], 3, "{h:#}");
     assert_eq!(h["services"]["web"]["state"], "ready", "{h:#}");
+    assert_eq!(h["services"]["local"]["failures"], 0, "{h:#}");
     // A non-required service failing degrades, it does not fail the VM.
     assert_eq!(h["status"], "degraded", "{h:#}");
     assert_eq!(vm.get("/health").unwrap().0, 503);

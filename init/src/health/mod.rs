@@ -2,6 +2,13 @@
 //! its own thread so that a slow client or a busy boot step never delays a poll. The event loop
 //! publishes a [`HealthDoc`]; the server only reads it. `/livez` is answered only after the
 //! event loop itself has answered a ping, so it proves the main loop is responsive.
+//!
+//! As PID 1 the server thread runs at the lowest priority (nice 19) while the boot is
+//! `starting`: a microVM often has one vCPU, the boot is CPU-bound, and a host controller that
+//! polls early has a burst of probes queued in its NAT that reach the guest the moment `eth0`
+//! gets its address. Answering them `503 starting` at full priority would delay the very step
+//! the host waits for; at nice 19 they are answered once the boot publishes its first settled
+//! status (or after [`BOOT_YIELD_MAX`]), which is then the answer they get.
 
 pub mod doc;
 pub mod http;
@@ -9,8 +16,9 @@ mod server;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 pub use doc::{HealthDoc, NetworkDoc};
 use mio::Waker;
@@ -24,7 +32,14 @@ pub struct Shared {
     main_waker: OnceLock<Arc<Waker>>,
     /// Wakes the server when a pong arrives.
     server_waker: OnceLock<Arc<Waker>>,
+    /// Set once the boot has published a status other than `starting`.
+    settled: AtomicBool,
 }
+
+/// Longest time the server thread yields the CPU to the boot (see the module doc).
+pub const BOOT_YIELD_MAX: Duration = Duration::from_secs(10);
+/// The server thread's nice value while it yields.
+const BOOT_YIELD_NICE: i32 = 19;
 
 impl Shared {
     pub fn new(doc: HealthDoc) -> Arc<Shared> {
@@ -34,7 +49,22 @@ impl Shared {
             livez_pong: AtomicU64::new(0),
             main_waker: OnceLock::new(),
             server_waker: OnceLock::new(),
+            settled: AtomicBool::new(false),
         })
+    }
+
+    /// Called by the event loop when it publishes a status other than `starting`: a server
+    /// thread that yields to the boot returns to normal priority.
+    pub fn mark_settled(&self) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            if let Some(w) = self.server_waker.get() {
+                let _ = w.wake();
+            }
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
     }
 
     pub fn doc(&self) -> Arc<HealthDoc> {
@@ -69,9 +99,21 @@ impl Shared {
     }
 }
 
+/// How the server thread shares the CPU with the boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Normal priority throughout (off PID 1: the boot is not ours).
+    Normal,
+    /// Nice 19 until [`Shared::mark_settled`] or [`BOOT_YIELD_MAX`] (see the module doc).
+    YieldToBoot,
+}
+
 /// Binds `addr` and starts the server thread. Returns the bound address (port 0 → real port).
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
-    let (server, waker) = server::Server::bind(addr, Arc::clone(&shared))?;
+pub fn spawn(addr: SocketAddr, shared: Arc<Shared>, priority: Priority) -> io::Result<SocketAddr> {
+    let (mut server, waker) = server::Server::bind(addr, Arc::clone(&shared))?;
+    if priority == Priority::YieldToBoot {
+        server.yield_until(std::time::Instant::now() + BOOT_YIELD_MAX);
+    }
     let _ = shared.server_waker.set(waker);
     let local = server.local_addr()?;
     std::thread::Builder::new()
@@ -81,4 +123,101 @@ pub fn spawn(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<SocketAddr> {
             log::error!("health server stopped: {e}");
         })?;
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    /// Thread ids of this process's threads named `health`.
+    fn health_threads() -> BTreeSet<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "health")
+            })
+            .map(|t| t.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The nice value of thread `tid` (field 19 of its `stat`).
+    fn nice_of(tid: &str) -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    /// Waits (up to a generous deadline) until the thread's nice value is `want`.
+    fn wait_nice(tid: &str, want: i32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while nice_of(tid) != want {
+            assert!(
+                Instant::now() < deadline,
+                "thread {tid} never reached nice {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Held by each test that starts a server thread: they find theirs by name.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Starts a server thread the way `spawn` does and returns its thread id.
+    fn start(shared: &Arc<Shared>, yield_until: Option<Instant>) -> String {
+        let before = health_threads();
+        let (mut server, waker) =
+            server::Server::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(shared)).unwrap();
+        let _ = shared.server_waker.set(waker);
+        if let Some(deadline) = yield_until {
+            server.yield_until(deadline);
+        }
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || server.run())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(tid) = health_threads().difference(&before).next() {
+                return tid.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server thread never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn server_yields_to_the_boot_until_it_settles() {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = Shared::new(HealthDoc::starting(0, true));
+        let tid = start(&shared, Some(Instant::now() + BOOT_YIELD_MAX * 100));
+        wait_nice(&tid, BOOT_YIELD_NICE);
+        if !is_root() {
+            return; // raising it back needs CAP_SYS_NICE, which PID 1 has
+        }
+        shared.mark_settled();
+        wait_nice(&tid, 0);
+    }
+
+    #[test]
+    fn the_yield_ends_at_its_deadline_if_the_boot_never_settles() {
+        if !is_root() {
+            return;
+        }
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = Shared::new(HealthDoc::starting(0, true));
+        let tid = start(&shared, Some(Instant::now() + Duration::from_secs(3)));
+        wait_nice(&tid, BOOT_YIELD_NICE);
+        wait_nice(&tid, 0);
+        assert!(!shared.is_settled());
+    }
 }

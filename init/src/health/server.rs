@@ -63,6 +63,8 @@ pub(super) struct Server {
     order: VecDeque<usize>,
     accept_paused_until: Option<Instant>,
     counters: ServerCounters,
+    /// While set, the thread runs at nice 19 until the boot settles or this deadline.
+    yield_deadline: Option<Instant>,
 }
 
 impl Server {
@@ -82,6 +84,7 @@ impl Server {
                 order: VecDeque::new(),
                 accept_paused_until: None,
                 counters: ServerCounters::default(),
+                yield_deadline: None,
             },
             waker,
         ))
@@ -91,10 +94,36 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Makes [`Self::run`] start at nice 19 and return to normal priority when the boot
+    /// settles or at `deadline`, whichever comes first.
+    pub(super) fn yield_until(&mut self, deadline: Instant) {
+        self.yield_deadline = Some(deadline);
+    }
+
+    /// Ends the yield once the boot has settled or the deadline has passed.
+    fn end_yield(&mut self, now: Instant) {
+        let Some(deadline) = self.yield_deadline else {
+            return;
+        };
+        if self.shared.is_settled() || now >= deadline {
+            self.yield_deadline = None;
+            if let Err(e) = crate::sys::set_thread_nice(0) {
+                log::warn!("health server: cannot return to normal priority (setpriority 0): {e}");
+            }
+        }
+    }
+
     /// Runs forever; returns only if polling itself fails.
     pub(super) fn run(mut self) -> io::Error {
         let mut events = Events::with_capacity(256);
+        if self.yield_deadline.is_some() {
+            if let Err(e) = crate::sys::set_thread_nice(super::BOOT_YIELD_NICE) {
+                log::debug!("health server: cannot yield to the boot (setpriority 19): {e}");
+                self.yield_deadline = None;
+            }
+        }
         loop {
+            self.end_yield(Instant::now());
             let timeout = self.next_timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -127,6 +156,7 @@ impl Server {
         });
         conn_deadlines
             .chain(self.accept_paused_until)
+            .chain(self.yield_deadline)
             .min()
             .map(|d| d.saturating_duration_since(now))
     }
