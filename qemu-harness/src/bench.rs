@@ -289,8 +289,17 @@ pub fn run(
             if let Some(v) = &vminit {
                 let (t, boot) = vminit_boot(kernel, kind, machine, v)?;
                 s.vminit.push(t);
-                s.phases.push(boot);
                 line.push_str(&format!(", vminit {}", ms(t)));
+                // The guest's own view: PID 1 → ready, to tell a slow guest from a slow poll.
+                if let (Some(start), Some(ready)) =
+                    (boot["init_start_ms"].as_u64(), boot["ready_ms"].as_u64())
+                {
+                    line.push_str(&format!(
+                        " (PID 1 -> ready {} ms)",
+                        ready.saturating_sub(start)
+                    ));
+                }
+                s.phases.push(boot);
             }
             eprintln!("{line}");
         }
@@ -341,6 +350,9 @@ fn ratio_line(kind: KernelKind, name: &str, vminit: &[Duration], base: &[Duratio
     );
     if let Some(paired) = paired_median(vminit, base) {
         line.push_str(&format!("; median of per-run ratios: {paired:.2}"));
+        if let Some((lo, hi)) = paired_median_ci(vminit, base) {
+            line.push_str(&format!(", 95% CI {lo:.2}-{hi:.2}"));
+        }
     }
     line.push_str(")\n");
     line
@@ -348,21 +360,59 @@ fn ratio_line(kind: KernelKind, name: &str, vminit: &[Duration], base: &[Duratio
 
 /// Median of `a[i] / b[i]`, when both have the same, non-zero number of runs.
 pub fn paired_median(a: &[Duration], b: &[Duration]) -> Option<f64> {
+    Some(median(per_run_ratios(a, b)?))
+}
+
+fn per_run_ratios(a: &[Duration], b: &[Duration]) -> Option<Vec<f64>> {
     if a.len() != b.len() || a.is_empty() {
         return None;
     }
-    let mut r: Vec<f64> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64().max(1e-9))
-        .collect();
-    r.sort_by(f64::total_cmp);
-    let n = r.len();
-    Some(if n % 2 == 1 {
-        r[n / 2]
+    Some(
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64().max(1e-9))
+            .collect(),
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
     } else {
-        (r[n / 2 - 1] + r[n / 2]) / 2.0
-    })
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A 95% confidence interval of [`paired_median`]: the 2.5th and 97.5th percentiles of the
+/// medians of 2,000 resamples of the runs (percentile bootstrap). The resampling uses a fixed
+/// seed, so a report is reproducible from its samples. `None` below 5 runs, where it says
+/// nothing.
+pub fn paired_median_ci(a: &[Duration], b: &[Duration]) -> Option<(f64, f64)> {
+    const RESAMPLES: usize = 2000;
+    let r = per_run_ratios(a, b)?;
+    if r.len() < 5 {
+        return None;
+    }
+    // xorshift64*: enough for resampling indices, and no dependency.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let n = r.len();
+    let mut medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let sample = (0..n).map(|_| r[(next() % n as u64) as usize]).collect();
+            median(sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    let at = |q: f64| medians[((RESAMPLES - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
 }
 
 /// Medians of vminit's own timeline (ms since kernel start, from `/health`'s `boot`): where
@@ -470,5 +520,27 @@ mod tests {
         assert!((r - 1.1).abs() < 1e-9, "{r}");
         assert_eq!(paired_median(&v, &base[..2]), None);
         assert_eq!(paired_median(&[], &[]), None);
+    }
+
+    #[test]
+    fn confidence_interval_brackets_the_median_and_narrows_with_agreement() {
+        let base = ms(&[1000; 9]);
+        // Every run agrees: the interval is that one value.
+        let same = ms(&[1100; 9]);
+        let (lo, hi) = paired_median_ci(&same, &base).unwrap();
+        assert!(
+            (lo - 1.1).abs() < 1e-9 && (hi - 1.1).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        // Spread runs: the interval holds the median and lies within the sample's range.
+        let spread = ms(&[900, 1000, 1050, 1100, 1120, 1150, 1200, 1300, 1500]);
+        let m = paired_median(&spread, &base).unwrap();
+        let (lo, hi) = paired_median_ci(&spread, &base).unwrap();
+        assert!(lo <= m && m <= hi, "{lo} {m} {hi}");
+        assert!(lo >= 0.9 && hi <= 1.5 && lo < hi, "{lo} {hi}");
+        // Fixed seed: the same samples give the same interval.
+        assert_eq!(paired_median_ci(&spread, &base), Some((lo, hi)));
+        // Too few runs to say anything.
+        assert_eq!(paired_median_ci(&spread[..4], &base[..4]), None);
     }
 }
