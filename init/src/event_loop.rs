@@ -277,7 +277,10 @@ impl EventLoop {
             doc.boot.ready_ms = Some(sys::boottime_ms());
             log::info!("ready: all required services ready");
         }
-        if doc.status != "starting" {
+        // The boot's own work is over once the network has an outcome (or the status has left
+        // `starting`): the health thread stops yielding to it. Services still starting are
+        // not the boot's work: polls are answered at normal priority next to them.
+        if doc.status != "starting" || doc.network.state != "down" {
             self.shared.mark_settled();
         }
         if !self.notified_ready && doc.status != "starting" {

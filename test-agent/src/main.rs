@@ -12,6 +12,7 @@
 //! test-agent print --lines N                 N stdout lines, a stderr line, a long line,
 //!                                            a last line without newline, exits 0
 //! test-agent touch --path F --after MS       creates F, sleeps forever
+//! test-agent spin                            burns CPU forever (a hog)
 //! ```
 
 use std::io::{Read, Write};
@@ -21,7 +22,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -138,6 +139,14 @@ fn main() -> ExitCode {
             }
             println!("created {path}");
             forever()
+        }
+        "spin" => {
+            println!("spinning");
+            let _ = std::io::stdout().flush();
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
         }
         _ => usage(),
     }

@@ -127,3 +127,44 @@ fn ctrl_alt_delete_stops_services_in_reverse_order_and_powers_off() {
     assert!(console.contains("SIGKILL"), "{console}");
     assert!(at("shutdown: poweroff") > db);
 }
+
+const HOG_WHILE_STARTING: &str = r#"
+[services.hog]
+command = ["/bin/test-agent", "spin"]
+required = false
+
+[services.slow]
+command = ["/bin/test-agent", "http", "--port", "8080", "--ready-after", "600000"]
+ready = { http = "http://127.0.0.1:8080/health" }
+ready_timeout = "10m"
+"#;
+
+/// The health thread yields the one vCPU to the boot's own work, not to services: while a
+/// required service is still starting next to a service burning CPU, the harness's fast
+/// poller (a probe every 20 ms) is answered, and every further poll too.
+#[test]
+fn health_answers_while_starting_next_to_a_cpu_hog() {
+    let (mut vm, _dir) = boot(
+        &Guest::with_config(HOG_WHILE_STARTING),
+        Machine::Microvm,
+        SLIRP_IP,
+        &[],
+    );
+    vm.wait_health(
+        |h| h["status"] == "starting" && h["services"]["hog"]["state"] == "ready",
+        boot_deadline(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..5 {
+        let (code, body) = vm
+            .get("/health")
+            .unwrap_or_else(|e| panic!("a poll went unanswered next to the hog: {e}"));
+        let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (code, h["status"].as_str()),
+            (503, Some("starting")),
+            "{h:#}"
+        );
+    }
+    assert!(vm.console_text().contains("[hog] spinning"));
+}

@@ -3,12 +3,14 @@
 //! publishes a [`HealthDoc`]; the server only reads it. `/livez` is answered only after the
 //! event loop itself has answered a ping, so it proves the main loop is responsive.
 //!
-//! As PID 1 the server thread runs at the lowest priority (nice 19) while the boot is
-//! `starting`: a microVM often has one vCPU, the boot is CPU-bound, and a host controller that
+//! As PID 1 the server thread runs at the lowest priority (nice 19) while vminit's own boot
+//! work runs: a microVM often has one vCPU, the boot is CPU-bound, and a host controller that
 //! polls early has a burst of probes queued in its NAT that reach the guest the moment `eth0`
 //! gets its address. Answering them `503 starting` at full priority would delay the very step
-//! the host waits for; at nice 19 they are answered once the boot publishes its first settled
-//! status (or after [`BOOT_YIELD_MAX`]), which is then the answer they get.
+//! the host waits for; at nice 19 they are answered once the boot has published the network's
+//! outcome (or a status other than `starting`, or after [`BOOT_YIELD_MAX`]), and get that
+//! answer. Services still starting after that are not the boot's work: a CPU-hungry one would
+//! leave a nice-19 thread too little CPU for a fast poller, so the yield ends there.
 
 pub mod doc;
 pub mod http;
@@ -32,7 +34,8 @@ pub struct Shared {
     main_waker: OnceLock<Arc<Waker>>,
     /// Wakes the server when a pong arrives.
     server_waker: OnceLock<Arc<Waker>>,
-    /// Set once the boot has published a status other than `starting`.
+    /// Set once the boot has published the network's outcome or a status other than
+    /// `starting`.
     settled: AtomicBool,
 }
 
@@ -53,8 +56,8 @@ impl Shared {
         })
     }
 
-    /// Called by the event loop when it publishes a status other than `starting`: a server
-    /// thread that yields to the boot returns to normal priority.
+    /// Called by the event loop once the network has an outcome or the status has left
+    /// `starting`: a server thread that yields to the boot returns to normal priority.
     pub fn mark_settled(&self) {
         if !self.settled.swap(true, Ordering::AcqRel) {
             if let Some(w) = self.server_waker.get() {

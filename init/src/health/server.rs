@@ -28,6 +28,10 @@ const CONN_DEADLINE: Duration = Duration::from_secs(5);
 /// Time the main loop has to answer a `/livez` ping.
 const LIVEZ_DEADLINE: Duration = Duration::from_secs(2);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Most connections taken per accept round. Connections that arrive faster than the thread
+/// serves them (a fast poller next to a CPU hog) must not keep it in `accept` forever: between
+/// rounds it ends its boot yield, expires deadlines and answers `/livez`.
+const ACCEPT_BATCH: usize = 32;
 
 const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
@@ -65,6 +69,9 @@ pub(super) struct Server {
     counters: ServerCounters,
     /// While set, the thread runs at nice 19 until the boot settles or this deadline.
     yield_deadline: Option<Instant>,
+    /// The last accept round stopped at [`ACCEPT_BATCH`]: more may be queued, and the
+    /// edge-triggered listener will not say so again.
+    accept_more: bool,
 }
 
 impl Server {
@@ -85,6 +92,7 @@ impl Server {
                 accept_paused_until: None,
                 counters: ServerCounters::default(),
                 yield_deadline: None,
+                accept_more: false,
             },
             waker,
         ))
@@ -124,7 +132,11 @@ impl Server {
         }
         loop {
             self.end_yield(Instant::now());
-            let timeout = self.next_timeout(Instant::now());
+            let timeout = if self.accept_more {
+                Some(Duration::ZERO)
+            } else {
+                self.next_timeout(Instant::now())
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -142,6 +154,8 @@ impl Server {
             if self.accept_paused_until.is_some_and(|t| now >= t) {
                 self.accept_paused_until = None;
                 // Edge-triggered: pending connections raise no new event, so look now.
+                self.accept_all();
+            } else if self.accept_more {
                 self.accept_all();
             }
             self.answer_livez(now);
@@ -161,8 +175,14 @@ impl Server {
             .map(|d| d.saturating_duration_since(now))
     }
 
+    /// Accepts up to [`ACCEPT_BATCH`] queued connections; sets `accept_more` if it stopped
+    /// there.
     fn accept_all(&mut self) {
-        while self.accept_paused_until.is_none() {
+        self.accept_more = false;
+        for _ in 0..ACCEPT_BATCH {
+            if self.accept_paused_until.is_some() {
+                return;
+            }
             match self.listener.accept() {
                 Ok((stream, _)) => self.add_conn(stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -177,6 +197,7 @@ impl Server {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     fn add_conn(&mut self, mut stream: TcpStream) {
