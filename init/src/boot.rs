@@ -165,14 +165,14 @@ pub fn run_pid1(argv: &[String]) -> ! {
             (None, state, true)
         }
     };
-    // The network thread brings lo up with the rest; without one (no source, or a conflict)
-    // local services and their readiness probes on 127.0.0.1 still need it.
-    if plan.is_none() {
-        match netconf::loopback_up() {
-            Ok(true) => log::debug!("network: lo up"),
-            Ok(false) => {}
-            Err(e) => log::warn!("{e}"),
-        }
+    // `lo` comes up here, whatever the network source, before the network thread and the
+    // services start side by side: local services and their readiness probes on 127.0.0.1
+    // need it, and one that binds it at once must not race the network thread (whose own
+    // step then finds it up, and brings it back on a retry).
+    match netconf::loopback_up() {
+        Ok(true) => log::debug!("network: lo up"),
+        Ok(false) => {}
+        Err(e) => log::warn!("{e}"),
     }
     // With no network source at all, the drive's hostname is still the guest's name.
     if plan.is_none() && initial.state == netconf::LinkState::Unconfigured {
@@ -263,7 +263,7 @@ pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
         }
     };
 
-    let network_thread = p.plan.take().and_then(|plan| {
+    let _network_thread = p.plan.take().and_then(|plan| {
         log::info!(
             "network: source {} configures {}",
             plan.source,
@@ -304,13 +304,6 @@ pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
         },
         None => BTreeMap::new(),
     };
-    // The network thread brings `lo` up first thing, but it runs alongside: a service that
-    // binds 127.0.0.1 the moment it starts must not race it.
-    if network_thread.is_some() && !services.is_empty() {
-        if let Err(e) = netconf::loopback_up() {
-            log::warn!("{e}");
-        }
-    }
     let console: Box<dyn std::io::Write + Send> = match open_service_console(p.pid1) {
         Ok(f) => Box::new(f),
         Err(e) => {

@@ -113,9 +113,22 @@ pub enum Priority {
 
 /// Binds `addr` and starts the server thread. Returns the bound address (port 0 → real port).
 pub fn spawn(addr: SocketAddr, shared: Arc<Shared>, priority: Priority) -> io::Result<SocketAddr> {
+    let yield_until = match priority {
+        Priority::Normal => None,
+        Priority::YieldToBoot => Some(std::time::Instant::now() + BOOT_YIELD_MAX),
+    };
+    spawn_server(addr, shared, yield_until)
+}
+
+/// [`spawn`] with the end of the yield given (tests shorten it).
+fn spawn_server(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    yield_until: Option<std::time::Instant>,
+) -> io::Result<SocketAddr> {
     let (mut server, waker) = server::Server::bind(addr, Arc::clone(&shared))?;
-    if priority == Priority::YieldToBoot {
-        server.yield_until(std::time::Instant::now() + BOOT_YIELD_MAX);
+    if let Some(deadline) = yield_until {
+        server.yield_until(deadline);
     }
     let _ = shared.server_waker.set(waker);
     let local = server.local_addr()?;
@@ -168,19 +181,15 @@ mod tests {
     /// Held by each test that starts a server thread: they find theirs by name.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    /// Starts a server thread the way `spawn` does and returns its thread id.
+    /// Starts a server thread and returns its thread id.
     fn start(shared: &Arc<Shared>, yield_until: Option<Instant>) -> String {
         let before = health_threads();
-        let (mut server, waker) =
-            server::Server::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(shared)).unwrap();
-        let _ = shared.server_waker.set(waker);
-        if let Some(deadline) = yield_until {
-            server.yield_until(deadline);
-        }
-        std::thread::Builder::new()
-            .name("health".into())
-            .spawn(move || server.run())
-            .unwrap();
+        spawn_server(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(shared),
+            yield_until,
+        )
+        .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(tid) = health_threads().difference(&before).next() {
