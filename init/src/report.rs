@@ -29,7 +29,8 @@ pub fn log_module_report(r: &modules::Report) {
         r.total_ms
     );
     log::debug!(
-        "modules: index {:.1} ms, {} passes, {} sysfs scans {:.1} ms, {} device events{}",
+        "modules: index ({}) {:.1} ms, {} passes, {} sysfs scans {:.1} ms, {} device events{}",
+        r.index_format,
         r.index_ms,
         r.passes,
         r.scans,

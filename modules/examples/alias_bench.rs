@@ -27,33 +27,6 @@ fn modules_dir() -> Option<PathBuf> {
     Some(std::fs::read_dir(lib).ok()?.next()?.ok()?.path())
 }
 
-/// A string the pattern matches: `*` → "", `?` → "0", a class → its first member.
-fn concrete(pattern: &str) -> String {
-    let mut out = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => {}
-            '?' => out.push('0'),
-            '\\' => out.extend(chars.next()),
-            '[' => {
-                let mut first = None;
-                for d in chars.by_ref() {
-                    if d == ']' && first.is_some() {
-                        break;
-                    }
-                    if first.is_none() && d != '!' && d != '^' {
-                        first = Some(d);
-                    }
-                }
-                out.extend(first);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
@@ -83,9 +56,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let t = Instant::now();
+    let text_index = ModuleIndex::load_text(&dir)?;
+    let (m, a, b) = text_index.counts().unwrap_or_default();
+    println!("ModuleIndex::load_text (dep+alias+builtin+softdep+modinfo): {:.2} ms ({m} modules, {a} aliases, {b} builtins)", ms(t));
+    let t = Instant::now();
     let index = ModuleIndex::load(&dir)?;
-    let (m, a, b) = index.counts();
-    println!("ModuleIndex::load (dep+alias+builtin+softdep+modinfo): {:.2} ms ({m} modules, {a} aliases, {b} builtins)", ms(t));
+    println!(
+        "ModuleIndex::load ({} tries, nothing read past the headers): {:.2} ms",
+        index.format(),
+        ms(t)
+    );
 
     match scan_devices(Path::new(&sys)) {
         Ok(devices) => {
@@ -105,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => println!("{sys}: cannot scan ({e})"),
     }
 
-    let queries: Vec<String> = lines.iter().map(|l| concrete(&l.pattern)).collect();
+    let queries: Vec<String> = lines
+        .iter()
+        .map(|l| modules::glob::sample_match(&l.pattern))
+        .collect();
     let t = Instant::now();
     let mut hits = 0usize;
     for q in &queries {
@@ -115,6 +98,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "stress: {} modaliases (one per alias pattern) matched in {total:.1} ms ({:.2} us each, {hits} matches)",
         queries.len(),
+        total * 1000.0 / queries.len() as f64
+    );
+
+    let t = Instant::now();
+    let mut bin_hits = 0usize;
+    for q in &queries {
+        bin_hits += index.lookup_alias(q).len();
+    }
+    let total = ms(t);
+    println!(
+        "stress, {} tries: the same modaliases in {total:.1} ms ({:.2} us each, {bin_hits} matches with built-ins)",
+        index.format(),
         total * 1000.0 / queries.len() as f64
     );
 

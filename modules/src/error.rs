@@ -123,6 +123,12 @@ pub enum Error {
     ReadIndex { path: PathBuf, source: io::Error },
     /// An index file is malformed.
     Parse { dir: PathBuf, source: ParseError },
+    /// A binary index (`modules.*.bin`) is damaged at `offset`.
+    DamagedIndex {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// No module, builtin or alias of that name.
     UnknownModule { name: String, dir: PathBuf },
     /// No `fs-<type>` alias for a filesystem.
@@ -172,6 +178,15 @@ impl fmt::Display for Error {
             Error::Parse { dir, source } => {
                 write!(f, "malformed module index in {}: {source}", dir.display())
             }
+            Error::DamagedIndex {
+                path,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "damaged module index {} at byte {offset}: {reason} (rerun depmod when building the image)",
+                path.display()
+            ),
             Error::UnknownModule { name, dir } => write!(
                 f,
                 "no module, built-in or alias named {name} in {}",

@@ -27,12 +27,41 @@ pub fn literal_prefix(pattern: &str) -> &str {
     pattern.get(..end).unwrap_or("")
 }
 
+/// A string built from `pattern` for tests and benchmarks: `*` → nothing, `?` → `0`, a
+/// class → its first listed byte (so a negated class gives a string it does not match).
+pub fn sample_match(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => {}
+            '?' => out.push('0'),
+            '\\' => out.extend(chars.next()),
+            '[' => {
+                let mut first = None;
+                for d in chars.by_ref() {
+                    if d == ']' && first.is_some() {
+                        break;
+                    }
+                    if first.is_none() && d != '!' && d != '^' {
+                        first = Some(d);
+                    }
+                }
+                out.extend(first);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether `pattern` contains no metacharacter (so it matches only itself).
 pub fn is_literal(pattern: &str) -> bool {
     literal_prefix(pattern).len() == pattern.len()
 }
 
-fn matches_bytes(pat: &[u8], text: &[u8]) -> bool {
+/// [`matches`] on bytes.
+pub(crate) fn matches_bytes(pat: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     // Where to resume after the most recent `*`: (pattern index after the
     // star, text index the star currently stops at). Backtracking only to the

@@ -9,10 +9,13 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 use crate::alias::AliasIndex;
+use crate::bin_index::BinIndex;
 use crate::error::{Error, Result};
-use crate::parse::{self, normalize_name, AliasLine, SoftdepLine};
+use crate::parse::{self, normalize_alias, normalize_name, AliasLine, SoftdepLine};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -60,16 +63,6 @@ impl Plan {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ModuleIndex {
-    dir: PathBuf,
-    modules: HashMap<String, Entry>,
-    aliases: AliasIndex,
-    builtin: HashSet<String>,
-    builtin_aliases: AliasIndex,
-    softdeps: HashMap<String, SoftdepLine>,
-}
-
 fn read(dir: &Path, file: &str, required: bool) -> Result<Option<String>> {
     let path = dir.join(file);
     match fs::read(&path) {
@@ -84,7 +77,6 @@ fn read(dir: &Path, file: &str, required: bool) -> Result<Option<String>> {
         Err(source) => Err(Error::ReadIndex { path, source }),
     }
 }
-
 /// `modules.builtin.modinfo` is NUL-separated `module.key=value`; the
 /// `alias` keys let `fs-ext4` resolve to a built-in ext4.
 fn builtin_aliases(modinfo: &str) -> Vec<AliasLine> {
@@ -109,11 +101,153 @@ fn builtin_aliases(modinfo: &str) -> Vec<AliasLine> {
     out
 }
 
+/// One table of the index: depmod's binary trie when the image has a sound one, else its text
+/// twin parsed whole. A trie found damaged during a lookup is left for the text twin, once,
+/// with a warning: a broken index costs speed, never a driver.
+#[derive(Debug)]
+struct Table<T> {
+    bin: Option<BinIndex>,
+    /// Set when a lookup found the trie damaged.
+    damaged: AtomicBool,
+    /// The text twin: `None` inside once it could not be read either (logged then).
+    text: OnceLock<Option<T>>,
+}
+
+impl<T> Table<T> {
+    /// `bin_name` if it opens with a sound header, else `load_text` now, so that a tree with
+    /// neither fails at load as before.
+    fn open(
+        dir: &Path,
+        bin_name: &str,
+        load_text: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<Self> {
+        let bin = match BinIndex::open(&dir.join(bin_name)) {
+            Ok(bin) => bin,
+            Err(e) => {
+                log::warn!("{e}; reading its text twin instead");
+                None
+            }
+        };
+        let text = OnceLock::new();
+        if bin.is_none() {
+            let _ = text.set(Some(load_text(dir)?));
+        }
+        Ok(Table {
+            bin,
+            damaged: AtomicBool::new(false),
+            text,
+        })
+    }
+
+    /// Answers through the trie, or through the text twin (loaded on first need).
+    fn query<R>(
+        &self,
+        dir: &Path,
+        load_text: impl FnOnce(&Path) -> Result<T>,
+        bin: impl FnOnce(&BinIndex) -> Result<R>,
+        text: impl FnOnce(&T) -> R,
+        neither: R,
+    ) -> R {
+        if let Some(index) = self.bin.as_ref().filter(|_| !self.damaged.load(Relaxed)) {
+            match bin(index) {
+                Ok(r) => return r,
+                Err(e) => {
+                    log::warn!("{e}; reading its text twin instead");
+                    self.damaged.store(true, Relaxed);
+                }
+            }
+        }
+        let loaded = self.text.get_or_init(|| {
+            load_text(dir)
+                .map_err(|e| log::error!("module index unusable: {e}"))
+                .ok()
+        });
+        loaded.as_ref().map_or(neither, text)
+    }
+
+    fn is_binary(&self) -> bool {
+        self.bin.is_some() && !self.damaged.load(Relaxed)
+    }
+}
+
+fn load_deps(dir: &Path) -> Result<HashMap<String, Entry>> {
+    let text = read(dir, "modules.dep", true)?.unwrap_or_default();
+    let lines = parse::parse_dep(&text).map_err(|source| parse_err(dir, source))?;
+    Ok(lines
+        .into_iter()
+        .map(|l| {
+            let entry = Entry {
+                path: l.path,
+                deps: l.deps,
+            };
+            (parse::module_name(&entry.path), entry)
+        })
+        .collect())
+}
+
+fn load_aliases(dir: &Path) -> Result<AliasIndex> {
+    let text = read(dir, "modules.alias", true)?.unwrap_or_default();
+    let lines = parse::parse_alias(&text).map_err(|source| parse_err(dir, source))?;
+    Ok(AliasIndex::new(lines))
+}
+
+fn load_builtin(dir: &Path) -> Result<HashSet<String>> {
+    let text = read(dir, "modules.builtin", false)?.unwrap_or_default();
+    let names = parse::parse_builtin(&text).map_err(|source| parse_err(dir, source))?;
+    Ok(names.into_iter().collect())
+}
+
+fn load_builtin_aliases(dir: &Path) -> Result<AliasIndex> {
+    let modinfo = read(dir, "modules.builtin.modinfo", false)?.unwrap_or_default();
+    Ok(AliasIndex::new(builtin_aliases(&modinfo)))
+}
+
+fn parse_err(dir: &Path, source: parse::ParseError) -> Error {
+    Error::Parse {
+        dir: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// Modules of the values a wildcard search found, by priority (the module's place in
+/// `modules.order`, which is also `modules.alias`'s order), without duplicates.
+fn modules_by_priority(mut values: Vec<(u32, String)>) -> Vec<String> {
+    values.sort_by_key(|v| v.0);
+    let mut out: Vec<String> = Vec::new();
+    for (_, module) in values {
+        if !out.contains(&module) {
+            out.push(module);
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct ModuleIndex {
+    dir: PathBuf,
+    modules: Table<HashMap<String, Entry>>,
+    aliases: Table<AliasIndex>,
+    builtin: Table<HashSet<String>>,
+    builtin_aliases: Table<AliasIndex>,
+    softdeps: HashMap<String, SoftdepLine>,
+}
+
 impl ModuleIndex {
-    /// Reads `<dir>/modules.{dep,alias,builtin,softdep}` (the first two are
-    /// required) and `modules.builtin.modinfo` if present. `dir` is
-    /// `/lib/modules/<release>`; its absence is [`Error::MissingTree`].
+    /// Opens the index of `dir` (`/lib/modules/<release>`; its absence is
+    /// [`Error::MissingTree`]): depmod's binary tries (`modules.dep.bin`, `modules.alias.bin`,
+    /// `modules.builtin.bin`, `modules.builtin.alias.bin`) where present, as kmod reads them,
+    /// else the text files (`modules.dep` and `modules.alias` required, `modules.builtin` and
+    /// `modules.builtin.modinfo` optional); `modules.softdep` is text only.
     pub fn load(dir: &Path) -> Result<ModuleIndex> {
+        Self::load_with(dir, true)
+    }
+
+    /// [`ModuleIndex::load`] from the text files only, ignoring the binary tries.
+    pub fn load_text(dir: &Path) -> Result<ModuleIndex> {
+        Self::load_with(dir, false)
+    }
+
+    fn load_with(dir: &Path, binary: bool) -> Result<ModuleIndex> {
         if !dir.is_dir() {
             let release = dir
                 .file_name()
@@ -125,43 +259,24 @@ impl ModuleIndex {
                 wanted: Vec::new(),
             });
         }
-        let parse_err = |source| Error::Parse {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let dep = read(dir, "modules.dep", true)?.unwrap_or_default();
-        let alias = read(dir, "modules.alias", true)?.unwrap_or_default();
-        let builtin = read(dir, "modules.builtin", false)?.unwrap_or_default();
+        // "" names no file: the text twin is read.
+        let bin = |name| if binary { name } else { "" };
         let softdep = read(dir, "modules.softdep", false)?.unwrap_or_default();
-        let modinfo = read(dir, "modules.builtin.modinfo", false)?.unwrap_or_default();
-
-        let modules = parse::parse_dep(&dep)
-            .map_err(parse_err)?
-            .into_iter()
-            .map(|l| {
-                (
-                    parse::module_name(&l.path),
-                    Entry {
-                        path: l.path,
-                        deps: l.deps,
-                    },
-                )
-            })
-            .collect();
         let softdeps = parse::parse_softdep(&softdep)
-            .map_err(parse_err)?
+            .map_err(|source| parse_err(dir, source))?
             .into_iter()
             .map(|s| (s.module.clone(), s))
             .collect();
         Ok(ModuleIndex {
             dir: dir.to_path_buf(),
-            modules,
-            aliases: AliasIndex::new(parse::parse_alias(&alias).map_err(parse_err)?),
-            builtin: parse::parse_builtin(&builtin)
-                .map_err(parse_err)?
-                .into_iter()
-                .collect(),
-            builtin_aliases: AliasIndex::new(builtin_aliases(&modinfo)),
+            modules: Table::open(dir, bin("modules.dep.bin"), load_deps)?,
+            aliases: Table::open(dir, bin("modules.alias.bin"), load_aliases)?,
+            builtin: Table::open(dir, bin("modules.builtin.bin"), load_builtin)?,
+            builtin_aliases: Table::open(
+                dir,
+                bin("modules.builtin.alias.bin"),
+                load_builtin_aliases,
+            )?,
             softdeps,
         })
     }
@@ -170,23 +285,106 @@ impl ModuleIndex {
         &self.dir
     }
 
-    /// `(modules, aliases, builtins)` counts, for the boot log.
-    pub fn counts(&self) -> (usize, usize, usize) {
-        (self.modules.len(), self.aliases.len(), self.builtin.len())
+    /// Which form the two large tables are read from, for the boot log.
+    pub fn format(&self) -> &'static str {
+        match (self.modules.is_binary(), self.aliases.is_binary()) {
+            (true, true) => "binary",
+            (false, false) => "text",
+            _ => "binary and text",
+        }
+    }
+
+    /// `(modules, aliases, builtins)` counts of an index read from text
+    /// ([`ModuleIndex::load_text`]); `None` for the parts read from binary tries, which
+    /// are never read whole.
+    pub fn counts(&self) -> Option<(usize, usize, usize)> {
+        let count = |t: Option<&Option<usize>>| t.copied().flatten();
+        Some((
+            count(
+                self.modules
+                    .text
+                    .get()
+                    .map(|t| t.as_ref().map(HashMap::len))
+                    .as_ref(),
+            )?,
+            count(
+                self.aliases
+                    .text
+                    .get()
+                    .map(|t| t.as_ref().map(AliasIndex::len))
+                    .as_ref(),
+            )?,
+            count(
+                self.builtin
+                    .text
+                    .get()
+                    .map(|t| t.as_ref().map(HashSet::len))
+                    .as_ref(),
+            )?,
+        ))
+    }
+
+    /// The `modules.dep` entry of module `name` (normalised).
+    fn entry(&self, name: &str) -> Option<Entry> {
+        self.modules.query(
+            &self.dir,
+            load_deps,
+            |bin| {
+                let Some(line) = bin.search(name)? else {
+                    return Ok(None);
+                };
+                let parsed = parse::parse_dep(&line).map_err(|source| Error::DamagedIndex {
+                    path: bin.path().to_path_buf(),
+                    offset: 0,
+                    reason: format!("the entry of {name}: {source}"),
+                })?;
+                Ok(parsed.into_iter().next().map(|l| Entry {
+                    path: l.path,
+                    deps: l.deps,
+                }))
+            },
+            |map| map.get(name).cloned(),
+            None,
+        )
+    }
+
+    fn builtin_contains(&self, name: &str) -> bool {
+        self.builtin.query(
+            &self.dir,
+            load_builtin,
+            |bin| Ok(bin.search(name)?.is_some()),
+            |set| set.contains(name),
+            false,
+        )
     }
 
     pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&normalize_name(name))
+        self.builtin_contains(&normalize_name(name))
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.modules.contains_key(&normalize_name(name))
+        self.entry(&normalize_name(name)).is_some()
     }
 
     /// Modules (loadable or built in) whose alias matches `modalias`.
     pub fn lookup_alias(&self, modalias: &str) -> Vec<String> {
-        let mut out = self.aliases.lookup(modalias);
-        for m in self.builtin_aliases.lookup(modalias) {
+        let key = normalize_alias(modalias);
+        let wild = |bin: &BinIndex| bin.search_wild(&key).map(modules_by_priority);
+        let mut out = self.aliases.query(
+            &self.dir,
+            load_aliases,
+            wild,
+            |a| a.lookup(modalias),
+            Vec::new(),
+        );
+        let builtin = self.builtin_aliases.query(
+            &self.dir,
+            load_builtin_aliases,
+            wild,
+            |a| a.lookup(modalias),
+            Vec::new(),
+        );
+        for m in builtin {
             if !out.contains(&m) {
                 out.push(m);
             }
@@ -198,7 +396,7 @@ impl ModuleIndex {
     /// alias (which may stand for several modules).
     pub fn names_for(&self, name: &str) -> Vec<String> {
         let norm = normalize_name(name);
-        if self.modules.contains_key(&norm) || self.builtin.contains(&norm) {
+        if self.entry(&norm).is_some() || self.builtin_contains(&norm) {
             return vec![norm];
         }
         self.lookup_alias(name)
@@ -248,12 +446,7 @@ impl Builder<'_> {
         if self.done.contains(name) {
             return;
         }
-        let deps = self
-            .index
-            .modules
-            .get(name)
-            .map(|e| e.deps.clone())
-            .unwrap_or_default();
+        let deps = self.index.entry(name).map(|e| e.deps).unwrap_or_default();
         for dep in deps.iter().rev() {
             self.add_one(&parse::module_name(dep), Some(dep), optional);
         }
@@ -271,9 +464,9 @@ impl Builder<'_> {
                 self.add_full(&m, None, true);
             }
         }
-        let entry = self.index.modules.get(name);
-        let kind = match entry.map(|e| e.path.as_str()).or(path) {
-            _ if self.index.builtin.contains(name) => StepKind::Builtin,
+        let entry = self.index.entry(name);
+        let kind = match entry.as_ref().map(|e| e.path.as_str()).or(path) {
+            _ if self.index.builtin_contains(name) => StepKind::Builtin,
             Some(rel) => StepKind::Load {
                 path: self.index.dir.join(rel),
             },

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod alias;
+mod bin_index;
 mod coldplug;
 mod device;
 mod error;
@@ -32,6 +33,7 @@ mod uevent;
 mod tests;
 
 pub use alias::AliasIndex;
+pub use bin_index::BinIndex;
 pub use coldplug::Coldplug;
 pub use device::{class_of, expected_drivers, scan as scan_devices, virtio_id, Device};
 pub use error::{Errno, Error, LoadFailure, Result, Wanted};

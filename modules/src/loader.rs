@@ -152,7 +152,11 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         &self.report
     }
 
-    pub fn into_report(self) -> Report {
+    /// The report, with the index's final form (a trie found damaged is read as text).
+    pub fn into_report(mut self) -> Report {
+        if let Ok(index) = &self.index {
+            self.report.index_format = index.format();
+        }
         self.report
     }
 

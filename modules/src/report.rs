@@ -72,6 +72,9 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Time to read and index the module tree.
     pub index_ms: f64,
+    /// What the index was read from: `binary` (depmod's tries), `text`, or both (see
+    /// `ModuleIndex::format`); empty without an index.
+    pub index_format: &'static str,
     /// Time spent reading sysfs, over all coldplug passes.
     pub scan_ms: f64,
     pub passes: u32,

@@ -72,3 +72,38 @@ fn missing_module_tree_is_named_and_init_stays_alive() {
     assert!(line.contains("network card"), "{line}");
     power_off_cleanly(&mut vm);
 }
+
+/// A damaged `modules.alias.bin` (a sound header whose root lies past the end of the file)
+/// costs speed, not drivers: vminit names the file and the offset, reads `modules.alias`
+/// instead, and `eth0` still comes up from coldplug.
+#[test]
+fn damaged_binary_index_falls_back_to_the_text_file() {
+    let kernel = qemu_harness::Kernel::get().expect("test kernel (run scripts/setup.sh)");
+    let mut trie = Vec::new();
+    trie.extend(0xB007_F457u32.to_be_bytes());
+    trie.extend(0x0002_0001u32.to_be_bytes());
+    trie.extend(0x2000_1000u32.to_be_bytes());
+    let path = format!("/lib/modules/{}/modules.alias.bin", kernel.release);
+    let guest = Guest {
+        files: vec![(path.clone(), trie, 0o644)],
+        ..Guest::default()
+    };
+    let (mut vm, _dir) = boot(&guest, Machine::Microvm, SLIRP_IP, &[]);
+    let h = vm
+        .wait_health(|h| h["network"]["state"] == "up", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    assert!(loaded(&h).contains(&"virtio_net".to_string()), "{h:#}");
+    assert!(
+        h["modules"]["failed"].as_array().unwrap().is_empty(),
+        "{h:#}"
+    );
+    assert_eq!(h["status"], "ok", "{h:#}");
+    let console = vm.console_text();
+    let line = console
+        .lines()
+        .find(|l| l.contains("damaged module index"))
+        .unwrap_or_else(|| panic!("no warning about the damaged index:\n{console}"));
+    assert!(line.contains(&format!("{path} at byte 4096")), "{line}");
+    assert!(line.contains("reading its text twin instead"), "{line}");
+    power_off_cleanly(&mut vm);
+}

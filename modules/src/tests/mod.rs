@@ -2,6 +2,7 @@
 //! recording fake kernel and clock, and the real Debian 6.1 indexes from the
 //! harness's kernel cache.
 
+mod bin_index;
 mod coldplug;
 mod fakes;
 mod index;

@@ -35,18 +35,24 @@ pub fn real_modules_dir() -> PathBuf {
     dir
 }
 
+/// The index as vminit reads it: depmod's binary tries.
 fn real_index() -> ModuleIndex {
-    ModuleIndex::load(&real_modules_dir()).unwrap()
+    let idx = ModuleIndex::load(&real_modules_dir()).unwrap();
+    assert_eq!(idx.format(), "binary");
+    idx
 }
 
 #[test]
 fn real_alias_lookups() {
-    let idx = real_index();
-    let (modules, aliases, builtins) = idx.counts();
+    let text = ModuleIndex::load_text(&real_modules_dir()).unwrap();
+    assert_eq!(text.format(), "text");
+    let (modules, aliases, builtins) = text.counts().unwrap();
     assert!(
         modules > 3000 && aliases > 20000 && builtins > 100,
         "{modules} {aliases} {builtins}"
     );
+    let idx = real_index();
+    assert_eq!(idx.counts(), None);
     assert_eq!(
         idx.lookup_alias("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
         ["virtio_pci"]
@@ -162,4 +168,44 @@ fn real_literal_aliases_find_themselves() {
         checked += 1;
     }
     assert!(checked > 1000, "{checked}");
+}
+
+/// The binary tries and the text files of the real tree give the same answers: the modules
+/// of a string built from each of the ~26k alias patterns (and of each pattern itself), the
+/// plan of every module, and every built-in.
+#[test]
+fn real_binary_and_text_agree() {
+    let dir = real_modules_dir();
+    let bin = real_index();
+    let text = ModuleIndex::load_text(&dir).unwrap();
+    let aliases = fs::read_to_string(dir.join("modules.alias")).unwrap();
+    let lines = crate::parse::parse_alias(&aliases).unwrap();
+    let mut matched = 0;
+    for l in &lines {
+        for key in [crate::glob::sample_match(&l.pattern), l.pattern.clone()] {
+            let got = bin.lookup_alias(&key);
+            assert_eq!(got, text.lookup_alias(&key), "modalias {key:?}");
+            matched += usize::from(!got.is_empty());
+        }
+    }
+    assert!(matched > lines.len(), "{matched} of {}", lines.len());
+    let deps = fs::read_to_string(dir.join("modules.dep")).unwrap();
+    for l in crate::parse::parse_dep(&deps).unwrap() {
+        let name = crate::parse::module_name(&l.path);
+        assert_eq!(
+            bin.resolve(&name).unwrap(),
+            text.resolve(&name).unwrap(),
+            "{name}"
+        );
+    }
+    let builtin = fs::read_to_string(dir.join("modules.builtin")).unwrap();
+    for name in crate::parse::parse_builtin(&builtin).unwrap() {
+        assert!(bin.is_builtin(&name) && text.is_builtin(&name), "{name}");
+    }
+    assert!(!bin.is_builtin("virtio_net") && !bin.contains("nonesuch"));
+    assert_eq!(
+        bin.format(),
+        "binary",
+        "a lookup found the real tries damaged"
+    );
 }

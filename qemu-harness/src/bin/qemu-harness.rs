@@ -115,12 +115,6 @@ fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
     if let Some(config) = args.one("--config") {
         img.file(qemu_harness::CONFIG_PATH, read(config)?, 0o644);
     }
-    for spec in args.all("--file") {
-        let (src, dst) = spec
-            .split_once(':')
-            .ok_or_else(|| Error::Invalid(format!("--file {spec}: expected SRC:DST")))?;
-        img.file_from(dst, src.as_ref(), 0o755)?;
-    }
     if args.has("--test-agent") {
         img.bin("test-agent")?;
     }
@@ -132,6 +126,13 @@ fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
             )
         })?;
         img.modules(&kernel.release, dir, &modules.names())?;
+    }
+    // Last, so that a file can replace what `--modules` wrote (an index, say).
+    for spec in args.all("--file") {
+        let (src, dst) = spec
+            .split_once(':')
+            .ok_or_else(|| Error::Invalid(format!("--file {spec}: expected SRC:DST")))?;
+        img.file_from(dst, src.as_ref(), 0o755)?;
     }
     Ok(img)
 }
