@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::initramfs::{Initramfs, Modules};
+use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
 use crate::paths::static_binary;
 use crate::running::BOOT_TIMEOUT;
@@ -142,7 +142,11 @@ while true; do sleep 3600; done
 
 /// The busybox baseline image, if a static busybox is at `/bin/busybox` (Debian's
 /// busybox-static) or `$BUSYBOX`.
-pub fn busybox_image(kernel: &Kernel, dir: &Path) -> Result<Option<std::path::PathBuf>> {
+pub fn busybox_image(
+    kernel: &Kernel,
+    dir: &Path,
+    modules: &[&str],
+) -> Result<Option<std::path::PathBuf>> {
     let bb = std::env::var_os("BUSYBOX")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "/bin/busybox".into());
@@ -156,7 +160,7 @@ pub fn busybox_image(kernel: &Kernel, dir: &Path) -> Result<Option<std::path::Pa
     let mut img = Initramfs::new();
     img.file_from("/bin/busybox", &bb, 0o755)?;
     img.file("/init", BUSYBOX_INIT.as_bytes().to_vec(), 0o755);
-    img.modules(&kernel.release, modules_dir, &Modules::Virtio.names())?;
+    img.modules(&kernel.release, modules_dir, modules)?;
     img.write(&path)?;
     Ok(Some(path))
 }
@@ -171,10 +175,12 @@ pub fn busybox_boot(
     until_health(&mut launch(kernel, kind, machine, initrd, "")?)
 }
 
-/// The images the benchmark boots: (trivial, vminit if built).
+/// The images the benchmark boots: (trivial, vminit if built). vminit's carries `modules`
+/// (and their dependencies), as the busybox image does.
 pub fn images(
     kernel: &Kernel,
     dir: &Path,
+    modules: &[&str],
 ) -> Result<(std::path::PathBuf, Option<std::path::PathBuf>)> {
     let trivial = dir.join("trivial.cpio");
     let mut img = Initramfs::new();
@@ -186,7 +192,7 @@ pub fn images(
             let mut img = Initramfs::new();
             img.init(&bin)?;
             if let Some(modules_dir) = &kernel.modules_dir {
-                img.modules(&kernel.release, modules_dir, &Modules::Virtio.names())?;
+                img.modules(&kernel.release, modules_dir, modules)?;
             }
             img.write(&path)?;
             Some(path)
@@ -250,20 +256,37 @@ struct Samples {
 }
 
 /// Runs `runs` interleaved boots of each image and returns a report.
+/// The modules the benchmark's job loads (`BUSYBOX_INIT`'s modprobes): `--modules job`.
+pub const JOB_MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_net"];
+
+/// Boots every image `runs` times per kernel kind, in turn, and returns the report. The
+/// vminit and busybox images carry `modules` (default: [`crate::initramfs::Modules::Virtio`], the drivers a
+/// config drive needs as well).
 pub fn run(
     kernel: &Kernel,
     kinds: &[KernelKind],
     machine: Machine,
     runs: usize,
     systemd: Option<&SystemdBaseline>,
+    modules: &[&str],
 ) -> Result<String> {
     let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
-    let (trivial, vminit) = images(kernel, dir.path())?;
-    let busybox = busybox_image(kernel, dir.path())?;
+    let (trivial, vminit) = images(kernel, dir.path(), modules)?;
+    let busybox = busybox_image(kernel, dir.path(), modules)?;
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / 1e6;
     let mut report = format!(
-        "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n",
+        "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n\
+         images: trivial {:.1} MB, busybox {}, vminit {} (modules: {})\n",
         kernel.release,
-        crate::Accel::detect(&kernel.vmlinux).name()
+        crate::Accel::detect(&kernel.vmlinux).name(),
+        size(&trivial),
+        busybox
+            .as_deref()
+            .map_or("-".into(), |p| format!("{:.1} MB", size(p))),
+        vminit
+            .as_deref()
+            .map_or("-".into(), |p| format!("{:.1} MB", size(p))),
+        modules.join(" ")
     );
     if vminit.is_none() {
         report.push_str("(vminit not built: trivial-init only)\n");

@@ -28,6 +28,7 @@ commands:
                                      boot, print /health when it answers, keep
                                      the VM up until Ctrl-C (then shut it down)
   bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
+             [--modules virtio|job|a,b,c]
                                      launch->trivial-init line vs launch->/health 200
                                      of the busybox script, vminit and (with DIR from
                                      scripts/systemd-baseline.sh) Debian + systemd
@@ -397,9 +398,21 @@ fn bench_boot(args: &Args) -> Result<()> {
         Some(dir) => Some(bench::SystemdBaseline::in_dir(std::path::Path::new(dir))?),
         None => None,
     };
+    // `job`: only what the benchmark's job loads; else a `--modules` list as for `run`.
+    let modules = match args.one("--modules").unwrap_or("virtio") {
+        "job" => Modules::Names(bench::JOB_MODULES.iter().map(|m| m.to_string()).collect()),
+        other => Modules::parse(other),
+    };
     print!(
         "{}",
-        bench::run(&k, &kinds, machine, runs, systemd.as_ref())?
+        bench::run(
+            &k,
+            &kinds,
+            machine,
+            runs,
+            systemd.as_ref(),
+            &modules.names()
+        )?
     );
     Ok(())
 }
