@@ -114,16 +114,17 @@ struct Table<T> {
 }
 
 impl<T> Table<T> {
-    /// `bin_name` if it opens with a sound header, else `load_text` now, so that a tree with
-    /// neither fails at load as before.
+    /// `bin_name` (`None`: text only) if it opens with a sound header, else `load_text` now,
+    /// so that a tree with neither fails at load as before.
     fn open(
         dir: &Path,
-        bin_name: &str,
+        bin_name: Option<&str>,
         load_text: impl FnOnce(&Path) -> Result<T>,
     ) -> Result<Self> {
-        let bin = match BinIndex::open(&dir.join(bin_name)) {
-            Ok(bin) => bin,
-            Err(e) => {
+        let bin = match bin_name.map(|name| BinIndex::open(&dir.join(name))) {
+            None => None,
+            Some(Ok(bin)) => bin,
+            Some(Err(e)) => {
                 log::warn!("{e}; reading its text twin instead");
                 None
             }
@@ -259,8 +260,7 @@ impl ModuleIndex {
                 wanted: Vec::new(),
             });
         }
-        // "" names no file: the text twin is read.
-        let bin = |name| if binary { name } else { "" };
+        let bin = |name| binary.then_some(name);
         let softdep = read(dir, "modules.softdep", false)?.unwrap_or_default();
         let softdeps = parse::parse_softdep(&softdep)
             .map_err(|source| parse_err(dir, source))?
