@@ -129,6 +129,13 @@ impl BinIndex {
             root: 0,
             subtrees: Mutex::new(HashMap::new()),
         };
+        if me.len() < HEADER_LEN {
+            let reason = format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                me.len()
+            );
+            return Err(me.damaged(0, reason));
+        }
         let mut r = Reader::new(&me);
         let magic = r.u32(0)?;
         let version = r.u32(4)?;

@@ -225,7 +225,8 @@ fn damaged_files_are_errors_naming_the_file_and_offset() {
     bad_version[5] = 3;
     assert!(damaged(bad_version).contains("index format 0x00030001"));
 
-    assert!(damaged(bytes[..6].to_vec()).contains("points past the end"));
+    assert!(damaged(bytes[..6].to_vec())
+        .contains("at byte 0: 6 bytes, shorter than the 12-byte header"));
     assert!(damaged(bytes[..bytes.len() - 3].to_vec()).contains("past the end"));
 
     // The root points at itself as its own '*' child: a loop.
