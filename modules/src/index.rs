@@ -212,7 +212,7 @@ fn parse_err(dir: &Path, source: parse::ParseError) -> Error {
 
 /// Modules of the values a wildcard search found, by priority (the module's place in
 /// `modules.order`, which is also `modules.alias`'s order), without duplicates.
-fn modules_by_priority(mut values: Vec<(u32, String)>) -> Vec<String> {
+pub(crate) fn modules_by_priority(mut values: Vec<(u32, String)>) -> Vec<String> {
     values.sort_by_key(|v| v.0);
     let mut out: Vec<String> = Vec::new();
     for (_, module) in values {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::alias::AliasIndex;
+use crate::index::modules_by_priority;
 use crate::parse::{normalize_alias, parse_alias};
 use crate::{BinIndex, Error, ModuleIndex};
 
@@ -112,15 +113,7 @@ fn alias_trie(text: &str) -> BinIndex {
 }
 
 fn modules(bin: &BinIndex, key: &str) -> Vec<String> {
-    let mut values = bin.search_wild(&normalize_alias(key)).unwrap();
-    values.sort_by_key(|v| v.0);
-    let mut out: Vec<String> = Vec::new();
-    for (_, m) in values {
-        if !out.contains(&m) {
-            out.push(m);
-        }
-    }
-    out
+    modules_by_priority(bin.search_wild(&normalize_alias(key)).unwrap())
 }
 
 #[test]
