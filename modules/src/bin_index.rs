@@ -160,7 +160,7 @@ impl BinIndex {
     fn damaged(&self, offset: u64, reason: String) -> Error {
         Error::DamagedIndex {
             path: self.path.clone(),
-            offset,
+            offset: Some(offset),
             reason,
         }
     }

@@ -123,10 +123,10 @@ pub enum Error {
     ReadIndex { path: PathBuf, source: io::Error },
     /// An index file is malformed.
     Parse { dir: PathBuf, source: ParseError },
-    /// A binary index (`modules.*.bin`) is damaged at `offset`.
+    /// A binary index (`modules.*.bin`) is damaged, at `offset` when one place is to blame.
     DamagedIndex {
         path: PathBuf,
-        offset: u64,
+        offset: Option<u64>,
         reason: String,
     },
     /// No module, builtin or alias of that name.
@@ -182,11 +182,13 @@ impl fmt::Display for Error {
                 path,
                 offset,
                 reason,
-            } => write!(
-                f,
-                "damaged module index {} at byte {offset}: {reason} (rerun depmod when building the image)",
-                path.display()
-            ),
+            } => {
+                write!(f, "damaged module index {}", path.display())?;
+                if let Some(at) = offset {
+                    write!(f, " at byte {at}")?;
+                }
+                write!(f, ": {reason} (rerun depmod when building the image)")
+            }
             Error::UnknownModule { name, dir } => write!(
                 f,
                 "no module, built-in or alias named {name} in {}",

@@ -77,6 +77,7 @@ fn read(dir: &Path, file: &str, required: bool) -> Result<Option<String>> {
         Err(source) => Err(Error::ReadIndex { path, source }),
     }
 }
+
 /// `modules.builtin.modinfo` is NUL-separated `module.key=value`; the
 /// `alias` keys let `fs-ext4` resolve to a built-in ext4.
 fn builtin_aliases(modinfo: &str) -> Vec<AliasLine> {
@@ -111,16 +112,15 @@ struct Table<T> {
     damaged: AtomicBool,
     /// The text twin: `None` inside once it could not be read either (logged then).
     text: OnceLock<Option<T>>,
+    /// The module tree, and how to read the text twin from it.
+    dir: PathBuf,
+    load_text: fn(&Path) -> Result<T>,
 }
 
 impl<T> Table<T> {
     /// `bin_name` (`None`: text only) if it opens with a sound header, else `load_text` now,
     /// so that a tree with neither fails at load as before.
-    fn open(
-        dir: &Path,
-        bin_name: Option<&str>,
-        load_text: impl FnOnce(&Path) -> Result<T>,
-    ) -> Result<Self> {
+    fn open(dir: &Path, bin_name: Option<&str>, load_text: fn(&Path) -> Result<T>) -> Result<Self> {
         let bin = match bin_name.map(|name| BinIndex::open(&dir.join(name))) {
             None => None,
             Some(Ok(bin)) => bin,
@@ -137,14 +137,14 @@ impl<T> Table<T> {
             bin,
             damaged: AtomicBool::new(false),
             text,
+            dir: dir.to_path_buf(),
+            load_text,
         })
     }
 
     /// Answers through the trie, or through the text twin (loaded on first need).
     fn query<R>(
         &self,
-        dir: &Path,
-        load_text: impl FnOnce(&Path) -> Result<T>,
         bin: impl FnOnce(&BinIndex) -> Result<R>,
         text: impl FnOnce(&T) -> R,
         neither: R,
@@ -159,7 +159,7 @@ impl<T> Table<T> {
             }
         }
         let loaded = self.text.get_or_init(|| {
-            load_text(dir)
+            (self.load_text)(&self.dir)
                 .map_err(|e| log::error!("module index unusable: {e}"))
                 .ok()
         });
@@ -327,15 +327,13 @@ impl ModuleIndex {
     /// The `modules.dep` entry of module `name` (normalised).
     fn entry(&self, name: &str) -> Option<Entry> {
         self.modules.query(
-            &self.dir,
-            load_deps,
             |bin| {
                 let Some(line) = bin.search(name)? else {
                     return Ok(None);
                 };
                 let parsed = parse::parse_dep(&line).map_err(|source| Error::DamagedIndex {
                     path: bin.path().to_path_buf(),
-                    offset: 0,
+                    offset: None,
                     reason: format!("the entry of {name}: {source}"),
                 })?;
                 Ok(parsed.into_iter().next().map(|l| Entry {
@@ -350,8 +348,6 @@ impl ModuleIndex {
 
     fn builtin_contains(&self, name: &str) -> bool {
         self.builtin.query(
-            &self.dir,
-            load_builtin,
             |bin| Ok(bin.search(name)?.is_some()),
             |set| set.contains(name),
             false,
@@ -370,20 +366,10 @@ impl ModuleIndex {
     pub fn lookup_alias(&self, modalias: &str) -> Vec<String> {
         let key = normalize_alias(modalias);
         let wild = |bin: &BinIndex| bin.search_wild(&key).map(modules_by_priority);
-        let mut out = self.aliases.query(
-            &self.dir,
-            load_aliases,
-            wild,
-            |a| a.lookup(modalias),
-            Vec::new(),
-        );
-        let builtin = self.builtin_aliases.query(
-            &self.dir,
-            load_builtin_aliases,
-            wild,
-            |a| a.lookup(modalias),
-            Vec::new(),
-        );
+        let mut out = self.aliases.query(wild, |a| a.lookup(modalias), Vec::new());
+        let builtin = self
+            .builtin_aliases
+            .query(wild, |a| a.lookup(modalias), Vec::new());
         for m in builtin {
             if !out.contains(&m) {
                 out.push(m);

@@ -298,6 +298,25 @@ fn index_falls_back_to_text_when_a_trie_is_damaged() {
         text.resolve("virtio_net").unwrap()
     );
     assert_eq!(idx.format(), "text");
+    // A sound trie whose entry is not a `modules.dep` line: the same fallback.
+    let mut trie = Trie::default();
+    trie.insert("virtio_net", 0, "no colon here");
+    std::fs::write(dir.join("modules.dep.bin"), trie.to_bytes()).unwrap();
+    let idx = ModuleIndex::load(&dir).unwrap();
+    assert_eq!(
+        idx.resolve("virtio_net").unwrap(),
+        text.resolve("virtio_net").unwrap()
+    );
+    assert_eq!(idx.format(), "text");
+    let e = Error::DamagedIndex {
+        path: "m.bin".into(),
+        offset: None,
+        reason: "x".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "damaged module index m.bin: x (rerun depmod when building the image)"
+    );
     drop(tmp);
 }
 
