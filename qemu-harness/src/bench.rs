@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::boot_split::{format_split, kernel_pid1_ms, Pid1Watch, Split};
 use crate::error::Result;
 use crate::initramfs::Initramfs;
 use crate::kernel::Kernel;
@@ -85,36 +86,57 @@ fn until_health(vm: &mut crate::Vm) -> Result<Duration> {
     Ok(vm.launched().elapsed())
 }
 
-/// Boots `initrd` (a trivial-init image) and returns launch → its line.
+/// Boots `initrd` (a trivial-init image) and returns launch → its line, split at PID 1.
 pub fn trivial_boot(
     kernel: &Kernel,
     kind: KernelKind,
     machine: Machine,
     initrd: &Path,
-) -> Result<Duration> {
+) -> Result<(Duration, Option<Split>)> {
     let mut vm = launch(kernel, kind, machine, initrd, "")?;
-    let t = vm.wait_console(TRIVIAL_LINE, BOOT_TIMEOUT)?;
+    let watch = Pid1Watch::start(vm.console_path().to_path_buf());
+    let t = vm.wait_console(TRIVIAL_LINE, BOOT_TIMEOUT);
+    let pid1 = watch.finish();
+    let t = t?;
     vm.wait_exit(Duration::from_secs(30))?;
-    Ok(t)
+    Ok((t, Split::new(vm.launched(), pid1, vm.launched() + t)))
 }
 
-/// Boots `initrd` (a vminit image) and returns launch → first `/health` 200, with the
-/// document's `boot` section (milliseconds since kernel start of each phase).
+/// A vminit boot: launch → first `/health` 200, the document's `boot` section (milliseconds
+/// since kernel start of each phase), and the split at PID 1.
+pub struct VminitBoot {
+    pub took: Duration,
+    pub boot: serde_json::Value,
+    pub split: Option<Split>,
+}
+
+/// Boots `initrd` (a vminit image) until its first `/health` 200.
 pub fn vminit_boot(
     kernel: &Kernel,
     kind: KernelKind,
     machine: Machine,
     initrd: &Path,
-) -> Result<(Duration, serde_json::Value)> {
+) -> Result<VminitBoot> {
     let mut vm = launch(kernel, kind, machine, initrd, &vminit_net_append())?;
-    let took = until_health(&mut vm)?;
+    let watch = Pid1Watch::start(vm.console_path().to_path_buf());
+    let took = until_health(&mut vm);
+    let pid1 = watch.finish();
+    let took = took?;
     let boot = vm
         .get("/health")
         .ok()
         .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
         .map(|h| h["boot"].clone())
         .unwrap_or_default();
-    Ok((took, boot))
+    let split = Split::new(vm.launched(), pid1, vm.launched() + took).map(|mut s| {
+        // The guest's PID 1 on the same clock as its `ready`: the kernel's console stamp.
+        s.guest_ms = boot["ready_ms"]
+            .as_u64()
+            .zip(kernel_pid1_ms(&vm.console_text()))
+            .map(|(ready, pid1)| ready as f64 - pid1);
+        s
+    });
+    Ok(VminitBoot { took, boot, split })
 }
 
 /// The `/init` of the busybox baseline: the same job as vminit in the benchmark, done the way a
@@ -253,9 +275,10 @@ struct Samples {
     systemd: Vec<Duration>,
     vminit: Vec<Duration>,
     phases: Vec<serde_json::Value>,
+    trivial_split: Vec<Split>,
+    vminit_split: Vec<Split>,
 }
 
-/// Runs `runs` interleaved boots of each image and returns a report.
 /// The modules the benchmark's job loads (`BUSYBOX_INIT`'s modprobes): `--modules job`.
 pub const JOB_MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_net"];
 
@@ -295,8 +318,9 @@ pub fn run(
         let mut s = Samples::default();
         for i in 0..runs {
             let mut line = format!("  {kind:?} run {}/{runs}:", i + 1);
-            let t = trivial_boot(kernel, kind, machine, &trivial)?;
+            let (t, split) = trivial_boot(kernel, kind, machine, &trivial)?;
             s.trivial.push(t);
+            s.trivial_split.extend(split);
             line.push_str(&format!(" trivial {}", ms(t)));
             if let Some(bb) = &busybox {
                 let t = busybox_boot(kernel, kind, machine, bb)?;
@@ -310,8 +334,13 @@ pub fn run(
                 line.push_str(&format!(", systemd {}", ms(t)));
             }
             if let Some(v) = &vminit {
-                let (t, boot) = vminit_boot(kernel, kind, machine, v)?;
+                let VminitBoot {
+                    took: t,
+                    boot,
+                    split,
+                } = vminit_boot(kernel, kind, machine, v)?;
                 s.vminit.push(t);
+                s.vminit_split.extend(split);
                 line.push_str(&format!(", vminit {}", ms(t)));
                 // The guest's own view: PID 1 → ready, to tell a slow guest from a slow poll.
                 if let (Some(start), Some(ready)) =
@@ -331,6 +360,7 @@ pub fn run(
             report.push_str(&format_baseline(kind, name, sample, &s.vminit));
         }
         report.push_str(&format_phases(kind, &s.phases));
+        report.push_str(&format_split(kind, &s.trivial_split, &s.vminit_split));
     }
     Ok(report)
 }

@@ -12,6 +12,7 @@
 
 pub mod accel;
 pub mod bench;
+pub mod boot_split;
 pub mod bzimage;
 mod cmd;
 pub mod cpio;
