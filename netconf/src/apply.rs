@@ -29,6 +29,8 @@ pub struct Exec<'a> {
     rtnl: Rtnl,
     monitor: Option<LinkMonitor>,
     link: Option<Link>,
+    /// IPv4 addresses added and not announced yet (see [`Exec::announce_added`]).
+    added_v4: Vec<Ipv4Addr>,
 }
 
 /// Brings the network up as the plan says, updating `st` as it goes (so a failure still
@@ -67,6 +69,7 @@ pub fn bring_up_then_probe(
     ex.configure(lease.as_ref(), false, st)?;
     log::debug!("network: timeline (ms since kernel start) {:?}", st.timings);
     configured(st);
+    ex.announce_added();
     ex.probe(lease.as_ref(), st);
     Ok(Bound {
         link: ex.link,
@@ -106,6 +109,7 @@ impl<'a> Exec<'a> {
             rtnl,
             monitor: None,
             link,
+            added_v4: Vec::new(),
         })
     }
 
@@ -297,6 +301,9 @@ impl<'a> Exec<'a> {
                 for n in &d.add {
                     self.rtnl.add_address(&link, *n)?;
                     st.changes.push(format!("added {n}"));
+                    if let IpAddr::V4(v4) = n.addr {
+                        self.added_v4.push(v4);
+                    }
                 }
             }
             Step::DefaultRoute(gw) => {
@@ -346,6 +353,28 @@ impl<'a> Exec<'a> {
             self.link = Some(l);
         }
         Ok(())
+    }
+
+    /// Announces each IPv4 address this `Exec` added (one ARP announcement each): neighbours
+    /// that still map it to an earlier guest's MAC (fleets reuse addresses across short-lived
+    /// VMs) take the new one at once instead of after their entry goes stale. Called once the
+    /// configuration is published, like the gateway probe: the kernel already answers ARP for
+    /// the address, so nothing in the guest waits for this. Best effort: a failure is logged,
+    /// since the address is configured either way.
+    pub fn announce_added(&mut self) {
+        let added = std::mem::take(&mut self.added_v4);
+        let Some(link) = &self.link else { return };
+        let Some(mac) = link.mac else { return };
+        for addr in added {
+            match arp::announce(link.index, mac, addr) {
+                Ok(()) => log::debug!("network: announced {addr} on {} with ARP", link.name),
+                Err(e) => log::warn!(
+                    "network: cannot announce {addr} on {} with ARP (neighbours learn it on \
+                     first contact instead): {e}",
+                    link.name
+                ),
+            }
+        }
     }
 
     /// The gateway probe steps of the plan, after [`Self::configure`] without them.

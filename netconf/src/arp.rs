@@ -1,6 +1,8 @@
-//! One bounded ARP probe of the IPv4 gateway (RFC 826) on an AF_PACKET socket (packet(7)),
-//! to tell "configured but the host bridge/TAP forwards nothing" apart from a working link.
-//! Owns the frame format and the socket; deciding what a silent gateway means is `apply.rs`'s.
+//! ARP on an AF_PACKET socket (packet(7)): one bounded probe of the IPv4 gateway (RFC 826),
+//! to tell "configured but the host bridge/TAP forwards nothing" apart from a working link,
+//! and the announcement of an address just added (RFC 5227 section 2.3). Owns the frame
+//! format and the socket; deciding when to send and what a silent gateway means is
+//! `apply.rs`'s.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -24,6 +26,18 @@ pub fn request_frame(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target: Ipv4Addr)
     // target hardware address stays zero
     f[24..28].copy_from_slice(&target.octets());
     f
+}
+
+/// An ARP announcement of `ip` from `mac`: a request with `ip` as both sender and target
+/// (RFC 5227 section 2.3), which neighbours holding an entry for `ip` take as its new MAC.
+pub fn announcement_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; ARP_LEN] {
+    request_frame(mac, ip, ip)
+}
+
+/// Broadcasts one announcement of `ip` on `ifindex`; waits for nothing.
+pub fn announce(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> io::Result<()> {
+    let sock = open(ifindex)?;
+    send(&sock, ifindex, &announcement_frame(mac, ip))
 }
 
 /// The MAC of `target` if `frame` is an ARP reply from it.
@@ -200,5 +214,19 @@ mod tests {
         assert_eq!(reply_from(&rep, gw), Some(gw_mac));
         assert_eq!(reply_from(&rep, Ipv4Addr::new(10, 0, 2, 3)), None);
         assert_eq!(reply_from(&rep[..20], gw), None);
+    }
+
+    #[test]
+    fn announcement_names_the_address_twice_and_no_target_mac() {
+        let mac = [0x52, 0x54, 0, 1, 2, 3];
+        let me = Ipv4Addr::new(10, 0, 2, 15);
+        let a = announcement_frame(mac, me);
+        assert_eq!(&a[..8], &[0, 1, 8, 0, 6, 4, 0, 1], "an ARP request");
+        assert_eq!(&a[8..14], &mac);
+        assert_eq!(&a[14..18], &me.octets(), "sender IP");
+        assert_eq!(&a[18..24], &[0; 6], "target MAC unknown");
+        assert_eq!(&a[24..28], &me.octets(), "target IP = sender IP");
+        // Not a reply: the probe never mistakes our own announcement for the gateway.
+        assert_eq!(reply_from(&a, me), None);
     }
 }

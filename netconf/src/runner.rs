@@ -248,21 +248,25 @@ fn reconfigure(
     lease: &Lease,
 ) {
     st.changes.clear();
-    let r = Exec::new(plan, env, Some(link.clone()))
-        .and_then(|mut ex| ex.configure(Some(lease), false, st));
+    let r = Exec::new(plan, env, Some(link.clone())).and_then(|mut ex| {
+        ex.configure(Some(lease), false, st)?;
+        Ok(ex)
+    });
     match r {
-        Ok(()) => {
+        Ok(mut ex) => {
             if !st.changes.is_empty() {
                 log_changes(st);
             }
+            p.publish(st);
+            ex.announce_added();
         }
         Err(e) => {
             log::error!("{e}");
             st.state = LinkState::Error;
             st.error = Some(e.to_string());
+            p.publish(st);
         }
     }
-    p.publish(st);
 }
 
 fn lose_lease(

@@ -1,6 +1,7 @@
 //! Static plans applied by netconf against the real kernel inside network namespaces the
 //! tests create and delete: addresses, routes, MTU, idempotence, stray removal, carrier and
-//! interface waits, the gateway ARP probe. Needs root and ip(8) (for setup only).
+//! interface waits, the gateway ARP probe, the announcement of an added address. Needs root
+//! and ip(8) (for setup only).
 
 #[cfg(test)]
 mod common;
@@ -254,6 +255,63 @@ mod tests {
             w.contains("10.99.0.254") && w.contains("not forwarding ARP"),
             "{w}"
         );
+        let _ = std::fs::remove_file(resolv);
+    }
+
+    #[test]
+    fn added_address_is_announced_to_a_neighbour_with_a_stale_mac() {
+        let (guest, host) = guest_and_host();
+        // The host still maps the address to an earlier VM's MAC, as after address reuse.
+        let old_mac = "02:00:00:00:00:99";
+        host.ip(&[
+            "neigh",
+            "replace",
+            "10.99.0.2",
+            "lladdr",
+            old_mac,
+            "dev",
+            "host0",
+            "nud",
+            "stale",
+        ]);
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let st = guest.enter(move || {
+            let plan = NetworkPlan {
+                method: AddressMethod::Static {
+                    addresses: vec![net("10.99.0.2/24")],
+                    gateway: Some(Ipv4Addr::new(10, 99, 0, 1)),
+                    gateway6: None,
+                },
+                hostname: None,
+                ..static_plan(InterfaceSelector::Name("eth0".into()))
+            };
+            // No gateway probe: its request would teach the gateway our MAC by itself.
+            let mut e = env(r, None);
+            e.arp_timeout = None;
+            apply(&plan, &e).unwrap()
+        });
+        assert_eq!(st.state, LinkState::Up);
+        let link = guest.ip_out(&["link", "show", "eth0"]);
+        let mac = link
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC in {link}"))
+            .to_string();
+        assert_ne!(mac, old_mac);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let neigh = host.ip_out(&["neigh", "show", "10.99.0.2", "dev", "host0"]);
+            if neigh.contains(&mac) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host still maps 10.99.0.2 to {neigh:?}, not the guest's {mac}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = std::fs::remove_file(resolv);
     }
 
