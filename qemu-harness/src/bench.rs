@@ -1,6 +1,8 @@
 //! The boot benchmark: time from QEMU launch to the trivial init's console
-//! line, against time from launch to vminit's first `/health` 200, on the
-//! same kernel, runs interleaved so that machine load hits both alike.
+//! line (bare, and with vminit's image payload), against time from launch to
+//! the first `/health` 200 of vminit and of the baselines, on the same kernel;
+//! every run boots every image, in a rotating order, so that machine load and
+//! position hit all of them alike.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -197,31 +199,54 @@ pub fn busybox_boot(
     until_health(&mut launch(kernel, kind, machine, initrd, "")?)
 }
 
-/// The images the benchmark boots: (trivial, vminit if built). vminit's carries `modules`
-/// (and their dependencies), as the busybox image does.
-pub fn images(
-    kernel: &Kernel,
-    dir: &Path,
-    modules: &[&str],
-) -> Result<(std::path::PathBuf, Option<std::path::PathBuf>)> {
+/// Where the payload-matched trivial image keeps vminit's binary: a file nothing runs.
+const INERT_VMINIT: &str = "/usr/lib/vminit-payload";
+
+/// The images the benchmark boots besides busybox's and systemd's.
+pub struct Images {
+    /// The trivial init alone (0.4 MB): the kernel's own cost.
+    pub trivial: PathBuf,
+    /// The trivial init with vminit's payload beside it (the same modules, and vminit's
+    /// binary as an inert file): the kernel's cost for an image of vminit's size, which it
+    /// unpacks before PID 1. `None` when vminit is not built.
+    pub trivial_payload: Option<PathBuf>,
+    /// vminit with `modules` (and their dependencies), as the busybox image carries them.
+    pub vminit: Option<PathBuf>,
+}
+
+pub fn images(kernel: &Kernel, dir: &Path, modules: &[&str]) -> Result<Images> {
+    let trivial_bin = static_binary("trivial-init")?;
     let trivial = dir.join("trivial.cpio");
-    let mut img = Initramfs::new();
-    img.init(&static_binary("trivial-init")?)?;
-    img.write(&trivial)?;
-    let vminit = match static_binary("vminit") {
-        Ok(bin) => {
-            let path = dir.join("vminit.cpio");
-            let mut img = Initramfs::new();
-            img.init(&bin)?;
-            if let Some(modules_dir) = &kernel.modules_dir {
-                img.modules(&kernel.release, modules_dir, modules)?;
-            }
-            img.write(&path)?;
-            Some(path)
-        }
-        Err(_) => None,
+    Initramfs::new().init(&trivial_bin)?.write(&trivial)?;
+    let Ok(vminit_bin) = static_binary("vminit") else {
+        return Ok(Images {
+            trivial,
+            trivial_payload: None,
+            vminit: None,
+        });
     };
-    Ok((trivial, vminit))
+    let with_modules = |img: &mut Initramfs| -> Result<()> {
+        if let Some(modules_dir) = &kernel.modules_dir {
+            img.modules(&kernel.release, modules_dir, modules)?;
+        }
+        Ok(())
+    };
+    let vminit = dir.join("vminit.cpio");
+    let mut img = Initramfs::new();
+    img.init(&vminit_bin)?;
+    with_modules(&mut img)?;
+    img.write(&vminit)?;
+    let trivial_payload = dir.join("trivial-payload.cpio");
+    let mut img = Initramfs::new();
+    img.init(&trivial_bin)?
+        .file_from(INERT_VMINIT, &vminit_bin, 0o644)?;
+    with_modules(&mut img)?;
+    img.write(&trivial_payload)?;
+    Ok(Images {
+        trivial,
+        trivial_payload: Some(trivial_payload),
+        vminit: Some(vminit),
+    })
 }
 
 /// The Debian + systemd-networkd baseline: a root filesystem image and Debian's initramfs
@@ -267,10 +292,47 @@ pub fn systemd_boot(
     until_health(&mut vm)
 }
 
+/// One image of the benchmark; [`Image::ALL`] is the first run's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    Trivial,
+    TrivialPayload,
+    Busybox,
+    Systemd,
+    Vminit,
+}
+
+impl Image {
+    pub const ALL: [Image; 5] = [
+        Image::Trivial,
+        Image::TrivialPayload,
+        Image::Busybox,
+        Image::Systemd,
+        Image::Vminit,
+    ];
+}
+
+/// The order of run `run`: `images` rotated by one place per run, so that over a multiple of
+/// `images.len()` runs each image boots in each position, and after each other image, equally
+/// often. On this machine every other QEMU launch is slower (12 trivial boots in a row: the
+/// 1st, 3rd, ... median 1700 ms, the others 1419 ms), so with four images in a fixed order the
+/// first and third of every run were always the slow ones: the trivial init booted first came
+/// out 80-100 ms slower than the same init with vminit's payload booted second, in all 31
+/// runs of three sets. Rotated, the two are within 1-2%.
+pub fn boot_order(images: &[Image], run: usize) -> Vec<Image> {
+    let mut v = images.to_vec();
+    if !v.is_empty() {
+        let n = run % v.len();
+        v.rotate_left(n);
+    }
+    v
+}
+
 /// Every sample of one kernel kind.
 #[derive(Debug, Default)]
 struct Samples {
     trivial: Vec<Duration>,
+    trivial_payload: Vec<Duration>,
     busybox: Vec<Duration>,
     systemd: Vec<Duration>,
     vminit: Vec<Duration>,
@@ -294,15 +356,23 @@ pub fn run(
     modules: &[&str],
 ) -> Result<String> {
     let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
-    let (trivial, vminit) = images(kernel, dir.path(), modules)?;
+    let Images {
+        trivial,
+        trivial_payload,
+        vminit,
+    } = images(kernel, dir.path(), modules)?;
     let busybox = busybox_image(kernel, dir.path(), modules)?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / 1e6;
     let mut report = format!(
         "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n\
-         images: trivial {:.1} MB, busybox {}, vminit {} (modules: {})\n",
+         images: trivial {:.1} MB, trivial with vminit's payload {}, busybox {}, vminit {} \
+         (modules: {})\n",
         kernel.release,
         crate::Accel::detect(&kernel.vmlinux).name(),
         size(&trivial),
+        trivial_payload
+            .as_deref()
+            .map_or("-".into(), |p| format!("{:.1} MB", size(p))),
         busybox
             .as_deref()
             .map_or("-".into(), |p| format!("{:.1} MB", size(p))),
@@ -316,46 +386,74 @@ pub fn run(
     }
     for &kind in kinds {
         let mut s = Samples::default();
-        for i in 0..runs {
-            let mut line = format!("  {kind:?} run {}/{runs}:", i + 1);
-            let (t, split) = trivial_boot(kernel, kind, machine, &trivial)?;
-            s.trivial.push(t);
-            s.trivial_split.extend(split);
-            line.push_str(&format!(" trivial {}", ms(t)));
-            if let Some(bb) = &busybox {
-                let t = busybox_boot(kernel, kind, machine, bb)?;
-                s.busybox.push(t);
-                line.push_str(&format!(", busybox {}", ms(t)));
-            }
+        let present = |image: &Image| match image {
+            Image::Trivial => true,
+            Image::TrivialPayload => trivial_payload.is_some(),
+            Image::Busybox => busybox.is_some(),
             // Its ~30 s dwarf the kernel's decompression: booted with the vmlinux only.
-            if let Some(b) = systemd.filter(|_| kind == KernelKind::Vmlinux) {
-                let t = systemd_boot(kernel, kind, machine, b)?;
-                s.systemd.push(t);
-                line.push_str(&format!(", systemd {}", ms(t)));
+            Image::Systemd => systemd.is_some() && kind == KernelKind::Vmlinux,
+            Image::Vminit => vminit.is_some(),
+        };
+        let booted: Vec<Image> = Image::ALL.into_iter().filter(present).collect();
+        for i in 0..runs {
+            let mut parts = Vec::new();
+            for image in boot_order(&booted, i) {
+                let part = match image {
+                    Image::Trivial => {
+                        let (t, split) = trivial_boot(kernel, kind, machine, &trivial)?;
+                        s.trivial.push(t);
+                        s.trivial_split.extend(split);
+                        format!("trivial {}", ms(t))
+                    }
+                    Image::TrivialPayload => {
+                        let Some(tp) = &trivial_payload else { continue };
+                        let (t, _) = trivial_boot(kernel, kind, machine, tp)?;
+                        s.trivial_payload.push(t);
+                        format!("trivial+payload {}", ms(t))
+                    }
+                    Image::Busybox => {
+                        let Some(bb) = &busybox else { continue };
+                        let t = busybox_boot(kernel, kind, machine, bb)?;
+                        s.busybox.push(t);
+                        format!("busybox {}", ms(t))
+                    }
+                    Image::Systemd => {
+                        let Some(b) = systemd else { continue };
+                        let t = systemd_boot(kernel, kind, machine, b)?;
+                        s.systemd.push(t);
+                        format!("systemd {}", ms(t))
+                    }
+                    Image::Vminit => {
+                        let Some(v) = &vminit else { continue };
+                        let VminitBoot {
+                            took: t,
+                            boot,
+                            split,
+                        } = vminit_boot(kernel, kind, machine, v)?;
+                        s.vminit.push(t);
+                        s.vminit_split.extend(split);
+                        let mut part = format!("vminit {}", ms(t));
+                        // The guest's own view: PID 1 → ready, to tell a slow guest from a
+                        // slow poll.
+                        if let (Some(start), Some(ready)) =
+                            (boot["init_start_ms"].as_u64(), boot["ready_ms"].as_u64())
+                        {
+                            part.push_str(&format!(
+                                " (PID 1 -> ready {} ms)",
+                                ready.saturating_sub(start)
+                            ));
+                        }
+                        s.phases.push(boot);
+                        part
+                    }
+                };
+                parts.push(part);
             }
-            if let Some(v) = &vminit {
-                let VminitBoot {
-                    took: t,
-                    boot,
-                    split,
-                } = vminit_boot(kernel, kind, machine, v)?;
-                s.vminit.push(t);
-                s.vminit_split.extend(split);
-                line.push_str(&format!(", vminit {}", ms(t)));
-                // The guest's own view: PID 1 → ready, to tell a slow guest from a slow poll.
-                if let (Some(start), Some(ready)) =
-                    (boot["init_start_ms"].as_u64(), boot["ready_ms"].as_u64())
-                {
-                    line.push_str(&format!(
-                        " (PID 1 -> ready {} ms)",
-                        ready.saturating_sub(start)
-                    ));
-                }
-                s.phases.push(boot);
-            }
+            let line = format!("  {kind:?} run {}/{runs}: {}", i + 1, parts.join(", "));
             eprintln!("{line}");
         }
         report.push_str(&format_row(kind, &s.trivial, &s.vminit));
+        report.push_str(&format_payload_row(kind, &s.trivial_payload, &s.vminit));
         for (name, sample) in [("busybox-script", &s.busybox), ("systemd", &s.systemd)] {
             report.push_str(&format_baseline(kind, name, sample, &s.vminit));
         }
@@ -511,6 +609,19 @@ pub fn format_row(kind: KernelKind, trivial: &[Duration], vminit: &[Duration]) -
     out
 }
 
+/// The payload-matched trivial image's line and vminit's ratio to it (empty without both).
+pub fn format_payload_row(
+    kind: KernelKind,
+    trivial_payload: &[Duration],
+    vminit: &[Duration],
+) -> String {
+    let (Some(base), Some(_)) = (stats(trivial_payload), stats(vminit)) else {
+        return String::new();
+    };
+    stats_line(kind, "launch -> trivial-init line, vminit's payload", base)
+        + &ratio_line(kind, "trivial+payload", vminit, trivial_payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +673,44 @@ mod tests {
         );
         let row = format_row(KernelKind::Vmlinux, &ms(&[1000]), &[]);
         assert!(!row.contains("ratio"));
+    }
+
+    #[test]
+    fn boot_order_rotates_every_image_through_every_position() {
+        use Image::*;
+        let images = [Trivial, Busybox, Vminit];
+        assert_eq!(boot_order(&images, 0), [Trivial, Busybox, Vminit]);
+        assert_eq!(boot_order(&images, 1), [Busybox, Vminit, Trivial]);
+        assert_eq!(boot_order(&images, 2), [Vminit, Trivial, Busybox]);
+        assert_eq!(boot_order(&images, 3), boot_order(&images, 0));
+        for image in images {
+            let positions: Vec<usize> = (0..3)
+                .map(|run| {
+                    boot_order(&images, run)
+                        .iter()
+                        .position(|&i| i == image)
+                        .unwrap()
+                })
+                .collect();
+            let mut sorted = positions.clone();
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2], "{image:?} positions {positions:?}");
+        }
+        assert!(boot_order(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn payload_row_names_its_baseline() {
+        let row = format_payload_row(KernelKind::Vmlinux, &ms(&[1100, 1100]), &ms(&[1210, 1210]));
+        assert!(row.contains("trivial-init line, vminit's payload"), "{row}");
+        assert!(
+            row.contains("ratio vminit/trivial+payload (medians): 1.10"),
+            "{row}"
+        );
+        assert_eq!(
+            format_payload_row(KernelKind::Vmlinux, &[], &ms(&[1000])),
+            ""
+        );
     }
 
     #[test]
