@@ -29,9 +29,11 @@ commands:
                                      the VM up until Ctrl-C (then shut it down)
   bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
              [--modules virtio|job|a,b,c]
-                                     launch->trivial-init line vs launch->/health 200
-                                     of the busybox script, vminit and (with DIR from
-                                     scripts/systemd-baseline.sh) Debian + systemd
+                                     launch->trivial-init line (bare, and with vminit's
+                                     image payload) vs launch->/health 200 of the busybox
+                                     script, vminit and (with DIR from
+                                     scripts/systemd-baseline.sh) Debian + systemd;
+                                     the boot order rotates every run
 
 common: --kernel F [--modules-dir D]   use this kernel instead of the cached Debian one
 env: VMINIT_STATIC_DIR, VMINIT_KERNEL_CACHE, VMINIT_KERNEL_PACKAGE, VMINIT_KERNEL,
