@@ -4,7 +4,8 @@
 //! It owns: fetching and caching the test kernel ([`Kernel`]), building
 //! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
 //! launching QEMU on q35 or microvm ([`VmBuilder`]) and talking to the
-//! running VM ([`Vm`]: console, monitor, HTTP polling, shutdown).
+//! running VM ([`Vm`]: console, monitor, HTTP polling, shutdown, NIC
+//! captures read by [`pcap`]).
 //! It does not own what the guest does: assertions about vminit belong to
 //! the tests crate.
 //!
@@ -24,6 +25,7 @@ pub mod kernel;
 pub mod moddep;
 mod monitor;
 mod paths;
+pub mod pcap;
 mod running;
 mod spawn;
 pub mod vm;

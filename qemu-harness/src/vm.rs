@@ -68,6 +68,9 @@ pub struct VmBuilder {
     pub nic: bool,
     /// More guest TCP ports to forward (needs `nic`).
     pub forwards: Vec<u16>,
+    /// Record every frame of the NIC, both ways, into this pcap file (QEMU's `filter-dump`;
+    /// read it with [`crate::pcap`]).
+    pub nic_capture: Option<PathBuf>,
     /// `None`: [`Accel::detect`].
     pub accel: Option<Accel>,
     /// Extra QEMU arguments, appended last.
@@ -88,6 +91,7 @@ impl Default for VmBuilder {
             snapshot_drives: false,
             nic: false,
             forwards: Vec::new(),
+            nic_capture: None,
             accel: None,
             extra_args: Vec::new(),
         }
@@ -159,6 +163,12 @@ impl VmBuilder {
     pub fn forward(mut self, guest_port: u16) -> Self {
         self.nic = true;
         self.forwards.push(guest_port);
+        self
+    }
+    /// Captures the NIC's frames into `pcap` (implies `nic`).
+    pub fn capture_nic(mut self, pcap: impl Into<PathBuf>) -> Self {
+        self.nic = true;
+        self.nic_capture = Some(pcap.into());
         self
     }
     pub fn accel(mut self, accel: Accel) -> Self {
@@ -245,6 +255,10 @@ impl VmBuilder {
             }
             let dev = format!("virtio-net-{suffix},netdev=n0");
             push(&["-netdev", &netdev, "-device", &dev]);
+            if let Some(pcap) = &self.nic_capture {
+                let dump = format!("filter-dump,id=n0dump,netdev=n0,file={}", pcap.display());
+                push(&["-object", &dump]);
+            }
         }
         a.extend(self.extra_args.iter().cloned());
         a
@@ -370,6 +384,19 @@ mod tests {
         let args = VmBuilder::new().qemu_args(&plan());
         assert!(find(&args, "-netdev").is_empty());
         assert_eq!(find(&args, "-kernel"), ["/k/vmlinux"]);
+    }
+
+    #[test]
+    fn nic_capture_is_a_dump_filter_on_the_nic() {
+        let args = VmBuilder::new()
+            .capture_nic("/t/nic.pcap")
+            .qemu_args(&plan());
+        assert_eq!(find(&args, "-netdev").len(), 1, "capture implies the NIC");
+        assert_eq!(
+            find(&args, "-object"),
+            ["filter-dump,id=n0dump,netdev=n0,file=/t/nic.pcap"]
+        );
+        assert!(find(&VmBuilder::new().nic(true).qemu_args(&plan()), "-object").is_empty());
     }
 
     #[test]

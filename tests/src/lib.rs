@@ -237,6 +237,18 @@ pub fn boot(
     append: &str,
     drives: &[PathBuf],
 ) -> (qemu_harness::Vm, tempfile::TempDir) {
+    boot_with(guest, machine, append, drives, |b, _| b)
+}
+
+/// [`boot`], with `more` adding to the QEMU builder before launch (it gets the boot's
+/// temporary directory, for files such as a NIC capture).
+pub fn boot_with(
+    guest: &Guest,
+    machine: qemu_harness::Machine,
+    append: &str,
+    drives: &[PathBuf],
+    more: impl FnOnce(qemu_harness::VmBuilder, &Path) -> qemu_harness::VmBuilder,
+) -> (qemu_harness::Vm, tempfile::TempDir) {
     let kernel = qemu_harness::Kernel::get().expect("test kernel (run scripts/setup.sh)");
     let dir = tempfile::tempdir().expect("tempdir");
     let initrd = guest.build(dir.path(), &kernel);
@@ -249,6 +261,7 @@ pub fn boot(
     for d in drives {
         b = b.drive(d);
     }
+    let b = more(b, dir.path());
     (b.launch().expect("launch QEMU"), dir)
 }
 

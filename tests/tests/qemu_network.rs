@@ -1,9 +1,13 @@
 //! Issue 5 under QEMU: one authoritative network source. Static from the cmdline, static from
 //! a config drive on each supported filesystem, DHCP, and the two failures that must be named
-//! (both sources present; a malformed `ip=`), with the init alive after each.
+//! (both sources present; a malformed `ip=`), with the init alive after each; the ARP
+//! announcement of a static address, seen in a capture of the NIC.
 
-use qemu_harness::{make_drive, DriveFs, Machine};
-use vminit_tests::{boot, boot_deadline, power_off_cleanly, Guest, SLIRP_IP};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use qemu_harness::{make_drive, pcap, DriveFs, Machine};
+use vminit_tests::{boot, boot_deadline, boot_with, power_off_cleanly, Guest, SLIRP_IP};
 
 const AGENT: &str = r#"
 [services.agent]
@@ -71,13 +75,37 @@ fn dhcp_from_the_cmdline() {
 }
 
 #[test]
-fn microvm_cmdline_static() {
-    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Microvm, SLIRP_IP, &[]);
+fn microvm_cmdline_static_and_the_address_is_announced() {
+    let (mut vm, dir) = boot_with(
+        &Guest::with_config(AGENT),
+        Machine::Microvm,
+        SLIRP_IP,
+        &[],
+        |b, dir| b.capture_nic(dir.join("nic.pcap")),
+    );
     let h = vm
         .wait_health(|h| h["status"] == "ok", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(h["network"]["source"], "cmdline");
     assert_eq!(h["services"]["agent"]["state"], "ready");
+    // The ARP announcement goes out after `up` is published: wait for it on the wire.
+    let pcap = dir.path().join("nic.pcap");
+    let guest = Ipv4Addr::new(10, 0, 2, 15);
+    let announced = |bytes: &[u8]| {
+        pcap::frames(bytes)
+            .iter()
+            .filter_map(|f| pcap::arp(f))
+            .any(|a| a.op == 1 && a.sender_ip == guest && a.target_ip == guest)
+    };
+    let start = Instant::now();
+    while !announced(&std::fs::read(&pcap).unwrap_or_default()) {
+        assert!(
+            start.elapsed() < boot_deadline(),
+            "no ARP announcement of {guest} in the NIC capture; console:\n{}",
+            vm.console_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The guest has no address in these cases (nothing is applied), so the host cannot poll;
