@@ -2,6 +2,7 @@
 //! cmdline words as argv (`splash`, `single`), so there argv is ignored with a warning and
 //! `/proc/cmdline` is the only source of truth (contract §1).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub enum ArgError {
     MissingValue(String),
     BadValue { flag: String, value: String },
     Unknown(String),
+    /// Argument number `index` (from 1) is not UTF-8; `lossy` shows it with U+FFFD.
+    NotUtf8 { index: usize, lossy: String },
 }
 
 impl fmt::Display for ArgError {
@@ -45,8 +48,25 @@ impl fmt::Display for ArgError {
             ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
             ArgError::BadValue { flag, value } => write!(f, "{flag}: invalid value {value:?}"),
             ArgError::Unknown(a) => write!(f, "unknown argument {a:?}"),
+            ArgError::NotUtf8 { index, lossy } => {
+                write!(f, "argument {index} ({lossy:?}) is not valid UTF-8")
+            }
         }
     }
+}
+
+/// The arguments as text. Off PID 1 a non-UTF-8 argument is a usage error that names it; as
+/// PID 1 argv is never parsed (see the module doc).
+pub fn utf8(args: &[OsString]) -> Result<Vec<String>, ArgError> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.clone().into_string().map_err(|bad| ArgError::NotUtf8 {
+                index: i + 1,
+                lossy: bad.to_string_lossy().into_owned(),
+            })
+        })
+        .collect()
 }
 
 pub fn parse(args: &[String]) -> Result<Command, ArgError> {
@@ -101,6 +121,19 @@ mod tests {
         assert_eq!(o.config, Some("/c".into()));
         assert_eq!(o.health, Some("127.0.0.1:9".parse().unwrap()));
         assert_eq!(parse(&[]), Ok(Command::Run(HostOptions::default())));
+    }
+
+    #[test]
+    fn non_utf8_argument_is_named_not_a_panic() {
+        use std::os::unix::ffi::OsStringExt;
+        let argv = vec![
+            OsString::from("--config"),
+            OsString::from_vec(b"/x\xff.toml".to_vec()),
+        ];
+        let e = utf8(&argv).unwrap_err();
+        assert!(matches!(e, ArgError::NotUtf8 { index: 2, .. }), "{e:?}");
+        assert!(e.to_string().contains("argument 2"), "{e}");
+        assert_eq!(utf8(&argv[..1]).unwrap(), vec!["--config".to_string()]);
     }
 
     #[test]

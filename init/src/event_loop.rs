@@ -1,32 +1,48 @@
 //! The init's one event loop: a `mio` poll over signals (SIGCHLD, SIGTERM, SIGINT, SIGPWR),
-//! a waker (health `/livez` pings and network state changes), and the supervisor's sources.
-//! It sleeps until the next event or the supervisor's next deadline: idle, it does not wake.
+//! the power buttons ([`crate::power_button`]), a waker (health `/livez` pings, network state changes, faults from other threads), and the
+//! supervisor's sources. It sleeps until the next event or the next deadline: idle, it does
+//! not wake.
 //!
-//! It is the only place that calls `waitpid`: every child, orphans included, is reaped here
-//! and its status handed to the supervisor, so no exit status is ever stolen.
+//! It is the only place that reaps (through [`sys::reap_all`]): every child, orphans included,
+//! and each status goes to the supervisor, so no exit status is ever stolen. Each turn runs
+//! under [`crate::guard`]: a panic (a bug) is logged and published, and the next turn runs
+//! with the same supervisor, so the services keep their processes and pipes.
 
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use guest_config::ShutdownMode;
+use libc::SIGPWR;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use netconf::{LinkState, NetworkState};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use supervisor::Supervisor;
 
 use crate::health::{self, HealthDoc, NetworkDoc};
-use crate::shutdown::{self, Phase};
-use guest_config::ShutdownMode;
-use libc::SIGPWR;
-use netconf::NetworkState;
-
-use crate::sys;
+use crate::power_button::{self, Button};
+use crate::shutdown::{self, Action, Shutdown};
+use crate::status::{self, NetworkView, Status};
+use crate::{guard, sys};
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
+/// Power buttons: `BUTTONS + i`.
+const BUTTONS: usize = 100;
 // Tokens from 1000 up belong to the supervisor (`supervisor::Options::token_base`).
+
+/// Looking again for a power button while none is found: the `button` driver may bind after
+/// the loop starts. First after 1 s, doubling, last after 32 s.
+const BUTTON_RESCAN_FIRST: Duration = Duration::from_secs(1);
+const BUTTON_RESCAN_LAST: Duration = Duration::from_secs(32);
+
+/// The signals that ask for a shutdown.
+pub const SHUTDOWN_SIGNALS: [i32; 3] = [SIGTERM, SIGINT, SIGPWR];
 
 /// Everything the loop publishes besides the services: filled by the boot sequence, updated by
 /// the network thread.
@@ -36,7 +52,6 @@ pub struct Published {
     pub network: Arc<Mutex<NetworkState>>,
     /// A network source is configured (so `ok` needs it `up`).
     pub network_configured: bool,
-    pub config_drive_error: bool,
 }
 
 pub struct EventLoop {
@@ -47,8 +62,18 @@ pub struct EventLoop {
     published: Published,
     pid1: bool,
     shutdown_mode: ShutdownMode,
-    phase: Option<Phase>,
+    shutdown: Option<Shutdown>,
+    network_up: bool,
     notified_ready: bool,
+    panics: u32,
+    buttons: Vec<Button>,
+    /// When to look for a power button again, and the wait after that.
+    button_rescan: Option<(Instant, Duration)>,
+}
+
+/// Signal names for the console.
+fn signal_name(sig: i32) -> &'static str {
+    signal_hook::low_level::signal_name(sig).unwrap_or("signal")
 }
 
 impl EventLoop {
@@ -82,8 +107,12 @@ impl EventLoop {
                 published,
                 pid1,
                 shutdown_mode: mode,
-                phase: None,
+                shutdown: None,
+                network_up: false,
                 notified_ready: false,
+                panics: 0,
+                buttons: Vec::new(),
+                button_rescan: None,
             },
             waker,
         ))
@@ -93,9 +122,21 @@ impl EventLoop {
         &mut self.published
     }
 
-    /// Hands the configured services to the loop and starts those with no pending dependency.
+    /// A shutdown was asked for while the boot ran (the boot read the signal); services
+    /// handed over later are not started.
+    pub fn shutdown_requested(&mut self, sig: i32) {
+        let what = format!("{} received during boot", signal_name(sig));
+        self.begin_shutdown(&what, Instant::now());
+    }
+
+    /// Hands the configured services to the loop and starts those with no pending dependency,
+    /// unless a shutdown has already been asked for.
     pub fn start_services(&mut self, supervisor: Supervisor) {
         self.supervisor = supervisor;
+        if self.shutdown.is_some() {
+            log::info!("shutdown requested during boot: no service is started");
+            return;
+        }
         self.supervisor.start(Instant::now(), self.poll.registry());
         self.publish(Instant::now());
     }
@@ -104,71 +145,183 @@ impl EventLoop {
     /// returns after the services stopped.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
-        let mut network_up = false;
+        // Children that exited while the boot ran (their SIGCHLD may have been read then).
+        sys::reap_all(|_, _| {});
+        if self.pid1 {
+            self.button_rescan = Some((Instant::now(), BUTTON_RESCAN_FIRST));
+        }
         loop {
-            let now = Instant::now();
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    log::error!("event loop: poll failed: {e}; retrying");
-                    // Avoid a hot loop if the poll fd itself is broken.
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                continue;
-            }
-            let now = Instant::now();
-            for ev in events.iter() {
-                match ev.token() {
-                    SIGNALS => self.on_signals(now),
-                    WAKER => self.shared.pong(),
-                    _ => {
-                        self.supervisor.on_event(ev, now, self.poll.registry());
-                    }
+            match guard::catch("the event loop", || self.turn(&mut events)) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(msg) => {
+                    self.panics = self.panics.saturating_add(1);
+                    self.published.doc.errors.push(msg);
+                    self.publish(Instant::now());
+                    // A bug that panics on every turn must not spin the vCPU.
+                    std::thread::sleep(guard::restart_delay(self.panics));
                 }
             }
-            // A wake-up may carry a network change: feed it to the supervisor (`after =
-            // ["network"]`).
-            let (net, _) = self.network_doc();
-            // Services `after = ["network"]` wait for `up`; with no source (or `ip=off`)
-            // there is nothing to wait for.
-            let up = matches!(net.state, "up" | "unconfigured");
-            if up != network_up {
-                network_up = up;
-                self.supervisor
-                    .set_network_up(up, now, self.poll.registry());
+        }
+    }
+
+    /// One wake-up: poll, handle what arrived, advance deadlines, publish. True when a
+    /// shutdown off PID 1 has completed.
+    fn turn(&mut self, events: &mut Events) -> bool {
+        let now = Instant::now();
+        let timeout = self
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::error!("event loop: poll failed: {e}; retrying");
+                // Avoid a hot loop if the poll fd itself is broken.
+                std::thread::sleep(Duration::from_millis(100));
             }
-            self.supervisor.on_timer(now, self.poll.registry());
-            self.shared.pong();
-            if let Some(phase) = self.phase {
-                let next = shutdown::step(
-                    phase,
-                    now,
-                    self.supervisor.is_stopped(),
-                    self.children_left(),
-                    self.pid1,
+            return false;
+        }
+        let now = Instant::now();
+        for ev in events.iter() {
+            match ev.token() {
+                SIGNALS => self.on_signals(now),
+                WAKER => self.shared.pong(),
+                Token(t) if (BUTTONS..BUTTONS + self.buttons.len()).contains(&t) => {
+                    self.on_button(t - BUTTONS, now)
+                }
+                _ => self.supervisor.on_event(ev, now, self.poll.registry()),
+            }
+        }
+        self.rescan_buttons(now);
+        self.gate_network(now);
+        self.supervisor.on_timer(now, self.poll.registry());
+        self.shared.pong();
+        if self.advance_shutdown(now) {
+            return true;
+        }
+        self.publish(now);
+        false
+    }
+
+    /// Services `after = ["network"]` wait for `up`; with no source (or `ip=off`) there is
+    /// nothing to wait for.
+    fn gate_network(&mut self, now: Instant) {
+        let up = matches!(
+            self.network_state().state,
+            LinkState::Up | LinkState::Unconfigured
+        );
+        if up != self.network_up {
+            self.network_up = up;
+            self.supervisor
+                .set_network_up(up, now, self.poll.registry());
+        }
+    }
+
+    /// Steps the shutdown and carries out its action; true once done off PID 1.
+    fn advance_shutdown(&mut self, now: Instant) -> bool {
+        let Some(mut sd) = self.shutdown else {
+            return false;
+        };
+        let stopped = self.supervisor.is_stopped();
+        let children = self.children_left();
+        let action = sd.step(now, stopped, children);
+        self.shutdown = Some(sd);
+        self.act(action, now)
+    }
+
+    fn act(&mut self, action: Action, now: Instant) -> bool {
+        match action {
+            Action::Wait => false,
+            Action::KillServices => {
+                self.supervisor.hurry_shutdown();
+                false
+            }
+            Action::TermLeftovers { services_late } => {
+                if services_late {
+                    log::warn!("shutdown: services did not stop in time; signalling everything");
+                }
+                log::info!("shutdown: sending SIGTERM to all remaining processes");
+                let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+                false
+            }
+            Action::KillLeftovers => {
+                log::warn!(
+                    "shutdown: sending SIGKILL to what is left: {}",
+                    shutdown::children_of_init().join(", ")
                 );
-                self.phase = Some(next);
-                if next == Phase::Done {
-                    self.publish(now);
-                    if self.pid1 {
-                        shutdown::finish_pid1(self.shutdown_mode);
-                    }
-                    log::info!("all services stopped; exiting");
-                    return;
-                }
+                let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                false
             }
-            self.publish(now);
+            Action::Finish => {
+                self.publish(now);
+                if self.pid1 {
+                    shutdown::finish_pid1(self.shutdown_mode);
+                }
+                log::info!("all services stopped; exiting");
+                true
+            }
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let sup = self.supervisor.next_deadline();
-        let sh = self.phase.and_then(Phase::deadline);
-        match (sup, sh) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [
+            self.supervisor.next_deadline(),
+            self.shutdown.and_then(|s| s.deadline()),
+            self.button_rescan.map(|(at, _)| at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Opens and registers the power buttons found; while there is none, looks again later.
+    fn rescan_buttons(&mut self, now: Instant) {
+        let Some((at, wait)) = self.button_rescan else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        for path in power_button::find(Path::new("/sys/class/input"), Path::new("/dev/input")) {
+            if self.buttons.iter().any(|b| b.path == path) {
+                continue;
+            }
+            match Button::open(&path) {
+                Ok(b) => {
+                    let token = Token(BUTTONS + self.buttons.len());
+                    let fd = b.file.as_raw_fd();
+                    let registered = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        token,
+                        Interest::READABLE,
+                    );
+                    match registered {
+                        Ok(()) => {
+                            log::info!("power button: listening on {}", path.display());
+                            self.buttons.push(b);
+                        }
+                        Err(e) => log::warn!("power button {}: cannot poll: {e}", path.display()),
+                    }
+                }
+                Err(e) => log::warn!("power button {}: cannot open: {e}", path.display()),
+            }
+        }
+        self.button_rescan = if !self.buttons.is_empty() || wait > BUTTON_RESCAN_LAST {
+            if self.buttons.is_empty() {
+                log::info!("no power button (no input device reports KEY_POWER)");
+            }
+            None
+        } else {
+            Some((now + wait, wait.saturating_mul(2)))
+        };
+    }
+
+    fn on_button(&mut self, i: usize, now: Instant) {
+        let Some(b) = self.buttons.get_mut(i) else {
+            return;
+        };
+        if b.pressed() {
+            let what = format!("power button ({})", b.path.display());
+            self.begin_shutdown(&what, now);
         }
     }
 
@@ -177,7 +330,9 @@ impl EventLoop {
         for sig in pending {
             match sig {
                 SIGCHLD => self.reap(now),
-                SIGTERM | SIGINT | SIGPWR => self.begin_shutdown(sig, now),
+                s if SHUTDOWN_SIGNALS.contains(&s) => {
+                    self.begin_shutdown(&format!("{} received", signal_name(s)), now)
+                }
                 _ => {}
             }
         }
@@ -186,26 +341,13 @@ impl EventLoop {
     /// Reaps every exited child. Statuses of supervised processes go to the supervisor; the
     /// rest are orphans re-parented to us, reaped and logged.
     fn reap(&mut self, now: Instant) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(status) => {
-                    let Some(pid) = status.pid() else { continue };
-                    let raw = supervisor::ExitStatus::from_wait_status(status);
-                    if !self
-                        .supervisor
-                        .on_exit(pid.as_raw(), raw, now, self.poll.registry())
-                    {
-                        log::debug!("reaped orphan {pid}: {status:?}");
-                    }
-                }
-                Err(Errno::EINTR) => {}
-                Err(e) => {
-                    log::warn!("waitpid failed: {}", e.desc());
-                    return;
-                }
+        let (sup, registry) = (&mut self.supervisor, self.poll.registry());
+        sys::reap_all(|pid, status| {
+            let raw = supervisor::ExitStatus::from_wait_status(status);
+            if !sup.on_exit(pid.as_raw(), raw, now, registry) {
+                log::debug!("reaped orphan {pid}: {status:?}");
             }
-        }
+        });
     }
 
     fn children_left(&mut self) -> bool {
@@ -214,22 +356,20 @@ impl EventLoop {
         sys::has_children()
     }
 
-    fn begin_shutdown(&mut self, sig: i32, now: Instant) {
-        if self.phase.is_some() {
-            log::info!("shutdown already in progress (signal {sig} ignored)");
+    /// A shutdown request; `what` names it for the console ("SIGTERM received").
+    fn begin_shutdown(&mut self, what: &str, now: Instant) {
+        if let Some(mut sd) = self.shutdown {
+            log::info!("{what}: second shutdown request; skipping the remaining grace periods");
+            let action = sd.hurry(now);
+            self.shutdown = Some(sd);
+            self.act(action, now);
             return;
         }
-        let name = signal_hook::low_level::signal_name(sig).unwrap_or("signal");
-        log::info!(
-            "{name} received: shutting down ({})",
-            self.shutdown_mode.as_str()
-        );
+        log::info!("{what}: shutting down ({})", self.shutdown_mode.as_str());
         self.published.doc.shutting_down = true;
         self.supervisor.begin_shutdown(now, self.poll.registry());
-        let grace = self.supervisor.max_stop_timeout() + Duration::from_secs(2);
-        self.phase = Some(Phase::StoppingServices {
-            deadline: now + grace,
-        });
+        let max_stop = self.supervisor.max_stop_timeout();
+        self.shutdown = Some(Shutdown::begin(now, max_stop, self.pid1));
     }
 
     fn network_state(&self) -> NetworkState {
@@ -240,55 +380,47 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    fn network_doc(&self) -> (NetworkDoc, Option<u64>) {
+    /// Recomputes the document and hands it to the health server.
+    fn publish(&mut self, now: Instant) {
         let n = self.network_state();
-        let doc = NetworkDoc {
-            source: n.source.as_str(),
-            state: n.state.as_str(),
+        let services = self.supervisor.snapshot(now);
+        let faults = self.shared.take_faults();
+        let doc = &mut self.published.doc;
+        doc.errors.extend(faults);
+        doc.status = status::overall(
+            &services,
+            NetworkView {
+                configured: self.published.network_configured,
+                state: n.state,
+                has_error: n.error.is_some(),
+            },
+            !doc.errors.is_empty(),
+        );
+        doc.network = NetworkDoc {
+            source: n.source,
+            state: n.state,
             interface: n.interface,
             addresses: n.addresses,
             error: n.error,
         };
-        (doc, n.timings.configured_ms)
-    }
-
-    /// Recomputes the document and hands it to the health server.
-    fn publish(&mut self, now: Instant) {
-        let (net, network_ms) = self.network_doc();
-        let services = self.supervisor.snapshot(now);
-        let status = supervisor::overall_status(
-            &services,
-            supervisor::NetworkHealth {
-                configured: self.published.network_configured,
-                up: net.state == "up",
-                error: net.state == "error",
-            },
-            self.published.config_drive_error || !self.published.doc.errors.is_empty(),
-        );
-        let doc = &mut self.published.doc;
-        doc.status = status.as_str();
-        doc.network = net;
-        doc.boot.network_ms = network_ms;
-        doc.services = services
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
-            .collect();
-        if doc.boot.ready_ms.is_none() && doc.status == "ok" {
+        doc.boot.network_ms = n.timings.configured_ms;
+        doc.services = services;
+        if doc.boot.ready_ms.is_none() && doc.status == Status::Ok {
             doc.boot.ready_ms = Some(sys::boottime_ms());
             log::info!("ready: all required services ready");
         }
         // The boot's own work is over once the network has an outcome (or the status has left
         // `starting`): the health thread stops yielding to it. Services still starting are
         // not the boot's work: polls are answered at normal priority next to them.
-        if doc.status != "starting" || doc.network.state != "down" {
+        if doc.status != Status::Starting || doc.network.state != LinkState::Down {
             self.shared.mark_settled();
         }
-        if !self.notified_ready && doc.status != "starting" {
+        if !self.notified_ready && doc.status != Status::Starting {
             self.notified_ready = true;
             if !self.pid1 {
                 let state = [
                     sd_notify::NotifyState::Ready,
-                    sd_notify::NotifyState::Status(doc.status),
+                    sd_notify::NotifyState::Status(doc.status.as_str()),
                 ];
                 let _ = sd_notify::notify(false, &state);
             }

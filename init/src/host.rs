@@ -3,16 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
-use guest_config::{Settings, VminitArgs};
-use log::LevelFilter;
-use netconf::NetworkState;
+use guest_config::{LogLevel, Settings, VminitArgs};
 
 use crate::args::HostOptions;
-use crate::boot::{finish_boot, load_image, BootParts, DEFAULT_CONFIG};
+use crate::boot::{load_image, Boot, ImageSource, LoopParts, NetworkStage, DEFAULT_CONFIG};
 use crate::event_loop::EventLoop;
-use crate::health::{self, HealthDoc};
+use crate::health::HealthDoc;
+use crate::report::ModulesDoc;
 use crate::{logger, sys};
 
 /// `vminit --check-config FILE`.
@@ -35,15 +33,18 @@ pub fn check_config(path: &Path) -> ExitCode {
 /// Off PID 1: a plain supervisor (child subreaper) with the health endpoint. A config that
 /// does not load is fatal here (exit 1), unlike as PID 1: a service manager above us reports it.
 pub fn run_host(opts: HostOptions) -> ExitCode {
-    let level = match opts.log.as_deref().map(logger::parse_level) {
-        Some(Some(l)) => l,
-        Some(None) => {
-            eprintln!("vminit: --log: expected error|warn|info|debug|trace");
+    let level = match opts.log.as_deref().map(str::parse::<LogLevel>) {
+        Some(Ok(l)) => l,
+        Some(Err(())) => {
+            eprintln!("vminit: --log: expected {}", LogLevel::NAMES);
             return ExitCode::from(2);
         }
-        None => LevelFilter::Info,
+        None => LogLevel::Info,
     };
-    logger::init(level);
+    logger::init(level.to_level_filter());
+    if let Ok(f) = sys::open_console(false) {
+        logger::attach_console(f);
+    }
     crate::panic::install_hook();
     let signals = match EventLoop::install_signals() {
         Ok(s) => s,
@@ -58,49 +59,36 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
             e.desc()
         );
     }
+    let mut boot = Boot::new(signals, false, HealthDoc::starting(sys::boottime_ms(), false));
     let path = opts.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-    let mut errors = Vec::new();
-    let image = load_image(&path, true, &mut errors);
-    if !errors.is_empty() {
+    let Some(image) = load_image(&mut boot, &path, ImageSource::Cli) else {
         return ExitCode::FAILURE;
-    }
+    };
+    let services = match guest_config::merge_services(Some(&image), None) {
+        Ok(s) => s,
+        Err(errs) => {
+            for e in errs {
+                log::error!("config: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
     let args = VminitArgs {
         health: opts.health,
         ..VminitArgs::default()
     };
-    let settings = Settings::resolve(&args, image.as_ref());
-    let shared = health::Shared::new(HealthDoc::starting(sys::boottime_ms(), false));
-    if let Err(e) = health::spawn(
-        settings.health,
-        Arc::clone(&shared),
-        health::Priority::Normal,
-    ) {
-        log::error!("health endpoint: cannot listen on {}: {e}", settings.health);
-        return ExitCode::FAILURE;
-    }
+    let settings = Settings::resolve(&args, Some(&image));
+    boot.start_health(&settings);
     log::info!(
         "vminit {} supervising (not PID 1), health on {}",
         env!("CARGO_PKG_VERSION"),
         settings.health
     );
-    let state = NetworkState {
-        state: netconf::LinkState::Unconfigured,
-        ..NetworkState::default()
-    };
-    finish_boot(BootParts {
-        signals,
-        pid1: false,
-        shared,
+    boot.run_loop(LoopParts {
         settings,
-        errors,
-        image,
-        drive: None,
-        drive_error: false,
-        network: Arc::new(Mutex::new(state)),
-        network_configured: false,
-        plan: None,
-        diagnosis: None,
-        modules: serde_json::json!({"loaded": [], "failed": [], "unmatched": []}),
+        network: NetworkStage::default(),
+        services,
+        modules: ModulesDoc::default(),
         modules_ms: None,
         run_dir: opts.run_dir.unwrap_or_else(|| PathBuf::from("/run/vminit")),
     });

@@ -7,26 +7,38 @@
 
 mod args;
 mod boot;
-mod drive;
 mod event_loop;
+mod guard;
 mod health;
 mod host;
 mod logger;
 mod modprobe;
 mod mounts;
 mod panic;
+mod power_button;
 mod report;
 mod shutdown;
+mod status;
 mod sys;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // The PID is checked before argv is looked at: as PID 1, argv holds whatever cmdline words
+    // the kernel did not know, as raw bytes, and nothing in them may stop the boot.
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     if std::process::id() == 1 {
         // Never returns: PID 1 must not exit.
         boot::run_pid1(&argv);
     }
+    let argv = match args::utf8(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("vminit: {e}\n{}", args::USAGE);
+            return ExitCode::from(2);
+        }
+    };
     if let Some(name) = modprobe::is_helper_call(&argv) {
         return modprobe::run(name);
     }

@@ -48,8 +48,8 @@ fn kmsg(line: &str) {
 
 /// Loads `name` for the kernel and exits 0 on success, 1 otherwise.
 pub fn run(name: &str) -> ExitCode {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let params = Cmdline::parse(&cmdline).module_params();
+    let cmdline = std::fs::read("/proc/cmdline").unwrap_or_default();
+    let params = Cmdline::from_bytes(&cmdline).0.module_params();
     let mut loader = modules::Loader::system(params);
     match loader.load(name) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,45 +1,36 @@
-//! What keeps PID 1 alive when its own code fails: a panic hook that logs on the console, and
-//! a fallback loop for when the event loop cannot go on. The fallback still reaps every child
-//! and still honours SIGTERM/SIGINT/SIGPWR with a clean power-off; the health thread keeps
-//! serving the last document with the failure added.
+//! What keeps PID 1 alive when its own code fails: a panic hook that logs on the console (and
+//! leaves the message for [`crate::guard`]), and a fallback loop for when the event loop cannot
+//! even be created. The fallback still reaps every child and still honours SIGTERM/SIGINT/SIGPWR
+//! with a clean power-off; the health thread keeps serving the last document with the failure
+//! added.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guest_config::ShutdownMode;
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 
 use crate::health;
+use crate::status::Status;
 
-/// Logs panics through the console logger (with their location) instead of only to stderr.
+/// Logs panics through the console logger, with their location.
 pub fn install_hook() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         log::error!("BUG: thread '{name}' panicked: {info}");
+        crate::guard::record_panic(info.to_string());
     }));
 }
 
 /// Marks the health document failed with `reason`.
 pub fn publish_failure(shared: &Arc<health::Shared>, reason: &str) {
     let mut doc = (*shared.doc()).clone();
-    doc.status = "failed";
+    doc.status = Status::Failed;
     doc.errors.push(reason.to_string());
     shared.publish(doc);
-}
-
-fn reap_all() {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// The PID 1 fallback: reap, and on a shutdown signal stop everything and power off.
@@ -51,7 +42,7 @@ pub fn fallback_loop(mode: ShutdownMode) -> ! {
         Err(e) => {
             log::error!("fallback: cannot register signals ({e}); only reaping");
             loop {
-                if let Err(Errno::ECHILD) = waitpid(Pid::from_raw(-1), None) {
+                if !crate::sys::reap_blocking() {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
@@ -60,21 +51,21 @@ pub fn fallback_loop(mode: ShutdownMode) -> ! {
     loop {
         for sig in signals.wait() {
             if sig == SIGCHLD {
-                reap_all();
+                crate::sys::reap_all(|_, _| {});
                 continue;
             }
             log::info!("fallback: signal {sig}: stopping all processes");
             let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
             let end = Instant::now() + crate::shutdown::LEFTOVER_GRACE;
             while Instant::now() < end {
-                reap_all();
+                crate::sys::reap_all(|_, _| {});
                 if !crate::sys::has_children() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-            reap_all();
+            crate::sys::reap_all(|_, _| {});
             crate::shutdown::finish_pid1(mode);
         }
     }

@@ -1,21 +1,78 @@
 //! The module loader's report in the health document's `modules` section: what was loaded
 //! (name, ms), what failed (name, reason), devices left without a driver.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
-pub fn modules_json(r: &modules::Report) -> Value {
-    json!({
-        "release": r.release,
-        "tree_missing": r.tree_missing,
-        "loaded": r.loaded.iter().map(|l| json!({"name": l.name, "ms": (l.ms * 10.0).round() / 10.0})).collect::<Vec<_>>(),
-        "failed": r.failed.iter().map(|f| json!({"name": f.name, "reason": f.reason})).collect::<Vec<_>>(),
-        "unmatched": r.unmatched.iter().map(|d| json!({
-            "bus": d.bus, "device": d.device, "modalias": d.modalias,
-            "class": d.class, "location": d.location,
-        })).collect::<Vec<_>>(),
-        "builtin": r.builtin,
-        "total_ms": r.total_ms.round(),
-    })
+/// `modules` of the health document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModulesDoc {
+    pub release: String,
+    pub tree_missing: bool,
+    pub loaded: Vec<LoadedDoc>,
+    pub failed: Vec<FailedDoc>,
+    pub unmatched: Vec<DeviceDoc>,
+    pub builtin: Vec<String>,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadedDoc {
+    pub name: String,
+    /// Milliseconds in finit_module(2), to a tenth.
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailedDoc {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceDoc {
+    pub bus: String,
+    pub device: String,
+    pub modalias: String,
+    pub class: String,
+    pub location: String,
+}
+
+impl ModulesDoc {
+    pub fn from_report(r: &modules::Report) -> ModulesDoc {
+        ModulesDoc {
+            release: r.release.clone(),
+            tree_missing: r.tree_missing,
+            loaded: r
+                .loaded
+                .iter()
+                .map(|l| LoadedDoc {
+                    name: l.name.clone(),
+                    ms: (l.ms * 10.0).round() / 10.0,
+                })
+                .collect(),
+            failed: r
+                .failed
+                .iter()
+                .map(|f| FailedDoc {
+                    name: f.name.clone(),
+                    reason: f.reason.clone(),
+                })
+                .collect(),
+            unmatched: r
+                .unmatched
+                .iter()
+                .map(|d| DeviceDoc {
+                    bus: d.bus.clone(),
+                    device: d.device.clone(),
+                    modalias: d.modalias.clone(),
+                    class: d.class.clone(),
+                    location: d.location.clone(),
+                })
+                .collect(),
+            builtin: r.builtin.clone(),
+            total_ms: r.total_ms.round(),
+        }
+    }
 }
 
 /// One console line for what was loaded, one per failure, a warning per device the guest

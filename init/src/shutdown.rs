@@ -1,12 +1,12 @@
-//! The shutdown sequence of contract §5 as a small state machine the event loop drives:
-//! services stop (the supervisor, in reverse dependency order), then leftover processes get
-//! SIGTERM, then SIGKILL, then filesystems are synced and unmounted, then `reboot(2)`.
+//! The shutdown sequence as a pure state machine, like the supervisor's `Machine`: every input
+//! carries its `Instant`, [`Shutdown`] returns [`Action`]s, the event loop acts. Services stop
+//! first (the supervisor, in reverse dependency order), then leftover processes get SIGTERM,
+//! then SIGKILL, then the loop finishes: filesystems synced and unmounted under a deadline, then
+//! `reboot(2)` ([`finish_pid1`]). A second request skips what is left of the grace periods.
 //! Off PID 1 only the services are stopped and the process returns.
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 
 use guest_config::ShutdownMode;
 
@@ -16,84 +16,126 @@ use crate::sys;
 pub const LEFTOVER_GRACE: Duration = Duration::from_secs(3);
 /// Waiting for the last SIGKILLed processes to be reaped before powering off anyway.
 const KILL_REAP_WAIT: Duration = Duration::from_secs(2);
+/// Longest wait for sync and unmount: a disk that hangs them must not stop the power-off.
+const SYNC_DEADLINE: Duration = Duration::from_secs(10);
+/// Added to the longest `stop_timeout` before leftovers are signalled.
+const SERVICES_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// The supervisor is stopping services; force on after `deadline`.
-    StoppingServices {
-        deadline: Instant,
-    },
+    StoppingServices { deadline: Instant },
     /// SIGTERM sent to everything left; SIGKILL at `deadline`.
-    TermSent {
-        deadline: Instant,
-    },
-    /// SIGKILL sent; power off once reaped or at `deadline`.
-    KillSent {
-        deadline: Instant,
-    },
+    TermSent { deadline: Instant },
+    /// SIGKILL sent; finish once reaped or at `deadline`.
+    KillSent { deadline: Instant },
     Done,
 }
 
-impl Phase {
-    pub fn deadline(self) -> Option<Instant> {
-        match self {
+/// What the event loop must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Wait,
+    /// Second request: SIGKILL every service's process group now.
+    KillServices,
+    /// SIGTERM to every process left (`kill(-1)` spares PID 1). `services_late`: the services
+    /// did not all stop within their grace.
+    TermLeftovers { services_late: bool },
+    /// SIGKILL to every process left.
+    KillLeftovers,
+    /// Everything is stopped: sync, unmount, reboot (PID 1), or return.
+    Finish,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    phase: Phase,
+    pid1: bool,
+}
+
+impl Shutdown {
+    /// The first request: services get their longest `stop_timeout` plus a little.
+    pub fn begin(now: Instant, max_stop_timeout: Duration, pid1: bool) -> Shutdown {
+        let grace = max_stop_timeout.saturating_add(SERVICES_SLACK);
+        Shutdown {
+            phase: Phase::StoppingServices {
+                deadline: deadline(now, grace),
+            },
+            pid1,
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
             Phase::StoppingServices { deadline }
             | Phase::TermSent { deadline }
             | Phase::KillSent { deadline } => Some(deadline),
             Phase::Done => None,
         }
     }
+
+    /// A second request: skip what is left of the grace periods.
+    pub fn hurry(&mut self, now: Instant) -> Action {
+        match self.phase {
+            Phase::StoppingServices { .. } | Phase::TermSent { .. } if self.pid1 => {
+                self.phase = Phase::KillSent {
+                    deadline: deadline(now, KILL_REAP_WAIT),
+                };
+                Action::KillLeftovers
+            }
+            Phase::StoppingServices { .. } => {
+                self.phase = Phase::StoppingServices {
+                    deadline: deadline(now, KILL_REAP_WAIT),
+                };
+                Action::KillServices
+            }
+            Phase::TermSent { .. } | Phase::KillSent { .. } | Phase::Done => Action::Wait,
+        }
+    }
+
+    /// Advances the sequence. `services_stopped`: the supervisor reports all services down;
+    /// `children_left`: some child process still exists.
+    pub fn step(&mut self, now: Instant, services_stopped: bool, children_left: bool) -> Action {
+        let (next, action) = match self.phase {
+            Phase::StoppingServices { deadline: d } if services_stopped || now >= d => {
+                if !self.pid1 || !children_left {
+                    (Phase::Done, Action::Finish)
+                } else {
+                    let term = Phase::TermSent {
+                        deadline: deadline(now, LEFTOVER_GRACE),
+                    };
+                    let services_late = !services_stopped;
+                    (term, Action::TermLeftovers { services_late })
+                }
+            }
+            Phase::TermSent { .. } if !children_left => (Phase::Done, Action::Finish),
+            Phase::TermSent { deadline: d } if now >= d => {
+                let kill = Phase::KillSent {
+                    deadline: deadline(now, KILL_REAP_WAIT),
+                };
+                (kill, Action::KillLeftovers)
+            }
+            Phase::KillSent { deadline: d } if !children_left || now >= d => {
+                (Phase::Done, Action::Finish)
+            }
+            other => (other, Action::Wait),
+        };
+        self.phase = next;
+        action
+    }
 }
 
-/// Advances the sequence. `services_stopped`: the supervisor reports all services down;
-/// `children_left`: some child process still exists. PID 1 signals every process (`kill(-1)`
-/// spares the caller); off PID 1 nothing beyond the services is touched.
-pub fn step(
-    phase: Phase,
-    now: Instant,
-    services_stopped: bool,
-    children_left: bool,
-    pid1: bool,
-) -> Phase {
-    match phase {
-        Phase::StoppingServices { deadline } if services_stopped || now >= deadline => {
-            if !pid1 {
-                return Phase::Done;
-            }
-            if !services_stopped {
-                log::warn!("shutdown: services did not stop in time; signalling everything");
-            }
-            if !children_left {
-                return Phase::Done;
-            }
-            log::info!("shutdown: sending SIGTERM to all remaining processes");
-            let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
-            Phase::TermSent {
-                deadline: now + LEFTOVER_GRACE,
-            }
-        }
-        Phase::TermSent { deadline } if !children_left => {
-            let _ = deadline;
-            Phase::Done
-        }
-        Phase::TermSent { deadline } if now >= deadline => {
-            log::warn!(
-                "shutdown: processes left after SIGTERM: {}; sending SIGKILL",
-                children_of_init().join(", ")
-            );
-            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-            Phase::KillSent {
-                deadline: now + KILL_REAP_WAIT,
-            }
-        }
-        Phase::KillSent { deadline } if !children_left || now >= deadline => Phase::Done,
-        other => other,
-    }
+/// `now + d`, capped at a year from now where `d` would overflow the clock (config durations
+/// are refused past 365 days, so only a bug gets here).
+fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// `pid (comm)` of every process whose parent is us, from `/proc/*/stat`, to name what did
 /// not stop.
-fn children_of_init() -> Vec<String> {
+pub fn children_of_init() -> Vec<String> {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -113,16 +155,111 @@ fn children_of_init() -> Vec<String> {
         .collect()
 }
 
-/// The last step as PID 1: unmount, sync, reboot. Never returns; if `reboot(2)` itself fails
-/// there is nothing left to do but say so and wait to be killed.
+/// The last step as PID 1: sync and unmount (on a thread of their own, waited for at most
+/// [`SYNC_DEADLINE`]: a hung disk must not keep the VM up), then `reboot(2)`. Never returns;
+/// if `reboot(2)` itself fails there is nothing left to do but say so and wait to be killed.
 pub fn finish_pid1(mode: ShutdownMode) -> ! {
     log::info!("shutdown: syncing and unmounting filesystems");
-    nix::unistd::sync();
-    crate::mounts::unmount_all();
+    let (tx, rx) = mpsc::channel();
+    let started = std::thread::Builder::new()
+        .name("sync".into())
+        .spawn(move || {
+            nix::unistd::sync();
+            crate::mounts::unmount_all();
+            let _ = tx.send(());
+        });
+    match started {
+        Ok(_) => {
+            if rx.recv_timeout(SYNC_DEADLINE).is_err() {
+                log::error!(
+                    "shutdown: sync/unmount still running after {}s; going on without it",
+                    SYNC_DEADLINE.as_secs()
+                );
+            }
+        }
+        Err(e) => log::error!("shutdown: cannot start the sync thread ({e}); skipping sync"),
+    }
     log::info!("shutdown: {}", mode.as_str());
+    crate::logger::flush(Duration::from_secs(2));
     let err = sys::final_reboot(mode);
     log::error!("reboot(2) failed: {}; halting here", err.desc());
     loop {
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn services_then_leftovers_then_finish() {
+        let t0 = Instant::now();
+        let mut s = Shutdown::begin(t0, 10 * SEC, true);
+        assert_eq!(s.deadline(), Some(t0 + 12 * SEC));
+        assert_eq!(s.step(t0 + SEC, false, true), Action::Wait);
+        assert_eq!(
+            s.step(t0 + 2 * SEC, true, true),
+            Action::TermLeftovers {
+                services_late: false
+            }
+        );
+        assert_eq!(s.step(t0 + 3 * SEC, true, true), Action::Wait);
+        assert_eq!(
+            s.step(t0 + 2 * SEC + LEFTOVER_GRACE, true, true),
+            Action::KillLeftovers
+        );
+        assert_eq!(s.step(t0 + 6 * SEC, true, false), Action::Finish);
+        assert_eq!(s.deadline(), None);
+    }
+
+    #[test]
+    fn late_services_are_forced_on_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut s = Shutdown::begin(t0, SEC, true);
+        assert_eq!(
+            s.step(t0 + 3 * SEC, false, true),
+            Action::TermLeftovers {
+                services_late: true
+            }
+        );
+        // Nothing left after SIGTERM: no SIGKILL needed.
+        assert_eq!(s.step(t0 + 4 * SEC, true, false), Action::Finish);
+    }
+
+    #[test]
+    fn nothing_left_finishes_at_once_and_off_pid1_leftovers_are_not_ours() {
+        let t0 = Instant::now();
+        let mut s = Shutdown::begin(t0, SEC, true);
+        assert_eq!(s.step(t0, true, false), Action::Finish);
+        let mut s = Shutdown::begin(t0, SEC, false);
+        assert_eq!(s.step(t0, true, true), Action::Finish);
+    }
+
+    #[test]
+    fn a_second_request_skips_the_grace_periods() {
+        let t0 = Instant::now();
+        let mut s = Shutdown::begin(t0, 3600 * SEC, true);
+        assert_eq!(s.hurry(t0 + SEC), Action::KillLeftovers);
+        assert_eq!(s.deadline(), Some(t0 + SEC + KILL_REAP_WAIT));
+        assert_eq!(s.step(t0 + 2 * SEC, true, false), Action::Finish);
+        // Off PID 1 only the services are ours.
+        let mut s = Shutdown::begin(t0, 3600 * SEC, false);
+        assert_eq!(s.hurry(t0 + SEC), Action::KillServices);
+        assert_eq!(s.step(t0 + 2 * SEC, true, true), Action::Finish);
+        // Once SIGKILL is out, a third request changes nothing.
+        let mut s = Shutdown::begin(t0, SEC, true);
+        s.hurry(t0);
+        assert_eq!(s.hurry(t0), Action::Wait);
+    }
+
+    #[test]
+    fn an_absurd_stop_timeout_cannot_overflow_the_clock() {
+        let t0 = Instant::now();
+        let mut s = Shutdown::begin(t0, Duration::MAX, true);
+        assert!(s.deadline().unwrap() > t0 + 3600 * SEC);
+        assert_eq!(s.step(t0, true, false), Action::Finish);
     }
 }

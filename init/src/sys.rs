@@ -1,4 +1,4 @@
-//! Thin wrappers over the process-wide syscalls PID 1 makes: clocks, the console, the
+//! Thin wrappers over the process-wide syscalls PID 1 makes: clocks, the console, reaping, the
 //! subreaper bit, ctrl-alt-del, `reboot(2)`. Each says which man page it wraps. Mounting is in
 //! [`crate::mounts`]; everything else goes through `nix`, which is safe Rust.
 //!
@@ -13,7 +13,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use guest_config::ShutdownMode;
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::time::{clock_gettime, ClockId};
+use nix::unistd::Pid;
 
 /// Milliseconds since kernel start (`clock_gettime(2)`, CLOCK_BOOTTIME), as the contract's
 /// `boot.*_ms` fields are defined. 0 if the clock cannot be read (it always can on Linux ≥ 2.6.39).
@@ -107,4 +110,45 @@ pub fn has_children() -> bool {
     use nix::sys::wait::{waitid, Id, WaitPidFlag};
     let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
     !matches!(waitid(Id::All, flags), Err(nix::errno::Errno::ECHILD))
+}
+
+/// Reaps every exited child without blocking (`waitpid(2)` -1, WNOHANG), handing each pid and
+/// status to `on_exit`. The one reap loop of the init: the event loop feeds the supervisor
+/// from it, the fallback loop only reaps.
+pub fn reap_all(mut on_exit: impl FnMut(Pid, WaitStatus)) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    on_exit(pid, status);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => {
+                log::warn!("waitpid failed: {}", e.desc());
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for any child (`waitpid(2)` -1, blocking); false when there is none.
+pub fn reap_blocking() -> bool {
+    !matches!(waitpid(Pid::from_raw(-1), None), Err(Errno::ECHILD))
+}
+
+/// The console on a file description of its own, non-blocking, for the init's log lines and
+/// the services' output: a slow or stalled serial line then makes writers drop (and count)
+/// lines instead of blocking PID 1. Off PID 1 it is a new description of our stderr.
+pub fn open_console(pid1: bool) -> io::Result<std::fs::File> {
+    let path = if pid1 {
+        "/dev/console"
+    } else {
+        "/proc/self/fd/2"
+    };
+    OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
 }

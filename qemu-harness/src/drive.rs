@@ -47,30 +47,59 @@ pub fn make_drive(fs: DriveFs, label: &str, files: &[(&str, &[u8])], out: &Path)
     let _ = std::fs::remove_file(out);
     match fs {
         DriveFs::Vfat => vfat(label, files, out),
-        DriveFs::Iso9660 => {
+        DriveFs::Iso9660 | DriveFs::Ext4 => {
             let dir = stage(files)?;
+            make_drive_from_dir(fs, label, dir.path(), out)
+        }
+    }
+}
+
+/// Writes an image of `fs` labelled `label` holding the tree at `dir` as it is, symlinks,
+/// FIFOs and device nodes included (ext4 and iso9660 with Rock Ridge keep them; vfat cannot):
+/// the hostile drives a guest must survive.
+pub fn make_drive_from_dir(fs: DriveFs, label: &str, dir: &Path, out: &Path) -> Result<()> {
+    check_label(fs, label)?;
+    let _ = std::fs::remove_file(out);
+    match fs {
+        DriveFs::Vfat => Err(Error::Invalid(
+            "a vfat drive cannot hold special files; use make_drive".into(),
+        )),
+        DriveFs::Iso9660 => {
             cmd::run(
                 Command::new("genisoimage")
                     .args(["-quiet", "-R", "-J", "-V", label, "-o"])
                     .arg(out)
-                    .arg(dir.path()),
+                    .arg(dir),
             )
             .map(drop)
         }
         DriveFs::Ext4 => {
-            let dir = stage(files)?;
-            let total: usize = files.iter().map(|(_, b)| b.len()).sum();
-            let size_kb = (total / 1024) * 2 + 2048;
+            let size_kb = (tree_bytes(dir) / 1024) * 2 + 2048;
             cmd::run(
                 Command::new("mkfs.ext4")
                     .args(["-q", "-F", "-L", label, "-d"])
-                    .arg(dir.path())
+                    .arg(dir)
                     .arg(out)
                     .arg(format!("{size_kb}k")),
             )
             .map(drop)
         }
     }
+}
+
+/// Bytes of the regular files under `dir` (symlinks not followed).
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 fn check_label(fs: DriveFs, label: &str) -> Result<()> {

@@ -31,6 +31,10 @@ pub const VIRTIO_MODULES: &[&str] = &[
     "nls_cp437",
     "nls_ascii",
     "nls_utf8",
+    // The ACPI power button and the evdev node it is read through: QEMU's system_powerdown
+    // reaches the init only with both.
+    "button",
+    "evdev",
 ];
 
 /// Where the vminit image config lives (contract §2).

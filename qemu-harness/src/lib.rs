@@ -31,7 +31,7 @@ mod spawn;
 pub mod vm;
 
 pub use accel::Accel;
-pub use drive::{make_drive, DriveFs, DEFAULT_LABEL};
+pub use drive::{make_drive, make_drive_from_dir, DriveFs, DEFAULT_LABEL};
 pub use error::{Error, Result};
 pub use initramfs::{Initramfs, Modules, CONFIG_PATH, VIRTIO_MODULES};
 pub use kernel::Kernel;

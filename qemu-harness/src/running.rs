@@ -57,8 +57,19 @@ pub(crate) fn start(args: Vec<String>, plan: LaunchPlan, workdir: tempfile::Temp
     let stderr_path = workdir.path().join("qemu.stderr");
     let stderr = std::fs::File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(&args)
-        .stdin(Stdio::null())
+    for (i, a) in args.iter().enumerate() {
+        let after_append = i > 0 && args.get(i - 1).is_some_and(|p| p == "-append");
+        if after_append && !plan.append_raw.is_empty() {
+            use std::os::unix::ffi::OsStringExt;
+            let mut bytes = a.clone().into_bytes();
+            bytes.push(b' ');
+            bytes.extend_from_slice(&plan.append_raw);
+            cmd.arg(std::ffi::OsString::from_vec(bytes));
+        } else {
+            cmd.arg(a);
+        }
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
     let launched = Instant::now();

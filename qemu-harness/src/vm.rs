@@ -59,6 +59,9 @@ pub struct VmBuilder {
     pub initrd: Option<PathBuf>,
     /// Appended to the base cmdline (`console=ttyS0 panic=-1 ...`).
     pub append: String,
+    /// Bytes appended after `append`, as they are: words that are not UTF-8, which a host can
+    /// put on a guest's cmdline.
+    pub append_raw: Vec<u8>,
     /// Raw images attached as virtio-blk, in order (vda, vdb, ...).
     pub drives: Vec<PathBuf>,
     /// Attach the drives with `snapshot=on`: the guest's writes go to a throwaway overlay and
@@ -87,6 +90,7 @@ impl Default for VmBuilder {
             cpus: 1,
             initrd: None,
             append: String::new(),
+            append_raw: Vec::new(),
             drives: Vec::new(),
             snapshot_drives: false,
             nic: false,
@@ -109,6 +113,8 @@ pub struct LaunchPlan {
     pub tsc_khz: u64,
     /// (host port, guest port), the health port first.
     pub forwards: Vec<(u16, u16)>,
+    /// [`VmBuilder::append_raw`], added to `-append`'s value at launch.
+    pub append_raw: Vec<u8>,
 }
 
 impl VmBuilder {
@@ -147,6 +153,15 @@ impl VmBuilder {
         self.append.push_str(words);
         self
     }
+    /// Appends raw cmdline bytes (see [`VmBuilder::append_raw`]).
+    pub fn append_bytes(mut self, bytes: &[u8]) -> Self {
+        if !self.append_raw.is_empty() {
+            self.append_raw.push(b' ');
+        }
+        self.append_raw.extend_from_slice(bytes);
+        self
+    }
+
     pub fn drive(mut self, path: impl Into<PathBuf>) -> Self {
         self.drives.push(path.into());
         self
@@ -294,6 +309,7 @@ impl VmBuilder {
             },
             tsc_khz: host_tsc_khz().unwrap_or(DEFAULT_TSC_KHZ),
             forwards,
+            append_raw: self.append_raw.clone(),
         };
         let args = self.qemu_args(&plan);
         running::start(args, plan, workdir)
@@ -321,6 +337,7 @@ mod tests {
             accel: Accel::Tcg,
             tsc_khz: 2_599_998,
             forwards: vec![(40000, 8900), (40001, 22)],
+            append_raw: Vec::new(),
         }
     }
 

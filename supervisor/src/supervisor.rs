@@ -285,6 +285,16 @@ impl Supervisor {
         self.advance(now, registry);
     }
 
+    /// A second shutdown request: every service's process group gets SIGKILL now, skipping
+    /// what is left of the stop timeouts. Call after [`Supervisor::begin_shutdown`].
+    pub fn hurry_shutdown(&mut self) {
+        for s in &self.services {
+            for pid in s.m.main_pid().into_iter().chain(s.exec_run.map(|r| r.pid)) {
+                let _ = crate::spawn::kill_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+
     /// Every service is down (no process of theirs left to reap).
     pub fn is_stopped(&self) -> bool {
         self.services

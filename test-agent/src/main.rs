@@ -13,6 +13,7 @@
 //!                                            a last line without newline, exits 0
 //! test-agent touch --path F --after MS       creates F, sleeps forever
 //! test-agent spin                            burns CPU forever (a hog)
+//! test-agent trap-term [--message M]         waits for SIGTERM, prints M (GOT-TERM), exits 0
 //! ```
 
 use std::io::{Read, Write};
@@ -22,7 +23,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|trap-term [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -140,6 +141,14 @@ fn main() -> ExitCode {
             println!("created {path}");
             forever()
         }
+        "trap-term" => {
+            println!("waiting for SIGTERM");
+            let _ = std::io::stdout().flush();
+            wait_for_term();
+            println!("{}", o.str("message").unwrap_or("GOT-TERM"));
+            let _ = std::io::stdout().flush();
+            ExitCode::SUCCESS
+        }
         "spin" => {
             println!("spinning");
             let _ = std::io::stdout().flush();
@@ -149,6 +158,21 @@ fn main() -> ExitCode {
             }
         }
         _ => usage(),
+    }
+}
+
+/// Blocks SIGTERM and waits for it with sigwait(3): the last words are printed from normal
+/// code, not a signal handler.
+fn wait_for_term() {
+    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; sigprocmask
+    // and sigwait only read it and write the signal number into the local `sig`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
     }
 }
 

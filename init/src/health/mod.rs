@@ -14,6 +14,7 @@
 
 pub mod doc;
 pub mod http;
+pub mod metrics;
 mod server;
 
 use std::io;
@@ -37,6 +38,9 @@ pub struct Shared {
     /// Set once the boot has published the network's outcome or a status other than
     /// `starting`.
     settled: AtomicBool,
+    /// Errors found off the event loop (a panic caught in the health thread) for the loop to
+    /// add to `errors[]` on its next publish.
+    faults: Mutex<Vec<String>>,
 }
 
 /// Longest time the server thread yields the CPU to the boot (see the module doc).
@@ -53,7 +57,24 @@ impl Shared {
             main_waker: OnceLock::new(),
             server_waker: OnceLock::new(),
             settled: AtomicBool::new(false),
+            faults: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Records an error found off the event loop and wakes the loop to publish it.
+    pub fn report_fault(&self, msg: String) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg);
+        if let Some(w) = self.main_waker.get() {
+            let _ = w.wake();
+        }
+    }
+
+    /// The errors reported since the last call.
+    pub fn take_faults(&self) -> Vec<String> {
+        std::mem::take(&mut *self.faults.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Called by the event loop once the network has an outcome or the status has left
@@ -134,11 +155,28 @@ fn spawn_server(
     let local = server.local_addr()?;
     std::thread::Builder::new()
         .name("health".into())
-        .spawn(move || {
-            let e = server.run();
-            log::error!("health server stopped: {e}");
-        })?;
+        .spawn(move || serve_guarded(&mut server, &shared))?;
     Ok(local)
+}
+
+/// Runs the server; a panic (a bug) drops the open connections and serves again, on the same
+/// listener, after [`crate::guard::restart_delay`].
+fn serve_guarded(server: &mut server::Server, shared: &Shared) {
+    let mut panics = 0u32;
+    loop {
+        match crate::guard::catch("the health server", || server.run()) {
+            Ok(e) => {
+                log::error!("health server stopped: poll failed: {e}");
+                return;
+            }
+            Err(msg) => {
+                panics = panics.saturating_add(1);
+                shared.report_fault(msg);
+                server.drop_connections();
+                std::thread::sleep(crate::guard::restart_delay(panics));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

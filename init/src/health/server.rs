@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::doc::{render_metrics, ServerCounters};
+use super::metrics::{self, ServerCounters};
 use super::http::{self, Parsed, Route, MAX_REQUEST};
 use super::Shared;
 
@@ -121,8 +121,18 @@ impl Server {
         }
     }
 
+    /// Closes every connection: after a panic their state is not to be trusted.
+    pub(super) fn drop_connections(&mut self) {
+        for slot in std::mem::take(&mut self.conns).into_iter().flatten() {
+            let _ = self.poll.registry().deregister(&mut { slot.stream });
+        }
+        self.free.clear();
+        self.order.clear();
+        self.counters.open_connections = 0;
+    }
+
     /// Runs forever; returns only if polling itself fails.
-    pub(super) fn run(mut self) -> io::Error {
+    pub(super) fn run(&mut self) -> io::Error {
         let mut events = Events::with_capacity(256);
         if self.yield_deadline.is_some() {
             if let Err(e) = crate::sys::set_thread_nice(super::BOOT_YIELD_NICE) {
@@ -319,7 +329,7 @@ impl Server {
                 Err(_) => writing(http::error_response(503)),
             },
             Route::Metrics => {
-                let text = render_metrics(&doc, self.counters);
+                let text = metrics::render(&doc, self.counters, crate::logger::dropped());
                 writing(http::response(
                     200,
                     "text/plain; version=0.0.4",

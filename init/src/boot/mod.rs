@@ -1,0 +1,272 @@
+//! The boot sequence, as PID 1, in the order its steps depend on each other. [`run_pid1`] reads
+//! as the table of contents; each step is a method of [`Boot`], run under a guard
+//! ([`Boot::step`]): a step that fails records why with [`Boot::fail`] (console line and
+//! `/health` `errors[]`), a step that panics falls back to its default, and the sequence always
+//! goes on to the event loop, because a PID 1 that stops helps nobody: the host must still be
+//! able to poll `/health` and read why. A shutdown signal that arrives during the boot is
+//! honoured: no service is started after it.
+//!
+//! Off PID 1 ([`crate::host`]) only the config, the health endpoint and the services run,
+//! through the same [`Boot::run_loop`].
+
+mod drive;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use guest_config::{NetworkPlan, ServiceConfig, Settings};
+use log::LevelFilter;
+use netconf::NetworkState;
+use signal_hook_mio::v1_0::Signals;
+use supervisor::Supervisor;
+
+use crate::event_loop::{EventLoop, Published, SHUTDOWN_SIGNALS};
+use crate::health::{self, HealthDoc};
+use crate::report::ModulesDoc;
+use crate::{guard, logger, mounts, sys};
+
+pub use steps::{load_image, ImageSource};
+
+pub const DEFAULT_CONFIG: &str = "/etc/vminit/vminit.toml";
+
+/// Boot as PID 1. Never returns.
+pub fn run_pid1(argv: &[OsString]) -> ! {
+    let init_start_ms = sys::boottime_ms();
+    let Some(mut boot) = Boot::start_pid1(init_start_ms) else {
+        crate::panic::fallback_loop(guest_config::ShutdownMode::default());
+    };
+    boot.step("ignoring argv", |b| b.ignore_argv(argv));
+    let cmdline = boot.step("reading the kernel cmdline", Boot::read_cmdline);
+    let args = boot.step("reading the vminit.* keys", |b| b.vminit_args(&cmdline));
+    boot.step("registering the module helper", |_| crate::modprobe::register());
+    let image = boot.step("loading the image config", |b| b.image_config(&args));
+    let settings = boot.step("settings", |_| Settings::resolve(&args, image.as_ref()));
+    logger::init(settings.log.to_level_filter());
+    boot.step("starting the health endpoint", |b| b.start_health(&settings));
+    let mut modules = boot.step("loading modules", |b| {
+        b.load_modules(&cmdline, &args, image.as_ref())
+    });
+    let drive = boot.step("reading the config drive", |b| {
+        b.config_drive(modules.loader.as_mut(), image.as_ref())
+    });
+    let modules = boot.step("reporting modules", |_| modules.finish());
+    let network = boot.step("choosing the network source", |b| {
+        b.network_source(&cmdline, drive.config.as_ref(), modules.diagnosis.clone())
+    });
+    boot.step("bringing up lo", |b| b.loopback_and_hostname(&network, &drive));
+    boot.run_loop(LoopParts {
+        settings,
+        network,
+        services: drive.services,
+        modules: modules.doc,
+        modules_ms: Some(modules.ms),
+        run_dir: PathBuf::from("/run/vminit"),
+    })
+    .never()
+}
+
+/// The boot in progress: what every step shares.
+pub struct Boot {
+    pub(crate) pid1: bool,
+    signals: Signals,
+    pub(crate) shared: Arc<health::Shared>,
+    errors: Vec<String>,
+    /// The first shutdown signal read during the boot.
+    shutdown: Option<i32>,
+}
+
+/// What the boot hands to the event loop.
+pub struct LoopParts {
+    pub settings: Settings,
+    pub network: NetworkStage,
+    pub services: BTreeMap<String, ServiceConfig>,
+    pub modules: ModulesDoc,
+    pub modules_ms: Option<u64>,
+    pub run_dir: PathBuf,
+}
+
+/// The network source chosen, and the state the document starts with.
+pub struct NetworkStage {
+    pub plan: Option<NetworkPlan>,
+    pub initial: NetworkState,
+    /// A source is configured (so `ok` needs it up), or in error.
+    pub configured: bool,
+    /// The module loader's account of a missing NIC driver, for the no-interface error.
+    pub diagnosis: Option<String>,
+}
+
+impl Default for NetworkStage {
+    /// No source: nothing to configure, nothing to wait for.
+    fn default() -> Self {
+        NetworkStage {
+            plan: None,
+            initial: NetworkState {
+                state: netconf::LinkState::Unconfigured,
+                ..NetworkState::default()
+            },
+            configured: false,
+            diagnosis: None,
+        }
+    }
+}
+
+/// Returned by [`Boot::run_loop`] off PID 1; as PID 1 the loop never ends.
+pub struct Finished;
+
+impl Finished {
+    fn never(self) -> ! {
+        // The loop returned as PID 1, which it must not: keep the process (and with it the
+        // health thread) alive rather than panic the kernel.
+        log::error!("event loop ended as PID 1; staying alive");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+impl Boot {
+    /// The first things PID 1 does: signal handlers (the kernel drops signals to PID 1 that
+    /// have no handler) and ctrl-alt-del as a signal rather than an immediate reboot, so that a
+    /// shutdown request at any point of the boot is heard; then the early mounts, the console,
+    /// the logger, the panic hook. `None` only if the signal handlers cannot be installed.
+    fn start_pid1(init_start_ms: u64) -> Option<Boot> {
+        let signals = EventLoop::install_signals();
+        let cad = sys::disable_cad_reboot();
+        let (mount_errors, mount_warnings) = mounts::mount_early();
+        let console = sys::ensure_console_stdio();
+        logger::init(LevelFilter::Info);
+        match sys::open_console(true) {
+            Ok(f) => logger::attach_console(f),
+            Err(e) => log::warn!("cannot open /dev/console for log lines ({e}); using stderr"),
+        }
+        crate::panic::install_hook();
+        log::info!("vminit {} starting as PID 1", env!("CARGO_PKG_VERSION"));
+        let signals = match signals {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot install signal handlers: {e}");
+                return None;
+            }
+        };
+        let mut boot = Boot::new(signals, true, HealthDoc::starting(init_start_ms, true));
+        if let Err(e) = console {
+            log::warn!("cannot attach /dev/console to stdin/stdout/stderr: {e}");
+        }
+        if let Err(e) = cad {
+            log::warn!(
+                "cannot disable the kernel's ctrl-alt-del reboot: {}",
+                e.desc()
+            );
+        }
+        for e in mount_errors {
+            boot.fail(e);
+        }
+        for w in mount_warnings {
+            log::warn!("{w} (optional; going on)");
+        }
+        Some(boot)
+    }
+
+    pub fn new(signals: Signals, pid1: bool, doc: HealthDoc) -> Boot {
+        Boot {
+            pid1,
+            signals,
+            shared: health::Shared::new(doc),
+            errors: Vec::new(),
+            shutdown: None,
+        }
+    }
+
+    /// Logs an error on the console and lists it in `/health` `errors[]`.
+    pub fn fail(&mut self, msg: impl Display) {
+        let msg = msg.to_string();
+        log::error!("{msg}");
+        self.errors.push(msg);
+    }
+
+    /// Runs one step under the guard, after reading any signal that arrived (a shutdown
+    /// request is remembered). A panic in the step is recorded and its default used.
+    pub fn step<T: Default>(&mut self, what: &str, f: impl FnOnce(&mut Boot) -> T) -> T {
+        self.read_signals();
+        match guard::catch(what, || f(self)) {
+            Ok(v) => v,
+            Err(msg) => {
+                self.fail(msg);
+                T::default()
+            }
+        }
+    }
+
+    /// Signals pending in the handler's pipe: a shutdown request is kept for the loop;
+    /// SIGCHLD needs nothing (the loop reaps when it starts).
+    fn read_signals(&mut self) {
+        for sig in self.signals.pending() {
+            if SHUTDOWN_SIGNALS.contains(&sig) && self.shutdown.is_none() {
+                log::info!("shutdown requested during boot (signal {sig}): finishing the boot steps that cannot be skipped, starting no service");
+                self.shutdown = Some(sig);
+            }
+        }
+    }
+
+    /// Starts the network thread and the services, then runs the event loop.
+    pub fn run_loop(mut self, p: LoopParts) -> Finished {
+        self.read_signals();
+        let mut doc = HealthDoc::starting(self.shared.doc().boot.init_start_ms, self.pid1);
+        doc.modules = p.modules;
+        doc.boot.modules_ms = p.modules_ms;
+        let network = Arc::new(Mutex::new(p.network.initial));
+        let published = Published {
+            doc,
+            network: Arc::clone(&network),
+            network_configured: p.network.configured,
+        };
+        let (pid1, shared) = (self.pid1, Arc::clone(&self.shared));
+        let created = EventLoop::new(self.signals, pid1, shared, published, p.settings.shutdown);
+        let (mut el, waker) = match created {
+            Ok(x) => x,
+            Err(e) => {
+                log::error!("cannot create the event loop: {e}");
+                crate::panic::publish_failure(&self.shared, &format!("event loop: {e}"));
+                if self.pid1 {
+                    crate::panic::fallback_loop(p.settings.shutdown);
+                }
+                return Finished;
+            }
+        };
+        if let Some(sig) = self.shutdown {
+            el.shutdown_requested(sig);
+        }
+        let _network_thread = match (p.network.plan, self.shutdown) {
+            (Some(plan), None) => {
+                steps::spawn_network(plan, p.network.diagnosis, network, waker, &mut self.errors)
+            }
+            _ => None,
+        };
+        let console: Box<dyn std::io::Write + Send> = match sys::open_console(self.pid1) {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                log::warn!("cannot open the console for service output ({e}); using stderr");
+                Box::new(std::io::stderr())
+            }
+        };
+        let mut opts = supervisor::Options::new(console);
+        opts.notify_dir = p.run_dir;
+        if let Err(e) = std::fs::create_dir_all(&opts.notify_dir) {
+            log::warn!("cannot create {}: {e}", opts.notify_dir.display());
+        }
+        el.published_mut().doc.errors = std::mem::take(&mut self.errors);
+        match Supervisor::new(p.services, opts) {
+            Ok(sup) => el.start_services(sup),
+            Err(e) => {
+                log::error!("services: {e}");
+                el.published_mut().doc.errors.push(format!("services: {e}"));
+            }
+        }
+        el.run();
+        Finished
+    }
+}

@@ -1,0 +1,394 @@
+//! The steps of the boot, in the order [`super::run_pid1`] calls them. Each reads what it needs,
+//! records failures with [`Boot::fail`] and returns a small named value; none of them ends the
+//! boot.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use guest_config::drive as config_drive;
+use guest_config::{
+    AddressMethod, Cmdline, DriveConfig, ImageConfig, NetworkPlan, NetworkSource, ServiceConfig,
+    Settings, VminitArgs,
+};
+use mio::Waker;
+use netconf::{LinkState, NetworkState};
+
+use super::drive::read_config;
+use super::{Boot, NetworkStage, DEFAULT_CONFIG};
+use crate::health;
+use crate::report::{self, ModulesDoc};
+use crate::{logger, sys};
+
+type SystemLoader = modules::Loader<modules::SystemKernel, modules::SystemClock>;
+
+/// The module loader after coldplug, until the config drive's file system is loaded too.
+#[derive(Default)]
+pub struct ModulesStage {
+    pub loader: Option<SystemLoader>,
+    pub ms: u64,
+}
+
+/// What the module stage leaves for the health document and the network.
+#[derive(Default)]
+pub struct ModulesDone {
+    pub doc: ModulesDoc,
+    pub ms: u64,
+    pub diagnosis: Option<String>,
+}
+
+impl ModulesStage {
+    /// Logs the report and turns it into the document's `modules`.
+    pub fn finish(&mut self) -> ModulesDone {
+        let Some(loader) = self.loader.take() else {
+            return ModulesDone::default();
+        };
+        let r = loader.into_report();
+        report::log_module_report(&r);
+        ModulesDone {
+            doc: ModulesDoc::from_report(&r),
+            ms: self.ms,
+            diagnosis: modules::diagnose_network(&r),
+        }
+    }
+}
+
+/// The config drive as accepted, and the services to run (the image's, with the drive's
+/// changes when the drive was accepted).
+#[derive(Default)]
+pub struct DriveStage {
+    pub config: Option<(DriveConfig, String)>,
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+impl Boot {
+    /// The kernel hands init every cmdline word it does not know; they are not for us.
+    pub(super) fn ignore_argv(&mut self, argv: &[OsString]) {
+        if !argv.is_empty() {
+            let words: Vec<String> = argv
+                .iter()
+                .map(|w| w.to_string_lossy().into_owned())
+                .collect();
+            log::warn!(
+                "ignoring arguments the kernel passed to init: {}",
+                words.join(" ")
+            );
+        }
+    }
+
+    /// `/proc/cmdline` as bytes: a word that is not UTF-8 is warned about and skipped, the
+    /// rest stands.
+    pub(super) fn read_cmdline(&mut self) -> Cmdline {
+        match std::fs::read("/proc/cmdline") {
+            Ok(bytes) => {
+                let (cmdline, warnings) = Cmdline::from_bytes(&bytes);
+                for w in warnings {
+                    log::warn!("{w}");
+                }
+                cmdline
+            }
+            Err(e) => {
+                self.fail(format!("cannot read /proc/cmdline: {e}; using defaults"));
+                Cmdline::default()
+            }
+        }
+    }
+
+    pub(super) fn vminit_args(&mut self, cmdline: &Cmdline) -> VminitArgs {
+        let args = VminitArgs::from_cmdline(cmdline);
+        if let Some(level) = args.log {
+            logger::init(level.to_level_filter());
+        }
+        for w in &args.warnings {
+            log::warn!("{w}");
+        }
+        for e in &args.errors {
+            self.fail(e);
+        }
+        args
+    }
+
+    pub(super) fn image_config(&mut self, args: &VminitArgs) -> Option<ImageConfig> {
+        match &args.config {
+            Some(p) => load_image(self, p, ImageSource::Cmdline),
+            None => load_image(self, Path::new(DEFAULT_CONFIG), ImageSource::Default),
+        }
+    }
+
+    pub(crate) fn start_health(&mut self, settings: &Settings) {
+        let priority = if self.pid1 {
+            health::Priority::YieldToBoot
+        } else {
+            health::Priority::Normal
+        };
+        match health::spawn(settings.health, Arc::clone(&self.shared), priority) {
+            Ok(addr) => log::info!("health endpoint on http://{addr}/health"),
+            Err(e) => self.fail(format!(
+                "health endpoint: cannot listen on {}: {e}",
+                settings.health
+            )),
+        }
+    }
+
+    /// What the devices need, then what the cmdline and the image config ask for.
+    pub(super) fn load_modules(
+        &mut self,
+        cmdline: &Cmdline,
+        args: &VminitArgs,
+        image: Option<&ImageConfig>,
+    ) -> ModulesStage {
+        let mut params = cmdline.module_params();
+        if let Some(img) = image {
+            for module in img.modules.options.keys() {
+                params
+                    .entry(module.replace('-', "_"))
+                    .or_default()
+                    .extend(img.modules.params(module));
+            }
+        }
+        let mut loader = modules::Loader::system(params);
+        if let Err(e) = loader.coldplug(&modules::Coldplug::default()) {
+            self.fail(e);
+        }
+        let extra = args
+            .modules
+            .iter()
+            .chain(image.iter().flat_map(|i| i.modules.load.iter()));
+        for m in extra {
+            if let Err(e) = loader.load(m) {
+                self.fail(format!("module {m}: {e}"));
+            }
+        }
+        ModulesStage {
+            loader: Some(loader),
+            ms: sys::boottime_ms(),
+        }
+    }
+
+    /// Finds, mounts and reads the config drive, and merges its services with the image's. A
+    /// drive with any error is refused as a whole (network, host name, env, services): the
+    /// image's services run as configured and the errors are in `/health`.
+    pub(super) fn config_drive(
+        &mut self,
+        loader: Option<&mut SystemLoader>,
+        image: Option<&ImageConfig>,
+    ) -> DriveStage {
+        let drive = self.read_drive(loader);
+        let merged = guest_config::merge_services(image, drive.as_ref().map(|(d, _)| d));
+        match (merged, drive) {
+            (Ok(services), drive) => DriveStage {
+                config: drive,
+                services,
+            },
+            (Err(errs), Some((_, desc))) => {
+                for e in errs {
+                    self.fail(format!("config drive {desc}: {e}"));
+                }
+                self.fail(format!(
+                    "config drive {desc} refused: running the image's services only"
+                ));
+                DriveStage {
+                    config: None,
+                    services: self.image_services(image),
+                }
+            }
+            (Err(errs), None) => {
+                for e in errs {
+                    self.fail(format!("config: {e}"));
+                }
+                DriveStage::default()
+            }
+        }
+    }
+
+    fn image_services(&mut self, image: Option<&ImageConfig>) -> BTreeMap<String, ServiceConfig> {
+        guest_config::merge_services(image, None).unwrap_or_else(|errs| {
+            for e in errs {
+                self.fail(format!("config: {e}"));
+            }
+            BTreeMap::new()
+        })
+    }
+
+    fn read_drive(&mut self, loader: Option<&mut SystemLoader>) -> Option<(DriveConfig, String)> {
+        let found = match config_drive::find(Path::new("/sys"), Path::new("/dev")) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                log::debug!("no config drive labelled {}", config_drive::LABEL);
+                return None;
+            }
+            Err(e) => {
+                self.fail(format!("config drive: {e}"));
+                return None;
+            }
+        };
+        let desc = found.describe();
+        log::info!("config drive: {desc}");
+        if let Some(loader) = loader {
+            if let Err(e) = loader.load_fs(found.fs.as_str()) {
+                log::warn!(
+                    "config drive {desc}: loading {}: {e}",
+                    found.fs.module_alias()
+                );
+            }
+        }
+        let text = match read_config(&found.device, found.fs.as_str()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.fail(e);
+                return None;
+            }
+        };
+        let file = found.device.join(config_drive::FILE);
+        match DriveConfig::parse(&text, &file) {
+            Ok(d) => Some((d, desc)),
+            Err(errs) => {
+                for e in errs {
+                    self.fail(format!("config drive: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// One authoritative source: `ip=` or the drive's `[network]`, never both.
+    pub(super) fn network_source(
+        &mut self,
+        cmdline: &Cmdline,
+        drive: Option<&(DriveConfig, String)>,
+        diagnosis: Option<String>,
+    ) -> NetworkStage {
+        let drive_ref = drive.map(|(d, desc)| (d, desc.as_str()));
+        match guest_config::arbitrate(cmdline.get("ip"), drive_ref) {
+            Ok(plan) => {
+                let configured = plan
+                    .as_ref()
+                    .is_some_and(|p| p.method != AddressMethod::Off);
+                let initial = NetworkState {
+                    source: plan.as_ref().map(|p| p.source).unwrap_or_default(),
+                    state: if configured {
+                        LinkState::Down
+                    } else {
+                        LinkState::Unconfigured
+                    },
+                    ..NetworkState::default()
+                };
+                NetworkStage {
+                    plan,
+                    initial,
+                    configured,
+                    diagnosis,
+                }
+            }
+            Err(e) => {
+                // Conflict or malformed ip=: nothing is applied, and the state says why. Every
+                // such error involves `ip=`, so the source is the cmdline's.
+                let msg = e.to_string();
+                self.fail(&msg);
+                NetworkStage {
+                    plan: None,
+                    initial: NetworkState {
+                        source: NetworkSource::Cmdline,
+                        state: LinkState::Error,
+                        error: Some(msg),
+                        ..NetworkState::default()
+                    },
+                    configured: true,
+                    diagnosis,
+                }
+            }
+        }
+    }
+
+    /// `lo` comes up here, whatever the network source, before the network thread and the
+    /// services start side by side: local services and their readiness probes on 127.0.0.1
+    /// need it, and one that binds it at once must not race the network thread (whose own
+    /// step then finds it up, and brings it back on a retry). With no network source at all,
+    /// the drive's host name is still the guest's name.
+    pub(super) fn loopback_and_hostname(&mut self, network: &NetworkStage, drive: &DriveStage) {
+        match netconf::loopback_up() {
+            Ok(true) => log::debug!("network: lo up"),
+            Ok(false) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+        if network.plan.is_none() && network.initial.state == LinkState::Unconfigured {
+            if let Some(h) = drive.config.as_ref().and_then(|(d, _)| d.hostname.as_ref()) {
+                if let Err(e) = nix::unistd::sethostname(h) {
+                    log::warn!("sethostname {h:?}: {}", e.desc());
+                }
+            }
+        }
+    }
+}
+
+/// Starts the network thread; its state changes wake the event loop.
+pub(super) fn spawn_network(
+    plan: NetworkPlan,
+    diagnosis: Option<String>,
+    network: Arc<Mutex<NetworkState>>,
+    waker: Arc<Waker>,
+    errors: &mut Vec<String>,
+) -> Option<netconf::NetworkHandle> {
+    log::info!(
+        "network: source {} configures {}",
+        plan.source,
+        plan.interface
+    );
+    let mut env = netconf::Env::system();
+    env.driver_diagnosis = Some(Box::new(move || diagnosis.clone()));
+    let notify = Box::new(move || {
+        let _ = waker.wake();
+    });
+    match netconf::spawn(plan, env, network, notify) {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            let msg = format!("network: cannot start the network thread: {e}");
+            log::error!("{msg}");
+            errors.push(msg);
+            None
+        }
+    }
+}
+
+/// Where the image config's path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `/etc/vminit/vminit.toml`: part of the image, may be missing (no services) or a
+    /// symlink within the image.
+    Default,
+    /// `vminit.config=` on the cmdline: host input, must exist, never followed as a symlink.
+    Cmdline,
+    /// `--config` off PID 1: the operator's own file, must exist.
+    Cli,
+}
+
+/// Reads the image config. A missing default file means "no services" (an image may only want
+/// the network and the health endpoint); a missing file named with `vminit.config=` or
+/// `--config`, or an invalid one, is an error listed in `/health`.
+pub fn load_image(boot: &mut Boot, path: &Path, source: ImageSource) -> Option<ImageConfig> {
+    if source == ImageSource::Default && !path.exists() {
+        log::info!("no image config at {}: no services", path.display());
+        return None;
+    }
+    let loaded = match source {
+        ImageSource::Cmdline => ImageConfig::load_host(path),
+        ImageSource::Default | ImageSource::Cli => ImageConfig::load(path),
+    };
+    match loaded {
+        Ok(c) => {
+            log::info!(
+                "image config {}: {} service(s)",
+                path.display(),
+                c.services.len()
+            );
+            Some(c)
+        }
+        Err(errs) => {
+            for e in errs {
+                boot.fail(format!("config: {e}"));
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `/metrics`: the health document in the Prometheus text format (0.0.4). Each family is one
+//! group: `# HELP`, `# TYPE`, then all of its samples, as the format requires.
+
+use std::fmt::Write;
+
+use super::doc::HealthDoc;
+use crate::status::Status;
+
+/// Counters the server keeps about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerCounters {
+    pub requests: u64,
+    pub evicted: u64,
+    pub open_connections: usize,
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One metric family being written.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family<'a> {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    Family { out }
+}
+
+impl Family<'_> {
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) -> &mut Self {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
+        }
+        self
+    }
+}
+
+/// Renders `doc` and the server's counters; `log_dropped` is the console logger's count.
+pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
+    let mut out = String::with_capacity(4096);
+    let mut f = family(
+        &mut out,
+        "vminit_status",
+        "gauge",
+        "Overall status (1 for the current one).",
+    );
+    for s in Status::ALL {
+        let labels = format!("status=\"{}\"", s.as_str());
+        f.sample("vminit_status", &labels, u8::from(doc.status == s));
+    }
+    family(
+        &mut out,
+        "vminit_network_up",
+        "gauge",
+        "1 when the network is up.",
+    )
+    .sample(
+        "vminit_network_up",
+        "",
+        u8::from(doc.network.state == netconf::LinkState::Up),
+    );
+    services(&mut out, doc);
+    let mut f = family(
+        &mut out,
+        "vminit_boot_milliseconds",
+        "gauge",
+        "Milliseconds since kernel start at which each boot phase ended.",
+    );
+    let b = &doc.boot;
+    for (phase, v) in [
+        ("init_start", Some(b.init_start_ms)),
+        ("modules", b.modules_ms),
+        ("network", b.network_ms),
+        ("ready", b.ready_ms),
+    ] {
+        if let Some(v) = v {
+            f.sample("vminit_boot_milliseconds", &format!("phase=\"{phase}\""), v);
+        }
+    }
+    let mut f = family(
+        &mut out,
+        "vminit_modules",
+        "gauge",
+        "Kernel modules by result.",
+    );
+    let m = &doc.modules;
+    for (k, n) in [
+        ("loaded", m.loaded.len()),
+        ("failed", m.failed.len()),
+        ("unmatched", m.unmatched.len()),
+    ] {
+        f.sample("vminit_modules", &format!("result=\"{k}\""), n);
+    }
+    simple(&mut out, "vminit_errors", "gauge", "Errors listed in /health.", doc.errors.len());
+    simple(
+        &mut out,
+        "vminit_log_lines_dropped_total",
+        "counter",
+        "vminit console lines dropped because the console did not take them.",
+        log_dropped,
+    );
+    simple(
+        &mut out,
+        "vminit_health_requests_total",
+        "counter",
+        "Requests answered by the health server.",
+        c.requests,
+    );
+    simple(
+        &mut out,
+        "vminit_health_connections_evicted_total",
+        "counter",
+        "Connections closed for being slow or over the limit.",
+        c.evicted,
+    );
+    simple(
+        &mut out,
+        "vminit_health_open_connections",
+        "gauge",
+        "Connections open now.",
+        c.open_connections,
+    );
+    if let Some((cpu, rss)) = self_usage() {
+        simple(
+            &mut out,
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time of the init (user and system).",
+            format!("{cpu:.2}"),
+        );
+        simple(
+            &mut out,
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the init.",
+            rss,
+        );
+    }
+    out
+}
+
+fn simple(out: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
+    family(out, name, kind, help).sample(name, "", v);
+}
+
+/// The per-service families, each as one group.
+fn services(out: &mut String, doc: &HealthDoc) {
+    let names: Vec<String> = doc.services.keys().map(|n| escape_label(n)).collect();
+    let mut f = family(
+        out,
+        "vminit_service_ready",
+        "gauge",
+        "1 when the service counts as ready; its state as a label.",
+    );
+    for (n, s) in names.iter().zip(doc.services.values()) {
+        let labels = format!("service=\"{n}\",state=\"{}\"", s.state);
+        let ready = u8::from(matches!(s.state, "ready" | "exited"));
+        f.sample("vminit_service_ready", &labels, ready);
+    }
+    let mut f = family(
+        out,
+        "vminit_service_restarts_total",
+        "counter",
+        "Times the service was started again, for any reason.",
+    );
+    for (n, s) in names.iter().zip(doc.services.values()) {
+        let labels = format!("service=\"{n}\"");
+        f.sample("vminit_service_restarts_total", &labels, s.restarts);
+    }
+    let mut f = family(
+        out,
+        "vminit_service_failures_total",
+        "counter",
+        "Crashes of the service since boot.",
+    );
+    for (n, s) in names.iter().zip(doc.services.values()) {
+        let labels = format!("service=\"{n}\"");
+        f.sample("vminit_service_failures_total", &labels, s.failures);
+    }
+}
+
+/// The init's own CPU time (user + system, seconds) and resident memory (bytes), from
+/// `/proc/self/stat` and `/proc/self/statm`: what an idle init costs the VM.
+fn self_usage() -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after `(comm)`: state is field 3; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f
+        .get(11)?
+        .parse::<u64>()
+        .ok()?
+        .checked_add(f.get(12)?.parse::<u64>().ok()?)?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    #[allow(clippy::cast_precision_loss)] // tick counts are far below 2^52
+    let cpu = ticks as f64 / hz as f64;
+    Some((cpu, pages.saturating_mul(u64::try_from(page).ok()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc_with_services() -> HealthDoc {
+        let mut d = HealthDoc::starting(1, false);
+        d.status = Status::Ok;
+        for (name, state, restarts) in [("web\"rtc", "ready", 3), ("agent", "backoff", 1)] {
+            d.services.insert(
+                name.into(),
+                supervisor::ServiceStatus {
+                    state,
+                    pid: None,
+                    restarts,
+                    failures: 1,
+                    last_exit: None,
+                    ready: state == "ready",
+                    required: true,
+                    next_retry_ms: None,
+                    budget_left: 4,
+                    stopping: false,
+                    notify_status: None,
+                    ever_ready: true,
+                },
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn metrics_are_grouped_by_family_and_parse_as_prometheus_text() {
+        let counters = ServerCounters {
+            requests: 7,
+            evicted: 2,
+            open_connections: 1,
+        };
+        let m = render(&doc_with_services(), counters, 5);
+        assert!(m.contains("vminit_status{status=\"ok\"} 1\n"));
+        assert!(m.contains("vminit_service_restarts_total{service=\"web\\\"rtc\"} 3\n"));
+        assert!(m.contains("vminit_log_lines_dropped_total 5\n"));
+        // The text format: one TYPE per family, then that family's samples as one group.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut current = String::new();
+        for line in m.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap().to_string();
+                assert!(seen.insert(current.clone()), "{current} declared twice:\n{m}");
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "sample outside its family:\n{m}");
+            }
+        }
+        // And a real parser reads every family with its type.
+        let lines = m.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+        let restarts: Vec<_> = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "vminit_service_restarts_total")
+            .collect();
+        assert_eq!(restarts.len(), 2);
+        assert!(matches!(
+            restarts[0].value,
+            prometheus_parse::Value::Counter(_)
+        ));
+        let ready = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "vminit_service_ready" && s.labels.get("service") == Some("agent"))
+            .unwrap();
+        assert_eq!(ready.labels.get("state"), Some("backoff"));
+        assert!(matches!(ready.value, prometheus_parse::Value::Gauge(v) if v == 0.0));
+        assert_eq!(
+            scrape.docs.get("vminit_service_failures_total").map(String::as_str),
+            Some("Crashes of the service since boot.")
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! PID 1 under hostile input, booted for real: cmdline bytes that are not UTF-8, config-drive
+//! files that are not regular files (or are huge), absurd durations, drives that add or break
+//! services, a shutdown requested while the boot runs, and a service's last words on SIGTERM.
+//! Each case ends with PID 1 alive, `/health` naming what was refused, the image's services
+//! running, and QEMU powering off cleanly on ctrl-alt-delete.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use qemu_harness::{make_drive, make_drive_from_dir, DriveFs, Machine};
+use vminit_tests::{boot, boot_deadline, boot_with, power_off_cleanly, Guest, SLIRP_IP};
+
+/// The image's own agent: it must run whatever the host hands the guest.
+const AGENT: &str = r#"
+[services.agent]
+command = ["/bin/test-agent", "http", "--port", "8080"]
+ready = { http = "http://127.0.0.1:8080/health" }
+"#;
+
+/// Waits for `/health` to name `needle` in `errors[]` with the agent ready, and returns it.
+fn wait_error_with_agent_ready(vm: &mut qemu_harness::Vm, needle: &str) -> serde_json::Value {
+    vm.wait_health(
+        |h| {
+            h["services"]["agent"]["state"] == "ready"
+                && h["errors"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|m| m.as_str().unwrap_or("").contains(needle)))
+        },
+        boot_deadline(),
+    )
+    .unwrap_or_else(|e| panic!("{needle:?} never in errors[] with the agent ready: {e}"))
+}
+
+#[test]
+fn cmdline_words_that_are_not_utf8_are_skipped_and_the_rest_stands() {
+    let guest = Guest::with_config(AGENT);
+    // A bare word reaches PID 1 as argv, a key=value word as its environment, and both are
+    // in /proc/cmdline; `ip=` and `vminit.log=` come after them and must still count.
+    let (mut vm, _dir) = boot_with(&guest, Machine::Q35, "", &[], |b, _| {
+        b.append_bytes(b"bare\xffword junk=\xfe\xff")
+            .append_bytes(SLIRP_IP.as_bytes())
+            .append_bytes(b"vminit.log=debug")
+    });
+    let h = vm
+        .wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h["network"]["source"], "cmdline", "{h:#}");
+    let console = vm.console_text();
+    assert!(console.contains("is not UTF-8"), "{console}");
+    assert!(console.contains("vminit DEBUG"), "vminit.log=debug lost:\n{console}");
+    power_off_cleanly(&mut vm);
+}
+
+/// A drive whose `vminit.toml` is whatever `make` puts at the path.
+fn hostile_drive(fs: DriveFs, tmp: &Path, make: impl FnOnce(&Path)) -> PathBuf {
+    let root = tmp.join(format!("root-{fs:?}"));
+    std::fs::create_dir_all(&root).unwrap();
+    make(&root.join("vminit.toml"));
+    let out = tmp.join(format!("drive-{fs:?}.img"));
+    make_drive_from_dir(fs, "VMINIT", &root, &out).unwrap();
+    out
+}
+
+fn mknod(path: &Path, kind: &str, major: &str, minor: &str) {
+    let st = Command::new("mknod")
+        .arg(path)
+        .args([kind, major, minor])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod {kind} {}", path.display());
+}
+
+/// Boots the agent image with `drive`; `/health` must name the refused file as `what`, the
+/// agent must run, and the guest must power off cleanly.
+fn refused_drive_file(drive: PathBuf, what: &str) {
+    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[drive]);
+    let h = wait_error_with_agent_ready(&mut vm, what);
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    let errors = h["errors"].to_string();
+    assert!(errors.contains("vminit.toml"), "the path is not named: {errors}");
+    power_off_cleanly(&mut vm);
+}
+
+#[test]
+fn drive_file_as_a_symlink_to_dev_zero_is_refused_on_ext4_and_iso9660() {
+    for fs in [DriveFs::Ext4, DriveFs::Iso9660] {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = hostile_drive(fs, tmp.path(), |p| symlink("/dev/zero", p).unwrap());
+        refused_drive_file(img, "symlink to /dev/zero");
+    }
+}
+
+#[test]
+fn drive_file_as_a_fifo_is_refused_without_blocking_the_boot() {
+    for fs in [DriveFs::Ext4, DriveFs::Iso9660] {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = hostile_drive(fs, tmp.path(), |p| {
+            assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+        });
+        refused_drive_file(img, "FIFO");
+    }
+}
+
+#[test]
+fn drive_file_as_a_device_node_or_64_mib_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = hostile_drive(DriveFs::Ext4, tmp.path(), |p| mknod(p, "c", "1", "5"));
+    refused_drive_file(img, "character device");
+    let tmp = tempfile::tempdir().unwrap();
+    let img = hostile_drive(DriveFs::Ext4, tmp.path(), |p| {
+        let f = std::fs::File::create(p).unwrap();
+        f.set_len(64 << 20).unwrap();
+    });
+    refused_drive_file(img, "64 MiB");
+}
+
+fn drive(tmp: &Path, text: &str) -> PathBuf {
+    let out = tmp.join("drive.img");
+    make_drive(DriveFs::Vfat, "VMINIT", &[("vminit.toml", text.as_bytes())], &out).unwrap();
+    out
+}
+
+/// A drive service with an absurd value in every duration key: the drive is refused with the
+/// key named, the image's agent runs, nothing panics.
+#[test]
+fn absurd_durations_are_located_errors_not_a_kernel_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = drive(
+        tmp.path(),
+        r#"
+[services.extra]
+command = ["/bin/test-agent", "http", "--port", "8081"]
+ready_timeout = "9999999999999999h"
+stop_timeout = "9999999999999999h"
+backoff = { initial = "9999999999999999h", max = "9999999999999999h" }
+restart_limit = { burst = 5, interval = "9999999999999999h" }
+"#,
+    );
+    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
+    let h = wait_error_with_agent_ready(&mut vm, "ready_timeout");
+    let errors = h["errors"].to_string();
+    for key in ["stop_timeout", "backoff.initial", "restart_limit.interval"] {
+        assert!(errors.contains(key), "{key} not named: {errors}");
+    }
+    assert!(h["services"].get("extra").is_none(), "{h:#}");
+    let console = power_off_cleanly(&mut vm);
+    assert!(!console.contains("panicked"), "{console}");
+}
+
+#[test]
+fn a_drive_defines_the_services_of_an_image_without_a_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = drive(tmp.path(), AGENT);
+    let guest = Guest {
+        config: None,
+        ..Guest::default()
+    };
+    let (mut vm, _dir) = boot(&guest, Machine::Q35, SLIRP_IP, &[img]);
+    let h = vm
+        .wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h["services"]["agent"]["state"], "ready", "{h:#}");
+    power_off_cleanly(&mut vm);
+}
+
+#[test]
+fn a_drive_mistake_never_takes_the_image_services_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = drive(tmp.path(), "[services.typo.env]\nPROXY = \"http://proxy\"\n");
+    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
+    let h = wait_error_with_agent_ready(&mut vm, "typo");
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    power_off_cleanly(&mut vm);
+}
+
+/// ctrl-alt-delete pressed as soon as PID 1 starts, while it loads modules and reads the
+/// drive: the boot finishes its steps, starts no service, and powers off.
+#[test]
+fn a_shutdown_requested_during_the_boot_starts_no_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = drive(tmp.path(), "hostname = \"early\"\n");
+    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
+    vm.wait_console("starting as PID 1", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.send_ctrl_alt_del().unwrap();
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("no power-off: {e}"));
+    let console = vm.console_text();
+    assert!(status.success(), "{status:?}\n{console}");
+    assert!(
+        console.contains("shutdown requested during boot"),
+        "{console}"
+    );
+    assert!(!console.contains("[agent]"), "a service started:\n{console}");
+    assert!(!console.contains("Kernel panic"), "{console}");
+}
+
+/// A service that traps SIGTERM and says so: its last line reaches the console before the
+/// power-off, every time.
+#[test]
+fn a_services_last_line_on_sigterm_reaches_the_console_before_poweroff() {
+    let config = r#"
+[services.last-words]
+command = ["/bin/test-agent", "trap-term", "--message", "GOT-TERM"]
+"#;
+    for round in 0..3 {
+        let (mut vm, _dir) = boot(&Guest::with_config(config), Machine::Q35, SLIRP_IP, &[]);
+        vm.wait_health(|h| h["status"] == "ok", boot_deadline())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let console = power_off_cleanly(&mut vm);
+        assert!(
+            console.contains("[last-words] GOT-TERM"),
+            "round {round}: the last line was lost:\n{console}"
+        );
+    }
+}
