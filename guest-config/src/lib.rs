@@ -17,6 +17,7 @@ pub mod doc;
 pub mod drive;
 pub mod duration;
 pub mod error;
+pub mod hostfile;
 pub mod image;
 pub mod ip;
 pub mod merge;

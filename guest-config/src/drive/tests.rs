@@ -239,3 +239,21 @@ fn override_with_unknown_key_is_a_partial_service() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_drive_file_that_is_a_device_or_symlink_is_refused_naming_it() {
+    let e = DriveConfig::load(Path::new("/dev/null")).unwrap_err();
+    assert_eq!(
+        e[0].to_string(),
+        "/dev/null: is a character device, not a regular file; not read"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vminit.toml");
+    std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+    let e = DriveConfig::load(&p).unwrap_err();
+    assert!(
+        e[0].to_string().contains("is a symlink to /dev/zero"),
+        "{}",
+        e[0]
+    );
+}

@@ -169,3 +169,20 @@ fn relations_still_checked_when_a_service_fails_to_parse() {
     assert_eq!(e.len(), 2, "{e:#?}");
     assert!(matches!(&e[1].problem, Problem::UnknownAfter { target, .. } if target == "zz"));
 }
+
+#[test]
+fn a_host_named_config_is_not_followed_but_the_image_default_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.toml");
+    let link = dir.path().join("vminit.toml");
+    std::fs::write(&real, "[services.x]\ncommand = [\"/bin/x\"]\n").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_eq!(ImageConfig::load(&link).unwrap().services.len(), 1);
+    let e = ImageConfig::load_host(&link).unwrap_err();
+    assert!(matches!(e[0].problem, Problem::Read(_)));
+    let msg = e[0].to_string();
+    assert!(
+        msg.starts_with(&link.display().to_string()) && msg.contains("is a symlink to"),
+        "{msg}"
+    );
+}
