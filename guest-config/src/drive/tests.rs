@@ -257,3 +257,16 @@ fn a_drive_file_that_is_a_device_or_symlink_is_refused_naming_it() {
         e[0]
     );
 }
+
+#[test]
+fn carrier_timeout_is_bounded_with_its_line() {
+    let e = DriveConfig::parse(
+        "[network]\ndhcp = true\ncarrier_timeout = \"9999999999999999h\"\n",
+        Path::new("d.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].pos.unwrap().line, 3);
+    assert!(e[0].key.starts_with("network"), "{e:?}");
+    assert!(e[0].to_string().contains("365 days"), "{}", e[0]);
+}

@@ -186,3 +186,24 @@ fn a_host_named_config_is_not_followed_but_the_image_default_is() {
         "{msg}"
     );
 }
+
+#[test]
+fn every_duration_key_refuses_more_than_365_days_with_its_line() {
+    for (key, line) in [
+        ("ready_timeout", "ready_timeout = \"9999999999999999h\""),
+        ("stop_timeout", "stop_timeout = \"366d\""),
+        (
+            "restart_limit",
+            "restart_limit = { interval = \"18446744073709551615ms\" }",
+        ),
+        ("backoff", "backoff = { initial = \"1s\", max = \"8761h\" }"),
+        ("backoff", "backoff = { initial = \"9999999999999999h\" }"),
+    ] {
+        let e = errors(&format!("[services.a]\ncommand = [\"x\"]\n{line}\n"));
+        assert_eq!(e.len(), 1, "{line}: {e:#?}");
+        assert_eq!(e[0].pos.unwrap().line, 3, "{line}");
+        assert!(e[0].key.starts_with(&format!("services.a.{key}")), "{e:?}");
+        assert!(e[0].to_string().contains("365 days"), "{}", e[0]);
+    }
+    assert!(parse("[services.a]\ncommand = [\"x\"]\nstop_timeout = \"365d\"\n").is_ok());
+}
