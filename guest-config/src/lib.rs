@@ -35,7 +35,7 @@ pub use duration::{parse_duration, Dur, DurationError};
 pub use error::{ConfigError, Pos, Problem};
 pub use image::ImageConfig;
 pub use ip::{IpConfig, IpError};
-pub use merge::merge_services;
+pub use merge::{merge_services, resolve_services, Resolved};
 pub use network::{AddressMethod, InterfaceSelector, IpNet, NetworkPlan, NetworkSource};
 pub use service::{Backoff, Ready, Restart, RestartLimit, ServiceConfig, StopSignal};
 pub use settings::{LogLevel, Settings, ShutdownMode};

@@ -7,7 +7,6 @@
 //! host must still be able to poll `/health` and read why. Off PID 1 ([`run_host`]) only the
 //! config, the health endpoint and the services run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -291,19 +290,13 @@ pub(crate) fn finish_boot(mut p: BootParts) -> Finished {
         }
     });
 
-    let services = match &p.image {
-        Some(img) => match guest_config::merge_services(img, p.drive.as_ref()) {
-            Ok(s) => s,
-            Err(errs) => {
-                for e in errs {
-                    log::error!("config: {e}");
-                    p.errors.push(format!("config: {e}"));
-                }
-                BTreeMap::new()
-            }
-        },
-        None => BTreeMap::new(),
-    };
+    // A drive that does not merge is refused and the image's services run alone.
+    let resolved = guest_config::resolve_services(p.image.as_ref(), p.drive.as_ref());
+    for e in &resolved.drive_errors {
+        log::error!("config: {e}");
+        p.errors.push(format!("config: {e}"));
+    }
+    let services = resolved.services;
     let console: Box<dyn std::io::Write + Send> = match open_service_console(p.pid1) {
         Ok(f) => Box::new(f),
         Err(e) => {
