@@ -148,9 +148,10 @@ pub fn describe(p: &NetworkPlan) -> String {
     format!("{how} on {}", p.interface)
 }
 
-/// Reads and checks `path`: what `vminit --check-config FILE` runs.
+/// Reads and checks `path`: what `vminit --check-config FILE` runs. The operator names the
+/// file, so a symlink is followed; the target is still read only if regular and small.
 pub fn check_config_file(path: &Path) -> Result<Summary, Vec<ConfigError>> {
-    let text = crate::error::read_file(path)?;
+    let text = crate::error::read_file(path, true)?;
     check_config_text(&text, path)
 }
 

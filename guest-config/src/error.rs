@@ -3,9 +3,10 @@
 //! validation and merge; it does not decide what the init does with an error.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::duration::Dur;
+use crate::hostfile::{read_host_file, read_image_file, MAX_HOST_FILE};
 
 /// Where in a file an error is: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,7 +44,8 @@ pub struct ConfigError {
 /// What is wrong. Each variant carries the offending value so the message stands alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    /// The file could not be read.
+    /// The file was not read: what it is or which syscall failed
+    /// ([`crate::hostfile::HostFileError::reason`]).
     Read(String),
     /// Not valid TOML (message from the parser).
     Syntax(String),
@@ -122,7 +124,7 @@ fn list(names: &[String]) -> String {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::Read(e) => write!(f, "cannot read the file: {e}"),
+            Problem::Read(e) => f.write_str(e),
             Problem::Syntax(m) => write!(f, "not valid TOML: {m}"),
             Problem::Schema(m) => f.write_str(m),
             Problem::NetworkInImage => f.write_str(
@@ -173,14 +175,21 @@ impl fmt::Display for Problem {
         }
     }
 }
-/// Reads a config file; a failure is one [`ConfigError`] naming the file.
-pub fn read_file(path: &std::path::Path) -> Result<String, Vec<ConfigError>> {
-    std::fs::read_to_string(path).map_err(|e| {
+/// Reads a config file through [`crate::hostfile`] (a regular file of at most
+/// [`MAX_HOST_FILE`], never blocking); `follow_symlinks` only for the image's own default
+/// path. A refusal is one [`ConfigError`] naming the file and what it is.
+pub fn read_file(path: &Path, follow_symlinks: bool) -> Result<String, Vec<ConfigError>> {
+    let read = if follow_symlinks {
+        read_image_file(path, MAX_HOST_FILE)
+    } else {
+        read_host_file(path, MAX_HOST_FILE)
+    };
+    read.map_err(|e| {
         vec![ConfigError {
             file: path.to_path_buf(),
             pos: None,
             key: String::new(),
-            problem: Problem::Read(e.to_string()),
+            problem: Problem::Read(e.reason()),
         }]
     })
 }

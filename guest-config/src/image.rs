@@ -82,9 +82,18 @@ impl ModulesConfig {
 }
 
 impl ImageConfig {
-    /// Reads and parses `path`; every problem found is returned, each with its location.
+    /// Reads and parses the image's own config at `path` (symlinks followed: an image may
+    /// link its config); every problem found is returned, each with its location.
     pub fn load(path: &Path) -> Result<ImageConfig, Vec<ConfigError>> {
-        let text = crate::error::read_file(path)?;
+        let text = crate::error::read_file(path, true)?;
+        ImageConfig::parse(&text, path)
+    }
+
+    /// As [`ImageConfig::load`] for a path the host named (`vminit.config=`): host input,
+    /// so a symlink is refused like any file that is not regular
+    /// ([`crate::hostfile::read_host_file`]).
+    pub fn load_host(path: &Path) -> Result<ImageConfig, Vec<ConfigError>> {
+        let text = crate::error::read_file(path, false)?;
         ImageConfig::parse(&text, path)
     }
 

@@ -12,6 +12,12 @@
 //! replace its programs), as is an env override for a service the image does not have.
 //! `after` targets and cycles are checked over the merged set, since a drive service may
 //! come after an image service.
+//!
+//! A drive with any error is refused as a whole: its `[network]`, `hostname`, `[env]` and
+//! services. The image's own services then run as configured and the errors are reported
+//! (contract §2: "an error in the drive's file never takes the image's own services down").
+//! [`resolve_services`] applies that rule; a drive that fails to parse never gets here (the
+//! caller has no [`DriveConfig`], which is the same outcome).
 
 use std::collections::BTreeMap;
 
@@ -21,25 +27,32 @@ use crate::image::ImageConfig;
 use crate::service::ServiceConfig;
 use crate::validate::check_relations;
 
+/// The image's services with the drive's applied (either may be absent: a drive may bring
+/// the only services of an image without a config). Every problem of the merge is returned.
 pub fn merge_services(
-    image: &ImageConfig,
+    image: Option<&ImageConfig>,
     drive: Option<&DriveConfig>,
 ) -> Result<BTreeMap<String, ServiceConfig>, Vec<ConfigError>> {
-    let mut services = image.services.clone();
-    let mut errors = Vec::new();
+    let image_services = image.map(|i| &i.services);
+    let mut services = image_services.cloned().unwrap_or_default();
+    let image_origin = image.map(|i| i.origin.clone()).unwrap_or_default();
     let Some(drive) = drive else {
-        let errors = check_relations(&services, &[], |_| &image.origin);
+        let errors = check_relations(&services, &[], |_| &image_origin);
         return if errors.is_empty() {
             Ok(services)
         } else {
             Err(errors)
         };
     };
-    let image_names: Vec<String> = image.services.keys().cloned().collect();
+    let in_image = |name: &str| image_services.is_some_and(|s| s.contains_key(name));
+    let image_names: Vec<String> = image_services
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut errors = Vec::new();
     for (name, s) in &drive.services {
         let key = format!("services.{name}");
         match s {
-            DriveService::Extra(_) if image.services.contains_key(name) => {
+            DriveService::Extra(_) if in_image(name) => {
                 errors.push(
                     drive
                         .origin
@@ -49,7 +62,7 @@ pub fn merge_services(
             DriveService::Extra(s) => {
                 services.insert(name.clone(), (**s).clone());
             }
-            DriveService::Override { .. } if !image.services.contains_key(name) => {
+            DriveService::Override { .. } if !in_image(name) => {
                 errors.push(drive.origin.error(
                     format!("{key}.env"),
                     Problem::OverrideOfUnknownService {
@@ -73,13 +86,47 @@ pub fn merge_services(
         if from_drive(n) {
             &drive.origin
         } else {
-            &image.origin
+            &image_origin
         }
     }));
     if errors.is_empty() {
         Ok(services)
     } else {
         Err(errors)
+    }
+}
+
+/// The service set to run, and what was wrong with the drive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// Non-empty: the drive was refused as a whole. The caller reports these (console,
+    /// `/health` errors, status `degraded`) and uses nothing else of the drive either: no
+    /// `[network]` (arbitrate without the drive), no `hostname`.
+    pub drive_errors: Vec<ConfigError>,
+}
+
+impl Resolved {
+    /// Whether the drive's contents may be used (network, hostname): it merged cleanly.
+    pub fn drive_accepted(&self) -> bool {
+        self.drive_errors.is_empty()
+    }
+}
+
+/// [`merge_services`] with the module's fallback rule: if the drive does not merge, the
+/// image's services alone, and the drive's errors to report.
+pub fn resolve_services(image: Option<&ImageConfig>, drive: Option<&DriveConfig>) -> Resolved {
+    match merge_services(image, drive) {
+        Ok(services) => Resolved {
+            services,
+            drive_errors: Vec::new(),
+        },
+        Err(drive_errors) => Resolved {
+            // The image alone was validated when it was parsed; should it still fail here,
+            // nothing runs rather than an unchecked set.
+            services: merge_services(image, None).unwrap_or_default(),
+            drive_errors,
+        },
     }
 }
 
@@ -114,7 +161,7 @@ env = { B = "drive", C = "drive", D = "drive" }
 env = { C = "override" }
 "#,
         );
-        let s = merge_services(&image(IMAGE), Some(&d)).unwrap();
+        let s = merge_services(Some(&image(IMAGE)), Some(&d)).unwrap();
         let web = &s["web"].env;
         assert_eq!(web["A"], "image");
         assert_eq!(web["B"], "drive");
@@ -128,7 +175,7 @@ env = { C = "override" }
     #[test]
     fn without_drive_the_image_is_unchanged() {
         let i = image(IMAGE);
-        assert_eq!(merge_services(&i, None).unwrap(), i.services);
+        assert_eq!(merge_services(Some(&i), None).unwrap(), i.services);
     }
 
     #[test]
@@ -142,7 +189,7 @@ after = ["web"]
 env = { X = "own" }
 "#,
         );
-        let s = merge_services(&image(IMAGE), Some(&d)).unwrap();
+        let s = merge_services(Some(&image(IMAGE)), Some(&d)).unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s["probe"].after, vec!["web"]);
         // the drive's [env] outranks a service's own env, also for drive services
@@ -152,7 +199,7 @@ env = { X = "own" }
     #[test]
     fn redefining_an_image_service_is_an_error() {
         let d = drive("\n\n[services.web]\ncommand = [\"/bin/evil\"]\n");
-        let e = merge_services(&image(IMAGE), Some(&d)).unwrap_err();
+        let e = merge_services(Some(&image(IMAGE)), Some(&d)).unwrap_err();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].problem, Problem::RedefinesImageService);
         assert_eq!(e[0].key, "services.web.command");
@@ -163,7 +210,7 @@ env = { X = "own" }
     #[test]
     fn override_of_unknown_service_is_an_error() {
         let d = drive("[services.wbe]\nenv = { A = \"1\" }\n");
-        let e = merge_services(&image(IMAGE), Some(&d)).unwrap_err();
+        let e = merge_services(Some(&image(IMAGE)), Some(&d)).unwrap_err();
         assert!(e[0].to_string().contains("db, web"), "{}", e[0]);
         assert_eq!(e[0].key, "services.wbe.env");
     }
@@ -172,9 +219,54 @@ env = { X = "own" }
     fn relations_are_checked_over_the_merged_set() {
         let i = image("[services.a]\ncommand = [\"x\"]\n");
         let d = drive("[services.b]\ncommand = [\"x\"]\nafter = [\"c\"]\n[services.c]\ncommand = [\"x\"]\nafter = [\"b\"]\n[services.d]\ncommand = [\"x\"]\nafter = [\"nope\"]\n");
-        let e = merge_services(&i, Some(&d)).unwrap_err();
+        let e = merge_services(Some(&i), Some(&d)).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e.iter().any(|e| e.to_string().contains("b -> c -> b")));
         assert!(e.iter().all(|e| e.file == Path::new("drive.toml")));
+    }
+
+    #[test]
+    fn a_drive_brings_services_to_an_image_without_config() {
+        let d = drive(
+            "env = { FLEET = \"a\" }\n[services.agent]\ncommand = [\"/bin/agent\"]\nafter = [\"network\"]\n",
+        );
+        let s = merge_services(None, Some(&d)).unwrap();
+        assert_eq!(s.keys().collect::<Vec<_>>(), ["agent"]);
+        assert_eq!(s["agent"].env["FLEET"], "a");
+        let r = resolve_services(None, Some(&d));
+        assert!(r.drive_accepted());
+        assert_eq!(r.services, s);
+        assert_eq!(merge_services(None, None).unwrap(), BTreeMap::new());
+    }
+
+    #[test]
+    fn a_drive_mistake_falls_back_to_the_image_services() {
+        let i = image(IMAGE);
+        let d = drive(
+            "env = { X = \"drive\" }\n[services.agent]\ncommand = [\"/bin/agent\"]\n[services.typo.env]\nA = \"1\"\n",
+        );
+        let e = merge_services(Some(&i), Some(&d)).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        let msg = e[0].to_string();
+        assert!(msg.contains("services.typo.env"), "{msg}");
+        assert!(msg.contains("image services: db, web"), "{msg}");
+        let r = resolve_services(Some(&i), Some(&d));
+        assert!(!r.drive_accepted());
+        assert_eq!(r.drive_errors, e);
+        // the image's services as configured: no drive env, no drive service
+        assert_eq!(r.services, i.services);
+        assert!(!r.services["web"].env.contains_key("X"));
+    }
+
+    #[test]
+    fn an_override_without_image_config_names_no_services() {
+        let d = drive("[services.typo.env]\nA = \"1\"\n");
+        let r = resolve_services(None, Some(&d));
+        assert!(r.services.is_empty());
+        let msg = r.drive_errors[0].to_string();
+        assert!(
+            msg.contains("typo") && msg.contains("image services: none"),
+            "{msg}"
+        );
     }
 }

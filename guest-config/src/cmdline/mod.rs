@@ -6,13 +6,16 @@
 //! double quotes; a word may be quoted whole (`"a=b c"`) or only its value (`a="b c"`), and
 //! those surrounding quotes are dropped while quotes elsewhere are kept; the first `=` splits
 //! key from value; a bare `--` ends the kernel's parameters (what follows is the init's
-//! argv, see [`Cmdline::init_args`]). One difference: the kernel's `isspace()` also treats
+//! argv, see [`Cmdline::init_args`]). The cmdline is bytes, not text: a word that is not
+//! UTF-8 is skipped with a warning ([`Cmdline::from_bytes`]). One difference: the kernel's `isspace()` also treats
 //! byte 0xA0 as a space; here only ASCII whitespace separates words, so UTF-8 text (where
 //! 0xA0 is a continuation byte) is never split inside a character.
 
 mod args;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 
 pub use args::{valid_module_name, CmdlineError, VminitArgs};
 
@@ -36,24 +39,32 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
-fn skip_spaces(s: &str) -> &str {
-    s.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+fn skip_spaces(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_space(b)).count();
+    s.get(n..).unwrap_or_default()
 }
 
 /// A NUL-terminated string read out of `buf` from `start`, as the kernel's C strings are.
-fn c_str(buf: &[u8], start: usize) -> String {
+fn c_str(buf: &[u8], start: usize) -> Vec<u8> {
     let tail = buf.get(start..).unwrap_or_default();
     let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-    String::from_utf8_lossy(&tail[..end]).into_owned()
+    tail[..end].to_vec()
+}
+
+/// One word as the kernel splits it, still bytes: `word` is the word as written (for
+/// messages), `key` and `value` what the kernel's `next_arg()` makes of it.
+struct RawParam<'a> {
+    word: &'a [u8],
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
 }
 
 /// `next_arg()` of lib/cmdline.c: the next word of `args` (which starts at a non-space) and
 /// the rest. Works on a copy with the same NUL writes as the C code, so every quoting corner
 /// case comes out as the kernel's does.
-fn next_arg(args: &str) -> (Param, &str) {
-    let bytes = args.as_bytes();
-    let quoted = bytes.first() == Some(&b'"');
-    let body = if quoted { &bytes[1..] } else { bytes };
+fn next_arg(args: &[u8]) -> (RawParam<'_>, &[u8]) {
+    let quoted = args.first() == Some(&b'"');
+    let body = if quoted { &args[1..] } else { args };
     let mut in_quote = quoted;
     let mut equals = 0;
     let mut i = 0;
@@ -88,29 +99,74 @@ fn next_arg(args: &str) -> (Param, &str) {
     if quoted && i > 0 && word[i - 1] == b'"' {
         word[i - 1] = 0;
     }
-    let param = Param {
+    // The separator itself is consumed; `i` is at a space or at the end.
+    let consumed = usize::from(quoted) + i + usize::from(i < body.len());
+    let param = RawParam {
+        word: &args[..consumed.min(args.len())],
         key: c_str(&word, 0),
         value: value.map(|v| c_str(&word, v)),
     };
-    // The separator itself is consumed; `i` is at a space (ASCII) or at the end.
-    let consumed = usize::from(quoted) + i + usize::from(i < body.len());
-    (param, skip_spaces(&args[consumed..]))
+    (param, skip_spaces(args.get(consumed..).unwrap_or_default()))
+}
+
+/// The warning for a word that is not UTF-8: its 1-based position and its bytes escaped
+/// (`\xff`), so the console line itself stays clean text.
+fn not_utf8(what: &str, position: usize, word: &[u8]) -> String {
+    let shown = word.trim_ascii().escape_ascii();
+    format!("{what} word {position} (\"{shown}\") is not UTF-8; skipped")
+}
+
+/// Words handed to init as `argv` (or `envp`) turned into strings: a word that is not UTF-8
+/// is left out with a warning naming its 1-based position, and the others stand. Returns
+/// the words and the warnings.
+pub fn utf8_words(words: &[OsString]) -> (Vec<String>, Vec<String>) {
+    let mut out = Vec::with_capacity(words.len());
+    let mut warnings = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        match w.to_str() {
+            Some(s) => out.push(s.to_string()),
+            None => warnings.push(not_utf8("argv", i.saturating_add(1), w.as_bytes())),
+        }
+    }
+    (out, warnings)
 }
 
 impl Cmdline {
+    /// Tokenizes a cmdline that is known to be text (module options, tests).
     pub fn parse(text: &str) -> Cmdline {
+        Cmdline::from_bytes(text.as_bytes()).0
+    }
+
+    /// Tokenizes the cmdline as the kernel hands it over: bytes. A word whose key or value
+    /// is not UTF-8 is skipped with a warning (returned second) naming its position; every
+    /// other word stands, so a stray byte cannot hide `ip=` or `vminit.*`.
+    pub fn from_bytes(raw: &[u8]) -> (Cmdline, Vec<String>) {
         let mut out = Cmdline::default();
-        let mut rest = skip_spaces(text);
+        let mut warnings = Vec::new();
+        let mut rest = skip_spaces(raw);
+        let mut position = 0usize;
         while !rest.is_empty() {
             let (p, next) = next_arg(rest);
             rest = next;
-            if p.value.is_none() && p.key == "--" {
-                out.init_args = rest.split_ascii_whitespace().map(str::to_string).collect();
+            position = position.saturating_add(1);
+            if p.value.is_none() && p.key == b"--" {
+                for w in rest.split(|&b| is_space(b)).filter(|w| !w.is_empty()) {
+                    position = position.saturating_add(1);
+                    match std::str::from_utf8(w) {
+                        Ok(s) => out.init_args.push(s.to_string()),
+                        Err(_) => warnings.push(not_utf8("cmdline", position, w)),
+                    }
+                }
                 break;
             }
-            out.params.push(p);
+            let key = String::from_utf8(p.key);
+            let value = p.value.map(String::from_utf8).transpose();
+            match (key, value) {
+                (Ok(key), Ok(value)) => out.params.push(Param { key, value }),
+                _ => warnings.push(not_utf8("cmdline", position, p.word)),
+            }
         }
-        out
+        (out, warnings)
     }
 
     /// The value of the last `key=value` word (repeated keys: last wins, as in the kernel).

@@ -130,3 +130,58 @@ fn hostile_lines_never_panic() {
         let _ = VminitArgs::from_cmdline(&c);
     }
 }
+
+#[test]
+fn words_that_are_not_utf8_are_skipped_and_named() {
+    let raw = b"console=ttyS0 \xff key=\xffvalue ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off vminit.log=debug";
+    let (c, warnings) = Cmdline::from_bytes(raw);
+    assert_eq!(
+        c.get("ip"),
+        Some("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off")
+    );
+    assert_eq!(c.get("vminit.log"), Some("debug"));
+    assert_eq!(c.get("console"), Some("ttyS0"));
+    assert_eq!(c.params.len(), 3, "{c:?}");
+    assert_eq!(
+        warnings,
+        [
+            r#"cmdline word 2 ("\xff") is not UTF-8; skipped"#,
+            r#"cmdline word 3 ("key=\xffvalue") is not UTF-8; skipped"#,
+        ]
+    );
+}
+
+#[test]
+fn a_quoted_word_that_is_not_utf8_does_not_swallow_the_rest() {
+    let (c, w) = Cmdline::from_bytes(b"a=\"x \xfe y\" ip=dhcp -- single \xc3(");
+    assert_eq!(c.get("ip"), Some("dhcp"));
+    assert_eq!(c.init_args, ["single"]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("cmdline word 1 "), "{w:?}");
+    assert!(w[1].contains(r"\xc3("), "{w:?}");
+}
+
+#[test]
+fn utf8_text_is_unchanged_by_the_byte_path() {
+    let text = "a=\"b c\" é=ü quiet -- x";
+    let (c, w) = Cmdline::from_bytes(text.as_bytes());
+    assert!(w.is_empty());
+    assert_eq!(c, Cmdline::parse(text));
+    assert_eq!(c.get("é"), Some("ü"));
+}
+
+#[test]
+fn argv_words_skip_and_warn() {
+    use std::os::unix::ffi::OsStringExt;
+    let words = [
+        OsString::from("/sbin/init"),
+        OsString::from_vec(b"bad\xff".to_vec()),
+        OsString::from("single"),
+    ];
+    let (ok, warnings) = utf8_words(&words);
+    assert_eq!(ok, ["/sbin/init", "single"]);
+    assert_eq!(
+        warnings,
+        [r#"argv word 2 ("bad\xff") is not UTF-8; skipped"#]
+    );
+}

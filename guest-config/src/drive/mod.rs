@@ -69,9 +69,10 @@ struct EnvOnly {
 }
 
 impl DriveConfig {
-    /// Reads and parses `path` (on the mounted drive).
+    /// Reads and parses `path` (on the mounted drive): host input, so only a regular file
+    /// of at most 1 MiB, never through a symlink ([`crate::hostfile::read_host_file`]).
     pub fn load(path: &Path) -> Result<DriveConfig, Vec<ConfigError>> {
-        let text = crate::error::read_file(path)?;
+        let text = crate::error::read_file(path, false)?;
         DriveConfig::parse(&text, path)
     }
 

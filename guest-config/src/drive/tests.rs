@@ -239,3 +239,34 @@ fn override_with_unknown_key_is_a_partial_service() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_drive_file_that_is_a_device_or_symlink_is_refused_naming_it() {
+    let e = DriveConfig::load(Path::new("/dev/null")).unwrap_err();
+    assert_eq!(
+        e[0].to_string(),
+        "/dev/null: is a character device, not a regular file; not read"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vminit.toml");
+    std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+    let e = DriveConfig::load(&p).unwrap_err();
+    assert!(
+        e[0].to_string().contains("is a symlink to /dev/zero"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn carrier_timeout_is_bounded_with_its_line() {
+    let e = DriveConfig::parse(
+        "[network]\ndhcp = true\ncarrier_timeout = \"9999999999999999h\"\n",
+        Path::new("d.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(e[0].pos.unwrap().line, 3);
+    assert!(e[0].key.starts_with("network"), "{e:?}");
+    assert!(e[0].to_string().contains("365 days"), "{}", e[0]);
+}

@@ -169,3 +169,41 @@ fn relations_still_checked_when_a_service_fails_to_parse() {
     assert_eq!(e.len(), 2, "{e:#?}");
     assert!(matches!(&e[1].problem, Problem::UnknownAfter { target, .. } if target == "zz"));
 }
+
+#[test]
+fn a_host_named_config_is_not_followed_but_the_image_default_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.toml");
+    let link = dir.path().join("vminit.toml");
+    std::fs::write(&real, "[services.x]\ncommand = [\"/bin/x\"]\n").unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_eq!(ImageConfig::load(&link).unwrap().services.len(), 1);
+    let e = ImageConfig::load_host(&link).unwrap_err();
+    assert!(matches!(e[0].problem, Problem::Read(_)));
+    let msg = e[0].to_string();
+    assert!(
+        msg.starts_with(&link.display().to_string()) && msg.contains("is a symlink to"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn every_duration_key_refuses_more_than_365_days_with_its_line() {
+    for (key, line) in [
+        ("ready_timeout", "ready_timeout = \"9999999999999999h\""),
+        ("stop_timeout", "stop_timeout = \"366d\""),
+        (
+            "restart_limit",
+            "restart_limit = { interval = \"18446744073709551615ms\" }",
+        ),
+        ("backoff", "backoff = { initial = \"1s\", max = \"8761h\" }"),
+        ("backoff", "backoff = { initial = \"9999999999999999h\" }"),
+    ] {
+        let e = errors(&format!("[services.a]\ncommand = [\"x\"]\n{line}\n"));
+        assert_eq!(e.len(), 1, "{line}: {e:#?}");
+        assert_eq!(e[0].pos.unwrap().line, 3, "{line}");
+        assert!(e[0].key.starts_with(&format!("services.a.{key}")), "{e:?}");
+        assert!(e[0].to_string().contains("365 days"), "{}", e[0]);
+    }
+    assert!(parse("[services.a]\ncommand = [\"x\"]\nstop_timeout = \"365d\"\n").is_ok());
+}
