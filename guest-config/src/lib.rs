@@ -23,6 +23,7 @@ pub mod ip;
 pub mod merge;
 pub mod names;
 pub mod network;
+mod recover;
 pub mod service;
 pub mod settings;
 pub mod validate;
