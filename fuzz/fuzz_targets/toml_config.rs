@@ -7,9 +7,8 @@ libfuzzer_sys::fuzz_target!(|data: &str| {
     let image = guest_config::ImageConfig::parse(data, path).ok();
     let drive = guest_config::DriveConfig::parse(data, path).ok();
     let _ = guest_config::check::check_config_text(data, path);
-    if let Some(img) = &image {
-        let _ = guest_config::merge_services(img, drive.as_ref());
-    }
+    let _ = guest_config::merge_services(image.as_ref(), drive.as_ref());
+    let _ = guest_config::resolve_services(image.as_ref(), drive.as_ref());
     if let Some(d) = &drive {
         let _ = guest_config::arbitrate(Some("dhcp"), Some((d, "fuzz")));
         let _ = guest_config::arbitrate(None, Some((d, "fuzz")));

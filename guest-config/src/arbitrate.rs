@@ -12,7 +12,7 @@ use std::fmt;
 
 use crate::drive::DriveConfig;
 use crate::ip::{self, IpError};
-use crate::network::NetworkPlan;
+use crate::network::{NetworkPlan, NetworkSource};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkError {
@@ -51,6 +51,25 @@ impl fmt::Display for NetworkError {
 }
 
 impl std::error::Error for NetworkError {}
+
+impl NetworkError {
+    /// Every source involved, for messages.
+    pub fn sources(&self) -> &'static [NetworkSource] {
+        match self {
+            NetworkError::Ip(_) => &[NetworkSource::Cmdline],
+            NetworkError::Conflict { .. } | NetworkError::HostnameConflict { .. } => {
+                &[NetworkSource::Cmdline, NetworkSource::Drive]
+            }
+        }
+    }
+
+    /// What `network.source` reports for a refused network: `cmdline` in every case, since
+    /// `ip=` is present in each (contract §2: "source is cmdline when ip= is on the kernel
+    /// cmdline"); a refused `ip=` must not read as "no source".
+    pub fn network_source(&self) -> NetworkSource {
+        NetworkSource::Cmdline
+    }
+}
 
 impl From<IpError> for NetworkError {
     fn from(e: IpError) -> Self {
@@ -96,7 +115,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::network::{AddressMethod, NetworkSource};
+    use crate::network::AddressMethod;
 
     fn drive(t: &str) -> DriveConfig {
         DriveConfig::parse(t, Path::new("/mnt/vminit.toml")).unwrap()
@@ -144,6 +163,8 @@ mod tests {
             );
             let msg = e.to_string();
             assert!(msg.contains(ip) && msg.contains("/dev/vdb (vfat)"), "{msg}");
+            assert_eq!(e.network_source(), NetworkSource::Cmdline);
+            assert_eq!(e.sources(), [NetworkSource::Cmdline, NetworkSource::Drive]);
             assert!(!msg.contains('\n'));
         }
     }
@@ -153,6 +174,8 @@ mod tests {
         let e = arbitrate(Some("192.168.100.X::undefined:undefined::eth0:off"), None).unwrap_err();
         assert!(matches!(&e, NetworkError::Ip(i) if i.problems.len() == 3));
         assert!(e.to_string().contains("client-ip"));
+        assert_eq!(e.network_source(), NetworkSource::Cmdline);
+        assert_eq!(e.sources(), [NetworkSource::Cmdline]);
     }
 
     #[test]

@@ -229,4 +229,71 @@ mod tests {
             "{s}"
         );
     }
+
+    #[test]
+    fn five_mistakes_are_five_errors_in_one_run() {
+        let text = "log = \"info\"\n\
+                    [network]\n\
+                    dhcp = true\n\
+                    [services.web]\n\
+                    command = \"sleep 1\"\n\
+                    restart = \"sometimes\"\n\
+                    ready_timeout = \"10\"\n\
+                    after = [\"db\"]\n";
+        let e = check_config_text(text, Path::new("vminit.toml")).unwrap_err();
+        let got: Vec<(usize, &str)> = e
+            .iter()
+            .map(|e| (e.pos.unwrap().line, e.key.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "network"),
+                (5, "services.web.command"),
+                (6, "services.web.restart"),
+                (7, "services.web.ready_timeout"),
+                (8, "services.web.after"),
+            ],
+            "{e:#?}"
+        );
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(
+            msgs[1].contains("command = [\"sleep\", \"1\"]"),
+            "{}",
+            msgs[1]
+        );
+        assert!(msgs[2].contains("sometimes"), "{}", msgs[2]);
+        assert!(msgs[3].contains("add a unit: \"10s\""), "{}", msgs[3]);
+        assert!(msgs[4].contains("\"db\""), "{}", msgs[4]);
+        for m in &msgs {
+            assert!(m.starts_with("vminit.toml:"), "{m}");
+        }
+    }
+
+    #[test]
+    fn systemd_spellings_name_the_vminit_key() {
+        let text = "[services.web]\nExecStart = \"/bin/web\"\nRestart = \"always\"\n\
+                    RestartSec = \"5\"\nAfter = \"db\"\n";
+        let e = check_config_text(text, Path::new("f")).unwrap_err();
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let find = |k: &str| {
+            msgs.iter()
+                .find(|m| m.contains(k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(find("ExecStart").contains("vminit's command"), "{msgs:#?}");
+        assert!(
+            find("field `Restart`").contains("systemd's Restart= is vminit's restart"),
+            "{msgs:#?}"
+        );
+        assert!(find("RestartSec").contains("backoff"), "{msgs:#?}");
+        assert!(find("After").contains("after = [\"name\"]"), "{msgs:#?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("missing field `command`")),
+            "{msgs:#?}"
+        );
+        // four unknown keys and the missing command, each on its own line
+        assert_eq!(e.len(), 5, "{msgs:#?}");
+    }
 }

@@ -177,29 +177,21 @@ pub fn read_image_file(path: &Path, limit: u64) -> Result<String, HostFileError>
 }
 
 fn read_limited(path: &Path, limit: u64, follow: bool) -> Result<String, HostFileError> {
-    let io_err = |syscall, e: Errno| HostFileError::Io {
-        path: path.to_path_buf(),
-        syscall,
-        error: e.into(),
-    };
-    let refuse = |kind: FileKind| {
-        Err(match kind {
-            FileKind::Symlink => symlink_error(path),
-            kind => HostFileError::NotRegular {
-                path: path.to_path_buf(),
-                kind,
-            },
-        })
-    };
     let at_flags = if follow {
         AtFlags::empty()
     } else {
         AtFlags::SYMLINK_NOFOLLOW
     };
-    let st = rustix::fs::statat(CWD, path, at_flags).map_err(|e| io_err("stat", e))?;
+    let st = rustix::fs::statat(CWD, path, at_flags).map_err(|e| io_err(path, "stat", e))?;
     if let Some(kind) = FileKind::of(FileType::from_raw_mode(st.st_mode)) {
-        return refuse(kind);
+        return Err(refusal(path, kind));
     }
+    open_and_read(path, limit, follow)
+}
+
+/// The open, `fstat` and bounded read, on their own so that the tests can show that the
+/// `open` alone never blocks or reads what is not a regular file.
+fn open_and_read(path: &Path, limit: u64, follow: bool) -> Result<String, HostFileError> {
     let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
     if !follow {
         flags |= OFlags::NOFOLLOW;
@@ -207,19 +199,19 @@ fn read_limited(path: &Path, limit: u64, follow: bool) -> Result<String, HostFil
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::LOOP) if !follow => return Err(symlink_error(path)),
-        Err(e) => return Err(io_err("open", e)),
+        Err(e) => return Err(io_err(path, "open", e)),
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| io_err("fstat", e))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| io_err(path, "fstat", e))?;
     if let Some(kind) = FileKind::of(FileType::from_raw_mode(st.st_mode)) {
-        return refuse(kind);
+        return Err(refusal(path, kind));
     }
-    let size = u64::try_from(st.st_size).unwrap_or(0);
     let too_big = |size, at_least| HostFileError::TooBig {
         path: path.to_path_buf(),
         size,
         limit,
         at_least,
     };
+    let size = u64::try_from(st.st_size).unwrap_or(0);
     if size > limit {
         return Err(too_big(size, false));
     }
@@ -239,6 +231,24 @@ fn read_limited(path: &Path, limit: u64, follow: bool) -> Result<String, HostFil
         path: path.to_path_buf(),
         byte: e.utf8_error().valid_up_to(),
     })
+}
+
+fn io_err(path: &Path, syscall: &'static str, e: Errno) -> HostFileError {
+    HostFileError::Io {
+        path: path.to_path_buf(),
+        syscall,
+        error: e.into(),
+    }
+}
+
+fn refusal(path: &Path, kind: FileKind) -> HostFileError {
+    match kind {
+        FileKind::Symlink => symlink_error(path),
+        kind => HostFileError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        },
+    }
 }
 
 /// The error for a symlink, naming its target when `readlink(2)` can read it.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 
 use crate::cmdline::Cmdline;
-use crate::doc::{from_value, per_key, sort_errors, Doc, Origin};
+use crate::doc::{per_key, sort_errors, Doc, Origin};
 use crate::error::{ConfigError, Problem};
 use crate::names::check_service_name;
 use crate::service::ServiceConfig;
@@ -130,14 +130,13 @@ impl ImageConfig {
                     },
                 ));
             }
-            match from_value::<ServiceConfig>(value) {
-                Ok(s) => {
+            let (service, service_errors) = crate::recover::service(&doc, &name, value);
+            errors.extend(service_errors);
+            match service {
+                Some(s) => {
                     cfg.services.insert(name, s);
                 }
-                Err(e) => {
-                    failed.push(name);
-                    errors.push(doc.de_error(&e, &key));
-                }
+                None => failed.push(name),
             }
         }
         cfg.origin = doc.origin;

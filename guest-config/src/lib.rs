@@ -23,6 +23,7 @@ pub mod ip;
 pub mod merge;
 pub mod names;
 pub mod network;
+mod recover;
 pub mod service;
 pub mod settings;
 pub mod validate;
@@ -36,7 +37,9 @@ pub use error::{ConfigError, Pos, Problem};
 pub use image::ImageConfig;
 pub use ip::{IpConfig, IpError};
 pub use merge::{merge_services, resolve_services, Resolved};
-pub use network::{AddressMethod, InterfaceSelector, IpNet, NetworkPlan, NetworkSource};
+pub use network::{
+    AddressMethod, DhcpClientId, InterfaceSelector, IpNet, NetworkPlan, NetworkSource,
+};
 pub use service::{Backoff, Ready, Restart, RestartLimit, ServiceConfig, StopSignal};
 pub use settings::{LogLevel, Settings, ShutdownMode};
 pub use validate::validate;

@@ -89,7 +89,8 @@ impl std::str::FromStr for IpNet {
 /// How addresses are obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddressMethod {
-    /// `ip=off` / `ip=none`: the source explicitly wants no address (only `lo`).
+    /// `ip=off` / `ip=none`: the source explicitly wants no address (only `lo`). The plan's
+    /// `hostname`, if any, is still the host name to set.
     Off,
     /// DHCPv4 (`ip=dhcp`, `ip=on|any|both|bootp|rarp`, drive `dhcp = true`).
     Dhcp,
@@ -112,6 +113,27 @@ pub struct NetworkPlan {
     /// How long to wait for the link to appear and for carrier (contract default 5 s).
     pub carrier_timeout: Duration,
     pub hostname: Option<String>,
+    /// With DHCP: the client identifier (option 61) to send, from
+    /// `ip=dhcp,<client-id-type>,<client-id-value>`.
+    pub dhcp_client_id: Option<DhcpClientId>,
+}
+
+/// A DHCP client identifier, DHCP option 61 (RFC 2132 §9.14): a type byte (1 for an
+/// Ethernet address, 0 for free text) followed by the value's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpClientId {
+    pub kind: u8,
+    pub value: String,
+}
+
+impl DhcpClientId {
+    /// The option's payload as sent: the type byte, then the value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.value.len().saturating_add(1));
+        b.push(self.kind);
+        b.extend_from_slice(self.value.as_bytes());
+        b
+    }
 }
 
 /// Default `carrier_timeout` of the contract.

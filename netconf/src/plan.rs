@@ -184,6 +184,7 @@ mod tests {
             mtu: Some(1400),
             carrier_timeout: Duration::from_secs(5),
             hostname: None,
+            dhcp_client_id: None,
         }
     }
 

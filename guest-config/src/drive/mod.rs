@@ -121,11 +121,10 @@ impl DriveConfig {
                     },
                 ));
             }
-            match service(&doc, &name, value) {
-                Ok(s) => {
-                    cfg.services.insert(name, s);
-                }
-                Err(e) => errors.push(e),
+            let (s, service_errors) = service(&doc, &name, value);
+            errors.extend(service_errors);
+            if let Some(s) = s {
+                cfg.services.insert(name, s);
             }
         }
         for (name, s) in &cfg.services {
@@ -156,28 +155,31 @@ impl DriveConfig {
     }
 }
 
+/// A drive service and every error in it (see [`crate::recover`]); with errors, the
+/// service is only good for further checks, the drive is refused.
 fn service<'a>(
     doc: &Doc<'a>,
     name: &str,
     value: toml::Spanned<DeValue<'a>>,
-) -> Result<DriveService, ConfigError> {
+) -> (Option<DriveService>, Vec<ConfigError>) {
     let key = format!("services.{name}");
     let keys: Vec<String> = match value.get_ref() {
         DeValue::Table(t) => t.keys().map(|k| k.get_ref().to_string()).collect(),
         _ => Vec::new(),
     };
     if keys.iter().any(|k| k == "env") && keys.len() == 1 {
-        return from_value::<EnvOnly>(value)
-            .map(|e| DriveService::Override { env: e.env })
-            .map_err(|e| doc.de_error(&e, &key));
+        return match from_value::<EnvOnly>(value) {
+            Ok(e) => (Some(DriveService::Override { env: e.env }), Vec::new()),
+            Err(e) => (None, vec![doc.de_error(&e, &key)]),
+        };
     }
     if !keys.is_empty() && !keys.iter().any(|k| k == "command") {
         let keys = keys.into_iter().filter(|k| k != "env").collect();
-        return Err(doc.origin.error(&key, Problem::PartialService { keys }));
+        let e = doc.origin.error(&key, Problem::PartialService { keys });
+        return (None, vec![e]);
     }
-    from_value::<ServiceConfig>(value)
-        .map(|s| DriveService::Extra(Box::new(s)))
-        .map_err(|e| doc.de_error(&e, &key))
+    let (s, errors) = crate::recover::service(doc, name, value);
+    (s.map(|s| DriveService::Extra(Box::new(s))), errors)
 }
 
 fn check_env(env: &BTreeMap<String, String>, key: &str, o: &Origin, errors: &mut Vec<ConfigError>) {

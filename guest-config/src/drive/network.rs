@@ -59,6 +59,7 @@ impl DriveNetwork {
             mtu: self.mtu,
             carrier_timeout: self.carrier_timeout,
             hostname,
+            dhcp_client_id: None,
         }
     }
 }
@@ -95,145 +96,69 @@ fn contains(net: &IpNet, a: IpAddr) -> bool {
     }
 }
 
+/// Collects the `[network]` errors, each located at its key.
+struct Errors<'o> {
+    origin: &'o Origin,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn add(&mut self, key: &str, msg: String) {
+        self.list.push(
+            self.origin
+                .error(format!("network.{key}"), Problem::Network(msg)),
+        );
+    }
+}
+
 impl RawNetwork {
     pub(super) fn check(self, o: &Origin) -> Result<DriveNetwork, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let mut err = |key: &str, msg: String| {
-            errors.push(o.error(format!("network.{key}"), Problem::Network(msg)))
+        let mut err = Errors {
+            origin: o,
+            list: Vec::new(),
         };
-
-        let interface = match (self.interface, self.mac) {
-            (Some(_), Some(_)) => {
-                err("mac", "give interface or mac, not both".into());
-                InterfaceSelector::Name(DEFAULT_DEVICE.into())
-            }
-            (_, Some(m)) => match parse_mac(&m) {
-                Some(mac) => InterfaceSelector::Mac(mac),
-                None => {
-                    err(
-                        "mac",
-                        format!("{m:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")"),
-                    );
-                    InterfaceSelector::Name(DEFAULT_DEVICE.into())
-                }
-            },
-            (Some(i), None) => {
-                if let Err(reason) = check_ifname(&i) {
-                    err(
-                        "interface",
-                        format!("{i:?} is not an interface name: {reason}"),
-                    );
-                }
-                InterfaceSelector::Name(i)
-            }
-            (None, None) => InterfaceSelector::Name(DEFAULT_DEVICE.into()),
-        };
-
-        let mut addresses = Vec::new();
-        for a in &self.addresses {
-            match a.parse::<IpNet>() {
-                Ok(n)
-                    if n.addr.is_unspecified() || n.addr.is_multicast() || n.addr.is_loopback() =>
-                {
-                    err(
-                        "addresses",
-                        format!("{a:?} is not a unicast address for this machine"),
-                    )
-                }
-                Ok(n) if addresses.contains(&n) => {
-                    err("addresses", format!("{a:?} is listed twice"))
-                }
-                Ok(n) => addresses.push(n),
-                Err(m) => err("addresses", m),
-            }
-        }
+        let interface = interface(self.interface, self.mac, &mut err);
+        let addresses = addresses(&self.addresses, &mut err);
         let dhcp = self.dhcp == Some(true);
         if dhcp && !self.addresses.is_empty() {
-            err(
+            err.add(
                 "dhcp",
                 "dhcp = true and addresses both given: choose one".into(),
             );
         }
         if !dhcp && self.addresses.is_empty() {
-            err(
+            err.add(
                 "addresses",
                 "no address: give dhcp = true or addresses = [\"ADDR/PREFIX\", ...]".into(),
             );
         }
-
         let gateway = self
             .gateway
             .as_deref()
-            .and_then(|g| match g.parse::<Ipv4Addr>() {
-                Ok(a) if dhcp => {
-                    err(
-                        "gateway",
-                        format!("{a} given with dhcp = true: the lease provides the gateway"),
-                    );
-                    None
-                }
-                Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V4(a))) => {
-                    err(
-                        "gateway",
-                        format!("{a} is not in the network of any IPv4 address in addresses"),
-                    );
-                    None
-                }
-                Ok(a) => Some(a),
-                Err(_) if g.parse::<Ipv6Addr>().is_ok() => {
-                    err("gateway", format!("{g:?} is IPv6: write it as gateway6"));
-                    None
-                }
-                Err(_) => {
-                    err("gateway", format!("{g:?} is not an IPv4 address"));
-                    None
-                }
-            });
-        let gateway6 = self.gateway6.as_deref().and_then(|g| match g.parse::<Ipv6Addr>() {
-            Ok(a) if !addresses.iter().any(|n| n.addr.is_ipv6()) => {
-                err("gateway6", format!("{a} given but addresses has no IPv6 address"));
-                None
-            }
-            // link-local gateways (router advertisements' usual form) are on-link by definition
-            Ok(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Some(a),
-            Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V6(a))) => {
-                err("gateway6", format!("{a} is neither link-local nor in the network of an IPv6 address in addresses"));
-                None
-            }
-            Ok(a) => Some(a),
-            Err(_) => {
-                err("gateway6", format!("{g:?} is not an IPv6 address"));
-                None
-            }
-        });
-
+            .and_then(|g| gateway(g, dhcp, &addresses, &mut err));
+        let gateway6 = self
+            .gateway6
+            .as_deref()
+            .and_then(|g| gateway6(g, &addresses, &mut err));
         let mut dns = Vec::new();
         for d in &self.dns {
             match d.parse::<IpAddr>() {
                 Ok(a) => dns.push(a),
-                Err(_) => err("dns", format!("{d:?} is not an IP address")),
+                Err(_) => err.add("dns", format!("{d:?} is not an IP address")),
             }
         }
         if let Some(m) = self.mtu {
-            if !(68..=65535).contains(&m) {
-                err("mtu", format!("{m} is outside 68..=65535"));
-            } else if m < 1280 && addresses.iter().any(|n| n.addr.is_ipv6()) {
-                err(
-                    "mtu",
-                    format!("{m} is below 1280, the IPv6 minimum, and addresses has IPv6"),
-                );
-            }
+            check_mtu(m, &addresses, &mut err);
         }
         let carrier_timeout = self
             .carrier_timeout
             .map_or(DEFAULT_CARRIER_TIMEOUT, Dur::get);
         if carrier_timeout.is_zero() {
-            err(
+            err.add(
                 "carrier_timeout",
                 "must be longer than 0s (the wait is bounded by it)".into(),
             );
         }
-
         let method = if dhcp {
             AddressMethod::Dhcp
         } else {
@@ -243,16 +168,113 @@ impl RawNetwork {
                 gateway6,
             }
         };
-        if errors.is_empty() {
-            Ok(DriveNetwork {
-                interface,
-                method,
-                dns,
-                mtu: self.mtu,
-                carrier_timeout,
-            })
-        } else {
-            Err(errors)
+        if !err.list.is_empty() {
+            return Err(err.list);
         }
+        Ok(DriveNetwork {
+            interface,
+            method,
+            dns,
+            mtu: self.mtu,
+            carrier_timeout,
+        })
+    }
+}
+
+fn interface(name: Option<String>, mac: Option<String>, err: &mut Errors) -> InterfaceSelector {
+    let default = || InterfaceSelector::Name(DEFAULT_DEVICE.into());
+    match (name, mac) {
+        (Some(_), Some(_)) => {
+            err.add("mac", "give interface or mac, not both".into());
+            default()
+        }
+        (_, Some(m)) => match parse_mac(&m) {
+            Some(mac) => InterfaceSelector::Mac(mac),
+            None => {
+                err.add(
+                    "mac",
+                    format!("{m:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")"),
+                );
+                default()
+            }
+        },
+        (Some(i), None) => {
+            if let Err(reason) = check_ifname(&i) {
+                err.add(
+                    "interface",
+                    format!("{i:?} is not an interface name: {reason}"),
+                );
+            }
+            InterfaceSelector::Name(i)
+        }
+        (None, None) => default(),
+    }
+}
+
+fn addresses(written: &[String], err: &mut Errors) -> Vec<IpNet> {
+    let mut addresses = Vec::new();
+    for a in written {
+        match a.parse::<IpNet>() {
+            Ok(n) if n.addr.is_unspecified() || n.addr.is_multicast() || n.addr.is_loopback() => {
+                err.add(
+                    "addresses",
+                    format!("{a:?} is not a unicast address for this machine"),
+                )
+            }
+            Ok(n) if addresses.contains(&n) => {
+                err.add("addresses", format!("{a:?} is listed twice"))
+            }
+            Ok(n) => addresses.push(n),
+            Err(m) => err.add("addresses", m),
+        }
+    }
+    addresses
+}
+
+fn gateway(g: &str, dhcp: bool, addresses: &[IpNet], err: &mut Errors) -> Option<Ipv4Addr> {
+    match g.parse::<Ipv4Addr>() {
+        Ok(a) if dhcp => err.add(
+            "gateway",
+            format!("{a} given with dhcp = true: the lease provides the gateway"),
+        ),
+        Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V4(a))) => err.add(
+            "gateway",
+            format!("{a} is not in the network of any IPv4 address in addresses"),
+        ),
+        Ok(a) => return Some(a),
+        Err(_) if g.parse::<Ipv6Addr>().is_ok() => {
+            err.add("gateway", format!("{g:?} is IPv6: write it as gateway6"))
+        }
+        Err(_) => err.add("gateway", format!("{g:?} is not an IPv4 address")),
+    }
+    None
+}
+
+fn gateway6(g: &str, addresses: &[IpNet], err: &mut Errors) -> Option<Ipv6Addr> {
+    match g.parse::<Ipv6Addr>() {
+        Ok(a) if !addresses.iter().any(|n| n.addr.is_ipv6()) => err.add(
+            "gateway6",
+            format!("{a} given but addresses has no IPv6 address"),
+        ),
+        // link-local gateways (router advertisements' usual form) are on-link by definition
+        Ok(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => return Some(a),
+        Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V6(a))) => err.add(
+            "gateway6",
+            format!("{a} is neither link-local nor in the network of an IPv6 address in addresses"),
+        ),
+        Ok(a) => return Some(a),
+        Err(_) => err.add("gateway6", format!("{g:?} is not an IPv6 address")),
+    }
+    None
+}
+
+fn check_mtu(m: u32, addresses: &[IpNet], err: &mut Errors) {
+    if !(68..=65535).contains(&m) {
+        err.add("mtu", format!("{m} is outside 68..=65535"));
+    } else if m < 1280 && addresses.iter().any(|n| n.addr.is_ipv6()) {
+        err.add(
+            "mtu",
+            format!("{m} is below 1280, the IPv6 minimum, and addresses has IPv6"),
+        );
     }
 }

@@ -171,3 +171,42 @@ fn a_file_that_lies_about_its_size_is_still_bounded() {
     );
     assert!(e.to_string().contains("is more than 8 bytes"), "{e}");
 }
+
+#[test]
+fn the_open_itself_never_blocks_on_a_fifo_nor_follows_a_symlink() {
+    // Past the lstat (a FIFO or link swapped in between): O_NONBLOCK opens a FIFO with no
+    // writer at once, fstat refuses it; O_NOFOLLOW fails with ELOOP, named as a symlink.
+    let d = dir();
+    let fifo = d.path().join("fifo");
+    rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).unwrap();
+    let start = Instant::now();
+    let e = open_and_read(&fifo, MAX_HOST_FILE, false).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(
+            e,
+            HostFileError::NotRegular {
+                kind: FileKind::Fifo,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let link = d.path().join("link");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let e = open_and_read(&link, MAX_HOST_FILE, false).unwrap_err();
+    assert!(
+        matches!(e, HostFileError::Symlink { target: Some(t), .. } if t == Path::new("/dev/zero"))
+    );
+    let e = open_and_read(&link, MAX_HOST_FILE, true).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HostFileError::NotRegular {
+                kind: FileKind::CharDevice,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

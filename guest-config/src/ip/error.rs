@@ -24,10 +24,10 @@ pub enum IpProblem {
     TooManyFields {
         count: usize,
     },
-    /// A client address together with a DHCP-like `autoconf`.
-    ClientWithAutoconf {
-        client: Ipv4Addr,
-        autoconf: String,
+    /// `dhcp,<client-id-type>,<client-id-value>` that cannot be sent as written.
+    ClientId {
+        value: String,
+        reason: &'static str,
     },
     GatewayOffLink {
         gateway: Ipv4Addr,
@@ -49,7 +49,7 @@ impl IpProblem {
             IpProblem::Field { position, .. } | IpProblem::Ipv6 { position, .. } => {
                 FIELDS.get(position.wrapping_sub(1)).copied()
             }
-            IpProblem::ClientWithAutoconf { .. } => Some("autoconf"),
+            IpProblem::ClientId { .. } => Some("autoconf"),
             IpProblem::GatewayOffLink { .. } => Some("gw-ip"),
             IpProblem::TooManyFields { .. } => None,
         }
@@ -73,10 +73,10 @@ impl fmt::Display for IpProblem {
             IpProblem::TooManyFields { count } => {
                 write!(f, "{count} fields, at most 10 ({})", FIELDS.join(":"))
             }
-            IpProblem::ClientWithAutoconf { client, autoconf } => write!(
+            IpProblem::ClientId { value, reason } => write!(
                 f,
-                "field 7 (autoconf) {autoconf:?} asks for DHCP but field 1 (client-ip) gives \
-                 {client}: use autoconf \"off\" for a static address or leave client-ip empty"
+                "DHCP client identifier {value:?}: {reason} (write dhcp,<type>,<value>, \
+                 e.g. dhcp,0,vm-42)"
             ),
             IpProblem::GatewayOffLink { gateway, net } => write!(
                 f,

@@ -245,11 +245,6 @@ fn semantic_conflicts() {
     let p = problems("10.0.0.2::10.0.1.1:255.255.255.0::eth0:off");
     assert!(matches!(p[0], IpProblem::GatewayOffLink { .. }), "{p:?}");
     assert!(p[0].to_string().contains("10.0.0.2/24"));
-    let p = problems("10.0.0.2::::::dhcp");
-    assert!(
-        matches!(p[0], IpProblem::ClientWithAutoconf { .. }),
-        "{p:?}"
-    );
     assert!(problems("127.0.0.1::::::off")[0].field() == Some("client-ip"));
 }
 
@@ -270,4 +265,94 @@ fn hostile_values_never_panic() {
         let _ = parse(v);
     }
     assert!(parse(":::::::::").is_ok(), "ten empty fields are valid");
+}
+
+/// nfsroot.rst / ipconfig.c: a given client address is configured statically; DHCP runs
+/// only without one.
+#[test]
+fn a_client_address_with_dhcp_autoconf_is_static_as_in_the_kernel() {
+    for autoconf in ["on", "any", "dhcp", "both", "bootp", "rarp", "dhcp,1,x"] {
+        let v = format!("10.0.0.2::10.0.0.1:255.255.255.0::eth1:{autoconf}");
+        let c = parse(&v).unwrap();
+        assert_eq!(
+            c.mode,
+            IpMode::Static {
+                addr: v4("10.0.0.2"),
+                prefix_len: 24,
+                gateway: Some(v4("10.0.0.1"))
+            },
+            "{v}"
+        );
+        let p = c.to_plan();
+        assert!(matches!(p.method, AddressMethod::Static { .. }), "{v}");
+        assert_eq!(p.dhcp_client_id, None, "{v}");
+    }
+    // without a device too: the VM's one interface, as the kernel with one device
+    assert!(matches!(
+        parse("10.0.0.2::::::dhcp").unwrap().mode,
+        IpMode::Static { .. }
+    ));
+}
+
+#[test]
+fn dhcp_with_a_client_identifier() {
+    let c = parse("dhcp,1,52:54:00:12:34:56").unwrap();
+    assert_eq!(c.mode, IpMode::Dhcp);
+    let id = DhcpClientId {
+        kind: 1,
+        value: "52:54:00:12:34:56".into(),
+    };
+    assert_eq!(c.client_id.as_ref(), Some(&id));
+    let p = c.to_plan();
+    assert_eq!(p.method, AddressMethod::Dhcp);
+    assert_eq!(p.dhcp_client_id, Some(id));
+    assert_eq!(p.dhcp_client_id.unwrap().to_bytes()[..3], [1, b'5', b'2']);
+    // the type as kstrtou8(.., 0) reads it: hex, octal, decimal
+    for (t, want) in [("0x10", 16), ("010", 8), ("0", 0), ("255", 255)] {
+        let c = parse(&format!("dhcp,{t},vm-42")).unwrap();
+        assert_eq!(c.client_id.unwrap().kind, want, "{t}");
+    }
+    // in the autoconf field as well
+    let c = parse(":::::eth0:dhcp,0,vm-42").unwrap();
+    assert_eq!(c.to_plan().dhcp_client_id.unwrap().value, "vm-42");
+    // refused, naming the value
+    for bad in [
+        "dhcp,1",
+        "dhcp,x,abc",
+        "dhcp,256,abc",
+        "dhcp,1,",
+        "dhcp,0x,a",
+        "dhcp,-1,a",
+    ] {
+        let p = problems(bad);
+        assert!(
+            matches!(&p[0], IpProblem::ClientId { value, .. } if value == bad),
+            "{bad}: {p:?}"
+        );
+        assert!(p[0].to_string().contains(bad), "{}", p[0]);
+    }
+    let long = format!("dhcp,0,{}", "a".repeat(252));
+    assert!(matches!(problems(&long)[0], IpProblem::ClientId { .. }));
+    assert!(parse(&format!("dhcp,0,{}", "a".repeat(251))).is_ok());
+}
+
+#[test]
+fn the_hostname_is_set_under_off_too() {
+    for autoconf in ["off", "none"] {
+        let p = parse(&format!("::::vm7.example.com::{autoconf}"))
+            .unwrap()
+            .to_plan();
+        assert_eq!(p.method, AddressMethod::Off);
+        assert_eq!(p.hostname.as_deref(), Some("vm7"));
+    }
+}
+
+#[test]
+fn fields_by_name_and_position() {
+    assert_eq!(Field::ALL.len(), FIELDS.len());
+    for (i, f) in Field::ALL.iter().enumerate() {
+        assert_eq!(f.position(), i + 1);
+        assert_eq!(f.name(), FIELDS[i]);
+    }
+    assert_eq!(Field::Autoconf.name(), "autoconf");
 }

@@ -149,6 +149,7 @@ pub fn static_plan(iface: InterfaceSelector) -> NetworkPlan {
         mtu: Some(1400),
         carrier_timeout: Duration::from_secs(2),
         hostname: Some("vm-test".into()),
+        dhcp_client_id: None,
     }
 }
 
@@ -241,6 +242,7 @@ pub fn dhcp_plan() -> NetworkPlan {
         mtu: None,
         carrier_timeout: Duration::from_secs(3),
         hostname: None,
+        dhcp_client_id: None,
     }
 }
 
