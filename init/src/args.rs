@@ -36,10 +36,16 @@ pub struct HostOptions {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ArgError {
     MissingValue(String),
-    BadValue { flag: String, value: String },
+    BadValue {
+        flag: String,
+        value: String,
+    },
     Unknown(String),
     /// Argument number `index` (from 1) is not UTF-8; `lossy` shows it with U+FFFD.
-    NotUtf8 { index: usize, lossy: String },
+    NotUtf8 {
+        index: usize,
+        lossy: String,
+    },
 }
 
 impl fmt::Display for ArgError {

@@ -122,23 +122,20 @@ impl EventLoop {
         &mut self.published
     }
 
-    /// A shutdown was asked for while the boot ran (the boot read the signal); services
-    /// handed over later are not started.
-    pub fn shutdown_requested(&mut self, sig: i32) {
-        let what = format!("{} received during boot", signal_name(sig));
-        self.begin_shutdown(&what, Instant::now());
-    }
-
-    /// Hands the configured services to the loop and starts those with no pending dependency,
-    /// unless a shutdown has already been asked for.
-    pub fn start_services(&mut self, supervisor: Supervisor) {
+    /// Hands the configured services to the loop and starts those with no pending dependency;
+    /// `early_shutdown` is a shutdown signal the boot read: then the services are handed over
+    /// already stopping, and none is started.
+    pub fn start_services(&mut self, supervisor: Supervisor, early_shutdown: Option<i32>) {
         self.supervisor = supervisor;
-        if self.shutdown.is_some() {
+        let now = Instant::now();
+        if let Some(sig) = early_shutdown {
+            let what = format!("{} received during boot", signal_name(sig));
+            self.begin_shutdown(&what, now);
             log::info!("shutdown requested during boot: no service is started");
-            return;
+        } else {
+            self.supervisor.start(now, self.poll.registry());
         }
-        self.supervisor.start(Instant::now(), self.poll.registry());
-        self.publish(Instant::now());
+        self.publish(now);
     }
 
     /// Runs until a shutdown completes. As PID 1 it never returns (it reboots); off PID 1 it
@@ -188,7 +185,9 @@ impl EventLoop {
                 Token(t) if (BUTTONS..BUTTONS + self.buttons.len()).contains(&t) => {
                     self.on_button(t - BUTTONS, now)
                 }
-                _ => self.supervisor.on_event(ev, now, self.poll.registry()),
+                _ => {
+                    self.supervisor.on_event(ev, now, self.poll.registry());
+                }
             }
         }
         self.rescan_buttons(now);

@@ -32,7 +32,9 @@ pub fn catch<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
 /// How long a thread whose work keeps panicking waits before it tries again: 1 s doubling to
 /// 30 s, so a panic on every attempt costs the VM nothing noticeable.
 pub fn restart_delay(panics: u32) -> Duration {
-    let secs = 1u64.checked_shl(panics.saturating_sub(1)).unwrap_or(u64::MAX);
+    let secs = 1u64
+        .checked_shl(panics.saturating_sub(1))
+        .unwrap_or(u64::MAX);
     Duration::from_secs(secs.min(30))
 }
 

@@ -59,7 +59,11 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
             e.desc()
         );
     }
-    let mut boot = Boot::new(signals, false, HealthDoc::starting(sys::boottime_ms(), false));
+    let mut boot = Boot::new(
+        signals,
+        false,
+        HealthDoc::starting(sys::boottime_ms(), false),
+    );
     let path = opts.config.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
     let Some(image) = load_image(&mut boot, &path, ImageSource::Cli) else {
         return ExitCode::FAILURE;

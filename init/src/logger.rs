@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_lines_stay_lines() {
         let l = format_line(1234, Level::Info, "host \u{1b}[2Jname\nnext\ttab");
-        assert_eq!(l, "[    1.234] vminit INFO  host \\u{1b}[2Jname\\nnext\ttab\n");
+        assert_eq!(
+            l,
+            "[    1.234] vminit INFO  host \\u{1b}[2Jname\\nnext\ttab\n"
+        );
     }
 
     #[test]

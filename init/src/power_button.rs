@@ -41,9 +41,7 @@ pub fn power_presses(buf: &[u8]) -> usize {
             let value = e
                 .get(20..24)
                 .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-            field(16) == Some(EV_KEY)
-                && field(18) == Some(KEY_POWER as u16)
-                && value == Some(1)
+            field(16) == Some(EV_KEY) && field(18) == Some(KEY_POWER as u16) && value == Some(1)
         })
         .count()
 }
@@ -65,6 +63,26 @@ pub fn find(sys_input: &Path, dev_input: &Path) -> Vec<PathBuf> {
         .collect();
     found.sort();
     found
+}
+
+/// Whether an input device under `sys_input` reports KEY_POWER but has no evdev node yet:
+/// `evdev` is an input handler, not a driver matched by a bus modalias, so coldplug does not
+/// load it, and the boot asks for it by name.
+pub fn needs_evdev(sys_input: &Path) -> bool {
+    let Ok(dir) = std::fs::read_dir(sys_input) else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let p = e.path();
+        let is_device = e.file_name().to_string_lossy().starts_with("input");
+        let power = std::fs::read_to_string(p.join("capabilities/key"))
+            .is_ok_and(|caps| has_key(&caps, KEY_POWER, usize::BITS));
+        let has_node = std::fs::read_dir(&p).is_ok_and(|d| {
+            d.flatten()
+                .any(|c| c.file_name().to_string_lossy().starts_with("event"))
+        });
+        is_device && power && !has_node
+    })
 }
 
 /// One opened button.
@@ -143,12 +161,28 @@ mod tests {
     #[test]
     fn devices_are_found_by_capability() {
         let sys = tempfile::tempdir().unwrap();
-        for (name, caps) in [("event0", "10000000000000 0"), ("event1", "4 0"), ("mouse0", "")] {
+        for (name, caps) in [
+            ("event0", "10000000000000 0"),
+            ("event1", "4 0"),
+            ("mouse0", ""),
+        ] {
             let d = sys.path().join(name).join("device/capabilities");
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("key"), format!("{caps}\n")).unwrap();
         }
         let found = find(sys.path(), Path::new("/dev/input"));
         assert_eq!(found, vec![PathBuf::from("/dev/input/event0")]);
+    }
+
+    #[test]
+    fn evdev_is_needed_for_a_power_button_without_a_node() {
+        let sys = tempfile::tempdir().unwrap();
+        let button = sys.path().join("input0");
+        std::fs::create_dir_all(button.join("capabilities")).unwrap();
+        std::fs::write(button.join("capabilities/key"), "10000000000000 0\n").unwrap();
+        assert!(needs_evdev(sys.path()));
+        std::fs::create_dir(button.join("event0")).unwrap();
+        assert!(!needs_evdev(sys.path()));
+        assert!(!needs_evdev(&sys.path().join("missing")));
     }
 }

@@ -24,11 +24,17 @@ const SERVICES_SLACK: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// The supervisor is stopping services; force on after `deadline`.
-    StoppingServices { deadline: Instant },
+    StoppingServices {
+        deadline: Instant,
+    },
     /// SIGTERM sent to everything left; SIGKILL at `deadline`.
-    TermSent { deadline: Instant },
+    TermSent {
+        deadline: Instant,
+    },
     /// SIGKILL sent; finish once reaped or at `deadline`.
-    KillSent { deadline: Instant },
+    KillSent {
+        deadline: Instant,
+    },
     Done,
 }
 
@@ -40,7 +46,9 @@ pub enum Action {
     KillServices,
     /// SIGTERM to every process left (`kill(-1)` spares PID 1). `services_late`: the services
     /// did not all stop within their grace.
-    TermLeftovers { services_late: bool },
+    TermLeftovers {
+        services_late: bool,
+    },
     /// SIGKILL to every process left.
     KillLeftovers,
     /// Everything is stopped: sync, unmount, reboot (PID 1), or return.

@@ -67,8 +67,7 @@ pub fn overall(
     if required().any(|s| !s.ever_ready && !s.ready) {
         return Status::Starting;
     }
-    let network_ok =
-        !network.configured || (network.state == LinkState::Up && !network.has_error);
+    let network_ok = !network.configured || (network.state == LinkState::Up && !network.has_error);
     let all_ready = required().all(|s| s.ready);
     let troubled = services
         .values()
@@ -165,7 +164,10 @@ mod tests {
             ("a", svc("failed", false, false, true)),
             ("b", svc("waiting", false, false, true)),
         ]);
-        assert_eq!(overall(&s, net(LinkState::Up, false), false), Status::Failed);
+        assert_eq!(
+            overall(&s, net(LinkState::Up, false), false),
+            Status::Failed
+        );
         let s = map(&[("a", svc("ready", true, true, true))]);
         assert_eq!(
             overall(&s, net(LinkState::Error, true), false),

@@ -64,15 +64,13 @@ pub fn make_drive_from_dir(fs: DriveFs, label: &str, dir: &Path, out: &Path) -> 
         DriveFs::Vfat => Err(Error::Invalid(
             "a vfat drive cannot hold special files; use make_drive".into(),
         )),
-        DriveFs::Iso9660 => {
-            cmd::run(
-                Command::new("genisoimage")
-                    .args(["-quiet", "-R", "-J", "-V", label, "-o"])
-                    .arg(out)
-                    .arg(dir),
-            )
-            .map(drop)
-        }
+        DriveFs::Iso9660 => cmd::run(
+            Command::new("genisoimage")
+                .args(["-quiet", "-R", "-J", "-V", label, "-o"])
+                .arg(out)
+                .arg(dir),
+        )
+        .map(drop),
         DriveFs::Ext4 => {
             let size_kb = (tree_bytes(dir) / 1024) * 2 + 2048;
             cmd::run(

@@ -48,7 +48,10 @@ fn cmdline_words_that_are_not_utf8_are_skipped_and_the_rest_stands() {
     assert_eq!(h["network"]["source"], "cmdline", "{h:#}");
     let console = vm.console_text();
     assert!(console.contains("is not UTF-8"), "{console}");
-    assert!(console.contains("vminit DEBUG"), "vminit.log=debug lost:\n{console}");
+    assert!(
+        console.contains("vminit DEBUG"),
+        "vminit.log=debug lost:\n{console}"
+    );
     power_off_cleanly(&mut vm);
 }
 
@@ -78,7 +81,10 @@ fn refused_drive_file(drive: PathBuf, what: &str) {
     let h = wait_error_with_agent_ready(&mut vm, what);
     assert_eq!(h["status"], "degraded", "{h:#}");
     let errors = h["errors"].to_string();
-    assert!(errors.contains("vminit.toml"), "the path is not named: {errors}");
+    assert!(
+        errors.contains("vminit.toml"),
+        "the path is not named: {errors}"
+    );
     power_off_cleanly(&mut vm);
 }
 
@@ -117,7 +123,13 @@ fn drive_file_as_a_device_node_or_64_mib_is_refused() {
 
 fn drive(tmp: &Path, text: &str) -> PathBuf {
     let out = tmp.join("drive.img");
-    make_drive(DriveFs::Vfat, "VMINIT", &[("vminit.toml", text.as_bytes())], &out).unwrap();
+    make_drive(
+        DriveFs::Vfat,
+        "VMINIT",
+        &[("vminit.toml", text.as_bytes())],
+        &out,
+    )
+    .unwrap();
     out
 }
 
@@ -167,7 +179,10 @@ fn a_drive_defines_the_services_of_an_image_without_a_config() {
 #[test]
 fn a_drive_mistake_never_takes_the_image_services_down() {
     let tmp = tempfile::tempdir().unwrap();
-    let img = drive(tmp.path(), "[services.typo.env]\nPROXY = \"http://proxy\"\n");
+    let img = drive(
+        tmp.path(),
+        "[services.typo.env]\nPROXY = \"http://proxy\"\n",
+    );
     let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
     let h = wait_error_with_agent_ready(&mut vm, "typo");
     assert_eq!(h["status"], "degraded", "{h:#}");
@@ -193,7 +208,10 @@ fn a_shutdown_requested_during_the_boot_starts_no_service() {
         console.contains("shutdown requested during boot"),
         "{console}"
     );
-    assert!(!console.contains("[agent]"), "a service started:\n{console}");
+    assert!(
+        !console.contains("[agent]"),
+        "a service started:\n{console}"
+    );
     assert!(!console.contains("Kernel panic"), "{console}");
 }
 

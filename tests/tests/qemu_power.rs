@@ -39,7 +39,10 @@ fn power_button_shuts_down(machine: Machine) {
         at("stopping service db"),
         at("shutdown: poweroff"),
     );
-    assert!(pressed < api && api < said && said < db && db < off, "{console}");
+    assert!(
+        pressed < api && api < said && said < db && db < off,
+        "{console}"
+    );
     assert!(!console.contains("Kernel panic"), "{console}");
 }
 

@@ -42,11 +42,15 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     boot.step("ignoring argv", |b| b.ignore_argv(argv));
     let cmdline = boot.step("reading the kernel cmdline", Boot::read_cmdline);
     let args = boot.step("reading the vminit.* keys", |b| b.vminit_args(&cmdline));
-    boot.step("registering the module helper", |_| crate::modprobe::register());
+    boot.step("registering the module helper", |_| {
+        crate::modprobe::register()
+    });
     let image = boot.step("loading the image config", |b| b.image_config(&args));
-    let settings = boot.step("settings", |_| Settings::resolve(&args, image.as_ref()));
+    let settings = Settings::resolve(&args, image.as_ref());
     logger::init(settings.log.to_level_filter());
-    boot.step("starting the health endpoint", |b| b.start_health(&settings));
+    boot.step("starting the health endpoint", |b| {
+        b.start_health(&settings)
+    });
     let mut modules = boot.step("loading modules", |b| {
         b.load_modules(&cmdline, &args, image.as_ref())
     });
@@ -57,7 +61,9 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     let network = boot.step("choosing the network source", |b| {
         b.network_source(&cmdline, drive.config.as_ref(), modules.diagnosis.clone())
     });
-    boot.step("bringing up lo", |b| b.loopback_and_hostname(&network, &drive));
+    boot.step("bringing up lo", |b| {
+        b.loopback_and_hostname(&network, &drive)
+    });
     boot.run_loop(LoopParts {
         settings,
         network,
@@ -237,9 +243,6 @@ impl Boot {
                 return Finished;
             }
         };
-        if let Some(sig) = self.shutdown {
-            el.shutdown_requested(sig);
-        }
         let _network_thread = match (p.network.plan, self.shutdown) {
             (Some(plan), None) => {
                 steps::spawn_network(plan, p.network.diagnosis, network, waker, &mut self.errors)
@@ -259,13 +262,12 @@ impl Boot {
             log::warn!("cannot create {}: {e}", opts.notify_dir.display());
         }
         el.published_mut().doc.errors = std::mem::take(&mut self.errors);
-        match Supervisor::new(p.services, opts) {
-            Ok(sup) => el.start_services(sup),
-            Err(e) => {
-                log::error!("services: {e}");
-                el.published_mut().doc.errors.push(format!("services: {e}"));
-            }
-        }
+        let sup = Supervisor::new(p.services, opts).unwrap_or_else(|e| {
+            log::error!("services: {e}");
+            el.published_mut().doc.errors.push(format!("services: {e}"));
+            Supervisor::empty()
+        });
+        el.start_services(sup, self.shutdown);
         el.run();
         Finished
     }

@@ -160,6 +160,11 @@ impl Boot {
                 self.fail(format!("module {m}: {e}"));
             }
         }
+        if crate::power_button::needs_evdev(Path::new("/sys/class/input")) {
+            if let Err(e) = loader.load("evdev") {
+                log::warn!("module evdev: {e}; the power button (ACPI shutdown) will not be heard");
+            }
+        }
         ModulesStage {
             loader: Some(loader),
             ms: sys::boottime_ms(),

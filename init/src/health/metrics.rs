@@ -98,7 +98,13 @@ pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
     ] {
         f.sample("vminit_modules", &format!("result=\"{k}\""), n);
     }
-    simple(&mut out, "vminit_errors", "gauge", "Errors listed in /health.", doc.errors.len());
+    simple(
+        &mut out,
+        "vminit_errors",
+        "gauge",
+        "Errors listed in /health.",
+        doc.errors.len(),
+    );
     simple(
         &mut out,
         "vminit_log_lines_dropped_total",
@@ -253,7 +259,10 @@ mod tests {
         for line in m.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 current = rest.split(' ').next().unwrap().to_string();
-                assert!(seen.insert(current.clone()), "{current} declared twice:\n{m}");
+                assert!(
+                    seen.insert(current.clone()),
+                    "{current} declared twice:\n{m}"
+                );
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
                 assert_eq!(name, current, "sample outside its family:\n{m}");
@@ -275,12 +284,17 @@ mod tests {
         let ready = scrape
             .samples
             .iter()
-            .find(|s| s.metric == "vminit_service_ready" && s.labels.get("service") == Some("agent"))
+            .find(|s| {
+                s.metric == "vminit_service_ready" && s.labels.get("service") == Some("agent")
+            })
             .unwrap();
         assert_eq!(ready.labels.get("state"), Some("backoff"));
         assert!(matches!(ready.value, prometheus_parse::Value::Gauge(v) if v == 0.0));
         assert_eq!(
-            scrape.docs.get("vminit_service_failures_total").map(String::as_str),
+            scrape
+                .docs
+                .get("vminit_service_failures_total")
+                .map(String::as_str),
             Some("Crashes of the service since boot.")
         );
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::metrics::{self, ServerCounters};
 use super::http::{self, Parsed, Route, MAX_REQUEST};
+use super::metrics::{self, ServerCounters};
 use super::Shared;
 
 pub const MAX_CONNS: usize = 128;
