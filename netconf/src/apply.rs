@@ -3,7 +3,6 @@
 //! [`NetworkState`]. Idempotent by construction: every step reads the kernel's state first
 //! and changes only what differs.
 
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 
 use guest_config::{InterfaceSelector, NetworkPlan};
@@ -11,6 +10,7 @@ use netlink_packet_route::route::RouteProtocol;
 
 use crate::dhcp::{self, Lease};
 use crate::error::{NetError, Result};
+use crate::files::{self, WriteOutcome};
 use crate::plan::{self, Step};
 use crate::rtnl::{Link, LinkMonitor, Rtnl};
 use crate::state::{boottime_ms, LinkState, NetworkState};
@@ -266,14 +266,13 @@ impl<'a> Exec<'a> {
                     source: std::io::Error::from_raw_os_error(libc::EINVAL),
                 })?;
                 let sock = dhcp::DhcpSocket::open(&link.name)?;
-                let hostname = self.plan.hostname.as_deref();
-                let lease = dhcp::acquire(
-                    &sock,
-                    &mac,
-                    hostname,
-                    &*self.env.clock,
-                    self.env.dhcp_timeout,
-                )?;
+                let opts = dhcp::ClientOpts {
+                    hostname: self.plan.hostname.as_deref(),
+                    limits: self.env.lease_limits,
+                };
+                let lease =
+                    dhcp::acquire(&sock, &mac, opts, &*self.env.clock, self.env.dhcp_timeout)?;
+                log_refused(&lease, &link.name, &[]);
                 log::info!(
                     "network: DHCP lease {} from {} on {} ({})",
                     lease.net(),
@@ -320,14 +319,30 @@ impl<'a> Exec<'a> {
                 }
             }
             Step::ResolvConf { dns, search } => {
-                let text = plan::resolv_conf(self.plan.source.as_str(), dns, search.as_deref());
+                let text = plan::resolv_conf(self.plan.source.as_str(), dns, search);
                 let path = &self.env.resolv_conf;
-                if fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
-                    fs::write(path, &text).map_err(|source| NetError::ResolvConf {
-                        path: path.clone(),
-                        source,
+                let written =
+                    files::write_atomic(path, text.as_bytes()).map_err(|(op, source)| {
+                        NetError::ResolvConf {
+                            path: path.clone(),
+                            op,
+                            source,
+                        }
                     })?;
-                    st.changes.push(format!("wrote {}", path.display()));
+                match written {
+                    WriteOutcome::Unchanged => {}
+                    WriteOutcome::Written => st.changes.push(format!("wrote {}", path.display())),
+                    WriteOutcome::ReplacedSymlink(target) => {
+                        log::warn!(
+                            "network: {} was a symlink to {} (a systemd-resolved stub?); \
+                             replaced it with a regular file holding the {} source's servers",
+                            path.display(),
+                            target.display(),
+                            self.plan.source
+                        );
+                        st.changes
+                            .push(format!("wrote {} (was a symlink)", path.display()));
+                    }
                 }
             }
             Step::Hostname(h) => {
@@ -421,6 +436,15 @@ impl<'a> Exec<'a> {
         };
         log::warn!("{warning}");
         st.error = Some(warning.to_string());
+    }
+}
+
+/// Logs, once each, the values of `lease` the checks refused that `already` (the previous
+/// lease's refusals, on a renewal) does not hold: a server repeating the same bad value at
+/// every renewal is not a new line each time. The values are escaped in `refused`.
+pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
+    for r in lease.refused.iter().filter(|r| !already.contains(r)) {
+        log::warn!("network: DHCP on {interface}: ignoring the server's {r}");
     }
 }
 
