@@ -35,8 +35,13 @@
 //! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s, and
 //! stays `error` (no flapping through `down`) until one succeeds.
 //!
+//! System calls are in `sys.rs`, the only module allowed `unsafe`; the rtnetlink sockets are
+//! `netlink-sys`'s.
+//!
 //! Waits never spin: they sleep in poll(2) on an RTNLGRP_LINK multicast socket and re-read
 //! the link on each event (and at least once a second).
+
+#![deny(unsafe_code)]
 
 mod apply;
 mod arp;
@@ -47,6 +52,7 @@ pub mod plan;
 mod rtnl;
 mod runner;
 mod state;
+mod sys;
 mod wait;
 
 use std::io;
@@ -91,13 +97,7 @@ impl Hostname for SystemHostname {
     }
 
     fn set(&self, name: &str) -> io::Result<()> {
-        // SAFETY: the pointer and length describe `name`'s live bytes; sethostname(2) copies
-        // at most that many and needs no terminating NUL.
-        let r = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::sethostname(name)
     }
 }
 

@@ -10,7 +10,6 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::lease::{Lease, LeaseLimits};
@@ -53,7 +52,7 @@ impl DhcpSocket {
             .map_err(|e| err("bind to port 68", e))?;
         sock.set_broadcast(true)
             .map_err(|e| err("set SO_BROADCAST", e))?;
-        bind_to_device(&sock, interface).map_err(|e| err("set SO_BINDTODEVICE", e))?;
+        crate::sys::bind_to_device(&sock, interface).map_err(|e| err("set SO_BINDTODEVICE", e))?;
         Ok(DhcpSocket {
             sock,
             interface: interface.to_string(),
@@ -271,28 +270,6 @@ fn new_xid(mac: &[u8; 6], attempt: u32) -> u32 {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
     h ^ std::process::id()
-}
-
-/// `SO_BINDTODEVICE`: send out of, and receive only from, this interface.
-fn bind_to_device(sock: &UdpSocket, interface: &str) -> io::Result<()> {
-    let name = interface.as_bytes();
-    let len = libc::socklen_t::try_from(name.len())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: the fd is owned by `sock` and open; the kernel copies at most `len` bytes from
-    // `name`, which is a live slice of exactly that length (it need not be NUL-terminated).
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            name.as_ptr().cast(),
-            len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
