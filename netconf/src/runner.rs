@@ -269,16 +269,10 @@ fn keep_lease(
         };
         match dhcp::extend(s, &mac, &lease, rebinding, opts, &*env.clock, chunk_end) {
             Ok(Some(Ok(new))) => {
-                log::info!("network: DHCP lease {} renewed on {}", new.net(), link.name);
-                log_refused(&new, &link.name, &lease.refused);
                 renewed = true;
                 sock_retry.reset();
                 let old = std::mem::replace(&mut lease, new);
-                if old.net() != lease.net() {
-                    let e = format!("DHCP server moved us from {} to {}", old.net(), lease.net());
-                    log::warn!("network: {e}");
-                }
-                reconfigure(plan, env, p, st, &link, &lease);
+                adopt_renewal(plan, env, p, st, &link, &old, &lease);
             }
             Ok(Some(Err(nak))) => {
                 let text = format!(
@@ -298,13 +292,44 @@ fn keep_lease(
                 }
             }
         }
-        if matches!(
-            rx.try_recv(),
-            Ok(()) | Err(mpsc::TryRecvError::Disconnected)
-        ) {
+        if stop_requested(rx) {
             return LeaseEnd::Stopped;
         }
     }
+}
+
+/// Whether a stop is pending (or the handle is gone), without waiting.
+fn stop_requested(rx: &mpsc::Receiver<()>) -> bool {
+    matches!(
+        rx.try_recv(),
+        Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+    )
+}
+
+/// Logs a renewal (and any newly refused value) and applies the renewed lease.
+fn adopt_renewal(
+    plan: &NetworkPlan,
+    env: &Env,
+    p: &Publisher,
+    st: &mut NetworkState,
+    link: &Link,
+    old: &Lease,
+    lease: &Lease,
+) {
+    log::info!(
+        "network: DHCP lease {} renewed on {}",
+        lease.net(),
+        link.name
+    );
+    log_refused(lease, &link.name, &old.refused);
+    if old.net() != lease.net() {
+        log::warn!(
+            "network: DHCP server moved us from {} to {}",
+            old.net(),
+            lease.net()
+        );
+    }
+    reconfigure(plan, env, p, st, link, lease);
 }
 
 fn reconfigure(

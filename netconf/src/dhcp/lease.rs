@@ -104,28 +104,7 @@ impl Lease {
             _ => Vec::new(),
         };
         let mut refused = Vec::new();
-        let domain = match msg.opts().get(OptionCode::DomainName) {
-            Some(DhcpOption::DomainName(d)) => Some(d.as_str()),
-            _ => None,
-        };
-        let search_opt: Vec<String> = match msg.opts().get(OptionCode::DomainSearch) {
-            Some(DhcpOption::DomainSearch(names)) => names.iter().map(|n| n.to_ascii()).collect(),
-            _ => Vec::new(),
-        };
-        let search = names::search_list(domain, &search_opt, &mut refused);
-        let hostname = match msg.opts().get(OptionCode::Hostname) {
-            Some(DhcpOption::Hostname(h)) => match names::check_dhcp_hostname(h) {
-                Ok(name) => Some(name.to_string()),
-                Err(why) => {
-                    refused.push(format!(
-                        "host name (option 12) \"{}\": {why}",
-                        names::escape(h.as_bytes())
-                    ));
-                    None
-                }
-            },
-            _ => None,
-        };
+        let (search, hostname) = checked_names(msg, &mut refused);
         // RFC 2132 §5.1: the minimum legal MTU is 68; anything less is a broken server.
         let mtu = match msg.opts().get(OptionCode::InterfaceMtu) {
             Some(DhcpOption::InterfaceMtu(m)) if *m >= 68 => Some(*m),
@@ -189,6 +168,34 @@ impl Lease {
             LeasePhase::Expired
         }
     }
+}
+
+/// The search list (options 15 and 119) and host name (option 12) of a reply, each checked
+/// (`names.rs`); what fails a check is described in `refused` and left out.
+fn checked_names(msg: &Message, refused: &mut Vec<String>) -> (Vec<String>, Option<String>) {
+    let domain = match msg.opts().get(OptionCode::DomainName) {
+        Some(DhcpOption::DomainName(d)) => Some(d.as_str()),
+        _ => None,
+    };
+    let search_opt: Vec<String> = match msg.opts().get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(names)) => names.iter().map(|n| n.to_ascii()).collect(),
+        _ => Vec::new(),
+    };
+    let search = names::search_list(domain, &search_opt, refused);
+    let hostname = match msg.opts().get(OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) => match names::check_dhcp_hostname(h) {
+            Ok(name) => Some(name.to_string()),
+            Err(why) => {
+                refused.push(format!(
+                    "host name (option 12) \"{}\": {why}",
+                    names::escape(h.as_bytes())
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
+    (search, hostname)
 }
 
 /// Lease, T1 and T2 from the options, with RFC 2131 §4.4.5's defaults (0.5 and 0.875 of the
