@@ -3,7 +3,6 @@
 //! [`NetworkState`]. Idempotent by construction: every step reads the kernel's state first
 //! and changes only what differs.
 
-use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 
 use guest_config::{InterfaceSelector, NetworkPlan};
@@ -11,6 +10,7 @@ use netlink_packet_route::route::RouteProtocol;
 
 use crate::dhcp::{self, Lease};
 use crate::error::{NetError, Result};
+use crate::files::{self, WriteOutcome};
 use crate::plan::{self, Step};
 use crate::rtnl::{Link, LinkMonitor, Rtnl};
 use crate::state::{boottime_ms, LinkState, NetworkState};
@@ -184,6 +184,7 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// Runs one step; only [`Step::Dhcp`] returns something (the lease).
     fn run(&mut self, step: &Step, st: &mut NetworkState) -> Result<Option<Lease>> {
         match step {
             Step::LoopbackUp => {
@@ -191,160 +192,215 @@ impl<'a> Exec<'a> {
                     st.changes.push("lo up".to_string());
                 }
             }
-            Step::FindInterface => {
-                // Subscribed before the first look, so an interface registered in between
-                // still wakes the wait.
-                let mut mon = self.monitor()?;
-                let sel = self.plan.interface.clone();
-                let found = wait::wait_for(
-                    &mut self.rtnl,
-                    &mut mon,
-                    &*self.env.clock,
-                    self.plan.carrier_timeout,
-                    |r| Ok(r.links()?.into_iter().find(|l| matches(&sel, l))),
-                );
-                self.monitor = Some(mon);
-                let Some(link) = found? else {
-                    let present = self.rtnl.links()?.into_iter().map(|l| l.name).collect();
-                    return Err(NetError::NoInterface {
-                        wanted: sel.to_string(),
-                        waited: self.plan.carrier_timeout,
-                        present,
-                        driver: self.env.driver_diagnosis.as_ref().and_then(|f| f()),
-                    });
-                };
-                st.interface = Some(link.name.clone());
-                st.timings.link_found_ms = boottime_ms();
-                self.link = Some(link);
-            }
-            Step::SetMtu(m) => {
-                let link = self.link()?.clone();
-                if link.mtu != *m {
-                    self.rtnl.set_link(&link, false, Some(*m))?;
-                    st.changes.push(format!("mtu {} -> {m}", link.mtu));
-                    self.refresh()?;
-                }
-            }
-            Step::LinkUp => {
-                let link = self.link()?.clone();
-                if !link.up {
-                    self.rtnl.set_link(&link, true, None)?;
-                    st.changes.push(format!("{} up", link.name));
-                }
-            }
-            Step::WaitCarrier => {
-                let mut mon = self.monitor()?;
-                let index = self.link()?.index;
-                let got = wait::wait_for(
-                    &mut self.rtnl,
-                    &mut mon,
-                    &*self.env.clock,
-                    self.plan.carrier_timeout,
-                    |r| {
-                        Ok(r.links()?
-                            .into_iter()
-                            .find(|l| l.index == index && l.carrier))
-                    },
-                );
-                self.monitor = Some(mon);
-                match got? {
-                    Some(l) => self.link = Some(l),
-                    None => {
-                        return Err(NetError::NoCarrier {
-                            interface: self.name(),
-                            waited: self.plan.carrier_timeout,
-                        })
-                    }
-                }
-                st.timings.carrier_ms = boottime_ms();
-            }
-            Step::Dhcp => {
-                let link = self.link()?.clone();
-                let mac = link.mac.ok_or_else(|| NetError::DhcpSocket {
-                    interface: link.name.clone(),
-                    op: "read the hardware address (the interface has none)",
-                    source: std::io::Error::from_raw_os_error(libc::EINVAL),
-                })?;
-                let sock = dhcp::DhcpSocket::open(&link.name)?;
-                let hostname = self.plan.hostname.as_deref();
-                let lease = dhcp::acquire(
-                    &sock,
-                    &mac,
-                    hostname,
-                    &*self.env.clock,
-                    self.env.dhcp_timeout,
-                )?;
-                log::info!(
-                    "network: DHCP lease {} from {} on {} ({})",
-                    lease.net(),
-                    lease.server,
-                    link.name,
-                    lease
-                        .lease_time
-                        .map_or("infinite".to_string(), |t| format!("{} s", t.as_secs()))
-                );
-                return Ok(Some(lease));
-            }
-            Step::Addresses(wanted) => {
-                let link = self.link()?.clone();
-                let current = self.rtnl.addresses(&link)?;
-                let d = plan::diff_addresses(&current, wanted);
-                for n in &d.remove {
-                    log::warn!(
-                        "network: removing {n} from {}: not named by the {} network source",
-                        link.name,
-                        self.plan.source
-                    );
-                    self.rtnl.del_address(&link, *n)?;
-                    st.changes.push(format!("removed stray {n}"));
-                }
-                for n in &d.add {
-                    self.rtnl.add_address(&link, *n)?;
-                    st.changes.push(format!("added {n}"));
-                    if let IpAddr::V4(v4) = n.addr {
-                        self.added_v4.push(v4);
-                    }
-                }
-            }
-            Step::DefaultRoute(gw) => {
-                let link = self.link()?.clone();
-                let existing = self.rtnl.default_routes(gw.is_ipv6())?;
-                if !plan::default_route_in_place(&existing, *gw, link.index) {
-                    let proto = if self.plan.method == guest_config::AddressMethod::Dhcp {
-                        RouteProtocol::Dhcp
-                    } else {
-                        RouteProtocol::Static
-                    };
-                    self.rtnl.replace_default_route(&link, *gw, proto)?;
-                    st.changes.push(format!("default route via {gw}"));
-                }
-            }
-            Step::ResolvConf { dns, search } => {
-                let text = plan::resolv_conf(self.plan.source.as_str(), dns, search.as_deref());
-                let path = &self.env.resolv_conf;
-                if fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
-                    fs::write(path, &text).map_err(|source| NetError::ResolvConf {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    st.changes.push(format!("wrote {}", path.display()));
-                }
-            }
-            Step::Hostname(h) => {
-                if let Some(hn) = &self.env.hostname {
-                    let err = |source| NetError::Hostname {
-                        name: h.clone(),
-                        source,
-                    };
-                    if hn.get().map_err(err)? != *h {
-                        hn.set(h).map_err(err)?;
-                        st.changes.push(format!("hostname {h}"));
-                    }
-                }
-            }
+            Step::FindInterface => self.find_interface(st)?,
+            Step::SetMtu(m) => self.set_mtu(*m, st)?,
+            Step::LinkUp => self.link_up(st)?,
+            Step::WaitCarrier => self.wait_carrier(st)?,
+            Step::Dhcp => return self.dhcp().map(Some),
+            Step::Addresses(wanted) => self.set_addresses(wanted, st)?,
+            Step::DefaultRoute(gw) => self.default_route(*gw, st)?,
+            Step::ResolvConf { dns, search } => self.resolv_conf(dns, search, st)?,
+            Step::Hostname(h) => self.hostname(h, st)?,
             Step::ProbeGateway(gw) => self.probe_gateway(*gw, st),
         }
         Ok(None)
+    }
+
+    /// Waits (bounded by the carrier timeout) for the planned interface to appear.
+    fn find_interface(&mut self, st: &mut NetworkState) -> Result<()> {
+        // Subscribed before the first look, so an interface registered in between still
+        // wakes the wait.
+        let mut mon = self.monitor()?;
+        let sel = self.plan.interface.clone();
+        let found = wait::wait_for(
+            &mut self.rtnl,
+            &mut mon,
+            &*self.env.clock,
+            self.plan.carrier_timeout,
+            |r| Ok(r.links()?.into_iter().find(|l| matches(&sel, l))),
+        );
+        self.monitor = Some(mon);
+        let Some(link) = found? else {
+            let present = self.rtnl.links()?.into_iter().map(|l| l.name).collect();
+            return Err(NetError::NoInterface {
+                wanted: sel.to_string(),
+                waited: self.plan.carrier_timeout,
+                present,
+                driver: self.env.driver_diagnosis.as_ref().and_then(|f| f()),
+            });
+        };
+        st.interface = Some(link.name.clone());
+        st.timings.link_found_ms = boottime_ms();
+        self.link = Some(link);
+        Ok(())
+    }
+
+    fn set_mtu(&mut self, mtu: u32, st: &mut NetworkState) -> Result<()> {
+        let link = self.link()?.clone();
+        if link.mtu != mtu {
+            self.rtnl.set_link(&link, false, Some(mtu))?;
+            st.changes.push(format!("mtu {} -> {mtu}", link.mtu));
+            self.refresh()?;
+        }
+        Ok(())
+    }
+
+    fn link_up(&mut self, st: &mut NetworkState) -> Result<()> {
+        let link = self.link()?.clone();
+        if !link.up {
+            self.rtnl.set_link(&link, true, None)?;
+            st.changes.push(format!("{} up", link.name));
+        }
+        Ok(())
+    }
+
+    /// Waits (bounded by the carrier timeout) for carrier on the interface found.
+    fn wait_carrier(&mut self, st: &mut NetworkState) -> Result<()> {
+        let mut mon = self.monitor()?;
+        let index = self.link()?.index;
+        let got = wait::wait_for(
+            &mut self.rtnl,
+            &mut mon,
+            &*self.env.clock,
+            self.plan.carrier_timeout,
+            |r| {
+                Ok(r.links()?
+                    .into_iter()
+                    .find(|l| l.index == index && l.carrier))
+            },
+        );
+        self.monitor = Some(mon);
+        match got? {
+            Some(l) => self.link = Some(l),
+            None => {
+                return Err(NetError::NoCarrier {
+                    interface: self.name(),
+                    waited: self.plan.carrier_timeout,
+                })
+            }
+        }
+        st.timings.carrier_ms = boottime_ms();
+        Ok(())
+    }
+
+    /// Acquires a DHCP lease on the interface and logs it (and what the checks refused).
+    fn dhcp(&mut self) -> Result<Lease> {
+        let link = self.link()?.clone();
+        let mac = link.mac.ok_or_else(|| NetError::DhcpSocket {
+            interface: link.name.clone(),
+            op: "read the hardware address (the interface has none)",
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        })?;
+        let sock = dhcp::DhcpSocket::open(&link.name)?;
+        let opts = dhcp::ClientOpts {
+            hostname: self.plan.hostname.as_deref(),
+            limits: self.env.lease_limits,
+        };
+        let lease = dhcp::acquire(&sock, &mac, opts, &*self.env.clock, self.env.dhcp_timeout)?;
+        log_refused(&lease, &link.name, &[]);
+        log::info!(
+            "network: DHCP lease {} from {} on {} ({})",
+            lease.net(),
+            lease.server,
+            link.name,
+            lease
+                .lease_time
+                .map_or("infinite".to_string(), |t| format!("{} s", t.as_secs()))
+        );
+        Ok(lease)
+    }
+
+    /// Makes `wanted` the interface's addresses: strays removed (with a warning), the
+    /// missing added (IPv4 ones queued for announcement).
+    fn set_addresses(
+        &mut self,
+        wanted: &[guest_config::IpNet],
+        st: &mut NetworkState,
+    ) -> Result<()> {
+        let link = self.link()?.clone();
+        let current = self.rtnl.addresses(&link)?;
+        let d = plan::diff_addresses(&current, wanted);
+        for n in &d.remove {
+            log::warn!(
+                "network: removing {n} from {}: not named by the {} network source",
+                link.name,
+                self.plan.source
+            );
+            self.rtnl.del_address(&link, *n)?;
+            st.changes.push(format!("removed stray {n}"));
+        }
+        for n in &d.add {
+            self.rtnl.add_address(&link, *n)?;
+            st.changes.push(format!("added {n}"));
+            if let IpAddr::V4(v4) = n.addr {
+                self.added_v4.push(v4);
+            }
+        }
+        Ok(())
+    }
+
+    fn default_route(&mut self, gw: IpAddr, st: &mut NetworkState) -> Result<()> {
+        let link = self.link()?.clone();
+        let existing = self.rtnl.default_routes(gw.is_ipv6())?;
+        if !plan::default_route_in_place(&existing, gw, link.index) {
+            let proto = if self.plan.method == guest_config::AddressMethod::Dhcp {
+                RouteProtocol::Dhcp
+            } else {
+                RouteProtocol::Static
+            };
+            self.rtnl.replace_default_route(&link, gw, proto)?;
+            st.changes.push(format!("default route via {gw}"));
+        }
+        Ok(())
+    }
+
+    /// Writes resolv.conf atomically (see `files.rs` for the symlink policy).
+    fn resolv_conf(
+        &mut self,
+        dns: &[IpAddr],
+        search: &[String],
+        st: &mut NetworkState,
+    ) -> Result<()> {
+        let text = plan::resolv_conf(self.plan.source.as_str(), dns, search);
+        let path = &self.env.resolv_conf;
+        let written = files::write_atomic(path, text.as_bytes()).map_err(|(op, source)| {
+            NetError::ResolvConf {
+                path: path.clone(),
+                op,
+                source,
+            }
+        })?;
+        match written {
+            WriteOutcome::Unchanged => {}
+            WriteOutcome::Written => st.changes.push(format!("wrote {}", path.display())),
+            WriteOutcome::ReplacedSymlink(target) => {
+                log::warn!(
+                    "network: {} was a symlink to {} (a systemd-resolved stub?); replaced it \
+                     with a regular file holding the {} source's servers",
+                    path.display(),
+                    target.display(),
+                    self.plan.source
+                );
+                st.changes
+                    .push(format!("wrote {} (was a symlink)", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    fn hostname(&mut self, h: &str, st: &mut NetworkState) -> Result<()> {
+        let Some(hn) = &self.env.hostname else {
+            return Ok(());
+        };
+        let err = |source| NetError::Hostname {
+            name: h.to_string(),
+            source,
+        };
+        if hn.get().map_err(err)? != h {
+            hn.set(h).map_err(err)?;
+            st.changes.push(format!("hostname {h}"));
+        }
+        Ok(())
     }
 
     fn refresh(&mut self) -> Result<()> {
@@ -421,6 +477,15 @@ impl<'a> Exec<'a> {
         };
         log::warn!("{warning}");
         st.error = Some(warning.to_string());
+    }
+}
+
+/// Logs, once each, the values of `lease` the checks refused that `already` (the previous
+/// lease's refusals, on a renewal) does not hold: a server repeating the same bad value at
+/// every renewal is not a new line each time. The values are escaped in `refused`.
+pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
+    for r in lease.refused.iter().filter(|r| !already.contains(r)) {
+        log::warn!("network: DHCP on {interface}: ignoring the server's {r}");
     }
 }
 

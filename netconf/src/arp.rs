@@ -6,10 +6,11 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-const ETH_P_ARP: u16 = 0x0806;
+use crate::sys;
+
 const ETH_P_IP: u16 = 0x0800;
 const ARP_LEN: usize = 28;
 
@@ -66,8 +67,8 @@ pub fn probe(
     let sock = open(ifindex)?;
     let frame = request_frame(mac, our_ip, gateway);
     let start = Instant::now();
-    let deadline = start + timeout;
-    let mut resend_at = Some(start + timeout / 2);
+    let deadline = crate::wait::deadline(start, timeout);
+    let mut resend_at = start.checked_add(timeout / 2);
     send(&sock, ifindex, &frame)?;
     let mut buf = [0u8; 256];
     loop {
@@ -80,117 +81,32 @@ pub fn probe(
             resend_at = None;
         }
         let until = resend_at.unwrap_or(deadline).min(deadline);
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(until.saturating_duration_since(now).as_millis() + 1)
-            .unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1, alive across the call; poll writes only revents.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
+        if !sys::poll_readable(&sock, until.saturating_duration_since(now))? {
             continue;
         }
-        // SAFETY: `buf` is a live, writable buffer of the length passed; the fd is open.
-        let n = unsafe {
-            libc::recv(
-                sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
+        let Some(n) = sys::recv_nowait(&sock, &mut buf)? else {
+            continue;
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                continue;
-            }
-            return Err(e);
-        }
-        let n = usize::try_from(n).unwrap_or(0).min(buf.len());
-        if let Some(m) = reply_from(&buf[..n], gateway) {
+        if let Some(m) = buf.get(..n).and_then(|f| reply_from(f, gateway)) {
             return Ok(Some(m));
         }
     }
 }
 
-fn link_addr(ifindex: u32, dest: Option<[u8; 6]>) -> io::Result<libc::sockaddr_ll> {
-    // SAFETY: sockaddr_ll is a plain C struct of integers and byte arrays; all-zero is valid.
-    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as libc::c_ushort;
-    sa.sll_protocol = ETH_P_ARP.to_be();
-    sa.sll_ifindex =
-        libc::c_int::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
-    if let Some(d) = dest {
-        sa.sll_halen = 6;
-        sa.sll_addr[..6].copy_from_slice(&d);
-    }
-    Ok(sa)
+fn ifindex_c(ifindex: u32) -> io::Result<i32> {
+    i32::try_from(ifindex).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))
 }
 
 fn open(ifindex: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call with constant arguments; the result is checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::c_int::from(ETH_P_ARP.to_be()),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2), is open and owned by nothing else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let sa = link_addr(ifindex, None)?;
-    // SAFETY: `sa` is a valid sockaddr_ll and the length passed is exactly its size.
-    let r = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            std::ptr::from_ref(&sa).cast(),
-            sockaddr_ll_len(),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(sock)
+    sys::arp_socket(ifindex_c(ifindex)?)
 }
 
 fn send(sock: &OwnedFd, ifindex: u32, frame: &[u8]) -> io::Result<()> {
-    let sa = link_addr(ifindex, Some([0xff; 6]))?;
-    // SAFETY: `frame` is a live slice of the length passed; `sa` is a valid sockaddr_ll
-    // of exactly the size passed; the fd is open.
-    let r = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            std::ptr::from_ref(&sa).cast(),
-            sockaddr_ll_len(),
-        )
+    let to = sys::PacketAddr {
+        ifindex: ifindex_c(ifindex)?,
+        dest: Some([0xff; 6]),
     };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn sockaddr_ll_len() -> libc::socklen_t {
-    // 20 bytes: always fits.
-    libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(20)
+    sys::send_packet(sock, frame, &to)
 }
 
 #[cfg(test)]

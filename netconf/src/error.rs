@@ -60,8 +60,13 @@ pub enum NetError {
     },
     /// The lease ran out without a renewal; its address has been removed.
     DhcpLeaseExpired { interface: String, address: String },
-    /// `/etc/resolv.conf` (or the injected path) could not be written.
-    ResolvConf { path: PathBuf, source: io::Error },
+    /// `/etc/resolv.conf` (or the injected path) could not be written; `op` is the step of
+    /// the atomic write that failed ("create the temporary file", "rename it over").
+    ResolvConf {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
     /// `sethostname(2)` failed.
     Hostname { name: String, source: io::Error },
 }
@@ -162,9 +167,9 @@ impl fmt::Display for NetError {
                 "network: DHCP lease of {address} on {interface} expired without renewal; \
                  address removed"
             ),
-            NetError::ResolvConf { path, source } => write!(
+            NetError::ResolvConf { path, op, source } => write!(
                 f,
-                "network: cannot write {}: {}",
+                "network: cannot write {} ({op}): {}",
                 path.display(),
                 errno_words(source)
             ),

@@ -2,11 +2,13 @@
 //! DHCPv4 client for `dhcp` plans, and says in one console line what is wrong when it cannot.
 //!
 //! Owns: bring-up of `lo` and the one planned interface (find by name or MAC, MTU, up,
-//! carrier), its addresses and default routes, `/etc/resolv.conf`, the hostname, the DHCP
-//! lease lifecycle, and the diagnostics (no interface, no carrier, gateway silent to ARP,
-//! no DHCP offer). Does not own: choosing the plan (guest-config's arbitration), loading NIC
-//! drivers (the module loader, whose diagnosis comes in through [`Env::driver_diagnosis`]),
-//! or the health endpoint (the init reads [`NetworkState`]).
+//! carrier), its addresses and default routes, `/etc/resolv.conf` (written atomically, a
+//! symlink there replaced: see `files.rs`), the hostname, the DHCP lease lifecycle (the
+//! server's strings checked and its timers clamped: `dhcp::names`, [`dhcp::LeaseLimits`]),
+//! and the diagnostics (no interface, no carrier, gateway silent to ARP, no DHCP offer).
+//! Does not own: choosing the plan (guest-config's arbitration), loading NIC drivers (the
+//! module loader, whose diagnosis comes in through [`Env::driver_diagnosis`]), or the
+//! health endpoint (the init reads [`NetworkState`]).
 //!
 //! Two entry points: [`apply`] runs bring-up once on the calling thread; [`spawn`] runs it
 //! in a dedicated thread that also keeps a DHCP lease (renew at T1, rebind at T2, remove the
@@ -29,20 +31,28 @@
 //! gateway that does not answer ARP leaves `state = up` with the warning in `error` (every
 //! setting is in place and the fault is on the host, which may fix it while the guest runs;
 //! see [`NetError::is_warning`]); `ip=off` gives `unconfigured`; a lost lease gives `down`
-//! while the thread re-discovers. A failed bring-up under [`spawn`] is retried after 5 s,
-//! doubling to 60 s, and stays `error` (no flapping through `down`) until one succeeds.
+//! while the thread re-discovers, after a pause of 1 s doubling to 60 s while leases keep
+//! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s, and
+//! stays `error` (no flapping through `down`) until one succeeds.
+//!
+//! System calls are in `sys.rs`, the only module allowed `unsafe`; the rtnetlink sockets are
+//! `netlink-sys`'s.
 //!
 //! Waits never spin: they sleep in poll(2) on an RTNLGRP_LINK multicast socket and re-read
 //! the link on each event (and at least once a second).
+
+#![deny(unsafe_code)]
 
 mod apply;
 mod arp;
 pub mod dhcp;
 mod error;
+mod files;
 pub mod plan;
 mod rtnl;
 mod runner;
 mod state;
+mod sys;
 mod wait;
 
 use std::io;
@@ -87,13 +97,7 @@ impl Hostname for SystemHostname {
     }
 
     fn set(&self, name: &str) -> io::Result<()> {
-        // SAFETY: the pointer and length describe `name`'s live bytes; sethostname(2) copies
-        // at most that many and needs no terminating NUL.
-        let r = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::sethostname(name)
     }
 }
 
@@ -111,6 +115,8 @@ pub struct Env {
     pub dhcp_timeout: Duration,
     /// How long to wait for the gateway's ARP reply; `None` skips the probe.
     pub arp_timeout: Option<Duration>,
+    /// Floors under the server's lease and T1 (default 60 s and 10 s).
+    pub lease_limits: dhcp::LeaseLimits,
 }
 
 impl Env {
@@ -123,6 +129,7 @@ impl Env {
             clock: Box::new(SystemClock),
             dhcp_timeout: Duration::from_secs(30),
             arp_timeout: Some(Duration::from_millis(1500)),
+            lease_limits: dhcp::LeaseLimits::default(),
         }
     }
 }

@@ -24,9 +24,10 @@ pub enum Step {
     /// Make these the interface's addresses: add the missing, remove the others.
     Addresses(Vec<IpNet>),
     DefaultRoute(IpAddr),
+    /// `search` holds only names the DHCP client checked (`dhcp::names`).
     ResolvConf {
         dns: Vec<IpAddr>,
-        search: Option<String>,
+        search: Vec<String>,
     },
     Hostname(String),
     /// Probe the IPv4 gateway once with ARP (a warning if it stays silent).
@@ -67,12 +68,12 @@ pub fn config_steps(plan: &NetworkPlan, lease: Option<&Lease>) -> Vec<Step> {
                 gateway6,
             },
             _,
-        ) => (addresses.clone(), *gateway, *gateway6, None),
+        ) => (addresses.clone(), *gateway, *gateway6, Vec::new()),
         (AddressMethod::Dhcp, Some(l)) => {
             if let (None, Some(m)) = (plan.mtu, l.mtu) {
                 s.push(Step::SetMtu(u32::from(m)));
             }
-            (vec![l.net()], l.router, None, l.domain.clone())
+            (vec![l.net()], l.router, None, l.search.clone())
         }
     };
     s.push(Step::Addresses(addresses));
@@ -145,10 +146,10 @@ pub fn default_route_in_place(existing: &[DefaultRoute], gateway: IpAddr, oif: u
 }
 
 /// resolv.conf(5) content.
-pub fn resolv_conf(source: &str, dns: &[IpAddr], search: Option<&str>) -> String {
+pub fn resolv_conf(source: &str, dns: &[IpAddr], search: &[String]) -> String {
     let mut s = format!("# written by vminit from the network source \"{source}\"\n");
-    if let Some(d) = search {
-        s.push_str(&format!("search {d}\n"));
+    if !search.is_empty() {
+        s.push_str(&format!("search {}\n", search.join(" ")));
     }
     // The resolver reads at most three (MAXNS); list them all anyway, the extra are harmless.
     for d in dns {
@@ -194,9 +195,10 @@ mod tests {
             prefix_len: 24,
             router: Some(Ipv4Addr::new(10, 0, 2, 2)),
             dns: vec![Ipv4Addr::new(10, 0, 2, 3), Ipv4Addr::new(192, 0, 2, 53)],
-            domain: Some("example.internal".into()),
+            search: vec!["example.internal".into()],
             mtu: Some(1450),
             hostname: Some("from-dhcp".into()),
+            refused: Vec::new(),
             server: Ipv4Addr::new(10, 0, 2, 2),
             lease_time: Some(Duration::from_secs(3600)),
             t1: Duration::from_secs(1800),
@@ -276,7 +278,9 @@ mod tests {
         );
         assert_eq!(c[1], Step::DefaultRoute("192.0.2.1".parse().unwrap()));
         assert_eq!(c[2], Step::DefaultRoute("2001:db8::1".parse().unwrap()));
-        assert!(matches!(&c[3], Step::ResolvConf { dns, search: None } if dns.len() == 1));
+        assert!(
+            matches!(&c[3], Step::ResolvConf { dns, search } if dns.len() == 1 && search.is_empty())
+        );
         assert_eq!(c[4], Step::ProbeGateway(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(c.len(), 5);
     }
@@ -306,7 +310,7 @@ mod tests {
                 "10.0.2.3".parse().unwrap()
             ]
         );
-        assert_eq!(search.as_deref(), Some("example.internal"));
+        assert_eq!(search, &vec!["example.internal".to_string()]);
         assert_eq!(c[3], Step::Hostname("from-dhcp".into()));
         p.mtu = None;
         p.hostname = Some("mine".into());
@@ -341,11 +345,13 @@ mod tests {
                 "192.0.2.53".parse().unwrap(),
                 "2001:db8::53".parse().unwrap(),
             ],
-            Some("corp"),
+            &["corp".to_string(), "lab.corp".to_string()],
         );
         assert_eq!(
             t,
-            "# written by vminit from the network source \"drive\"\nsearch corp\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"
+            "# written by vminit from the network source \"drive\"\nsearch corp lab.corp\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n"
         );
+        let none = resolv_conf("cmdline", &["10.0.2.3".parse().unwrap()], &[]);
+        assert!(!none.contains("search"), "{none}");
     }
 }

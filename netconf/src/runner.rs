@@ -11,15 +11,24 @@ use std::time::Duration;
 
 use guest_config::NetworkPlan;
 
-use crate::apply::{bring_up_then_probe, Exec};
+use crate::apply::{bring_up_then_probe, log_refused, Exec};
 use crate::dhcp::{self, Lease, LeasePhase};
 use crate::error::NetError;
 use crate::rtnl::Link;
 use crate::state::{LinkState, NetworkState};
 use crate::Env;
 
+/// A failed bring-up is retried after 5 s, doubling to 60 s.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// After a lost lease (NAK, or expiry without an ACK) the next DISCOVER waits 1 s, doubling
+/// to 60 s while leases keep being lost without one renewal in between: a server that hands
+/// out leases it then refuses must not get a DHCP storm from every guest.
+const LOST_FIRST: Duration = Duration::from_secs(1);
+const LOST_MAX: Duration = Duration::from_secs(60);
+/// A renewal exchange that fails on the socket is retried after 1 s, doubling to 30 s.
+const SOCKET_FIRST: Duration = Duration::from_secs(1);
+const SOCKET_MAX: Duration = Duration::from_secs(30);
 /// Longest a renew/rebind exchange runs before the thread checks for a stop request.
 const STOP_CHECK: Duration = Duration::from_secs(10);
 
@@ -83,6 +92,46 @@ pub fn spawn(
     })
 }
 
+/// Bounded exponential backoff: `first`, then doubling up to `max`. Pure (the caller sleeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub const fn new(first: Duration, max: Duration) -> Self {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay to wait now; the one after is twice as long, up to `max`.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next.min(self.max);
+        self.next = d.saturating_mul(2).min(self.max);
+        d
+    }
+
+    /// Back to `first`, after a success.
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// How [`keep_lease`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseEnd {
+    /// A stop request arrived.
+    Stopped,
+    /// The lease is gone (NAK or expiry); `renewed` tells whether it was extended at least
+    /// once before, i.e. whether the server had been working.
+    Lost { renewed: bool },
+}
+
 /// Sleeps `d` unless a stop arrives; true means stop.
 fn stopped(rx: &mpsc::Receiver<()>, d: Duration) -> bool {
     !matches!(rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
@@ -93,7 +142,8 @@ fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
         source: plan.source,
         ..NetworkState::default()
     };
-    let mut retry = RETRY_FIRST;
+    let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
+    let mut lost = Backoff::new(LOST_FIRST, LOST_MAX);
     let mut last_error = String::new();
     loop {
         // A retry after a failure keeps showing the failure until it has an outcome, so the
@@ -108,7 +158,7 @@ fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
         };
         match bring_up_then_probe(plan, env, &mut st, &mut on_configured) {
             Ok(bound) => {
-                retry = RETRY_FIRST;
+                retry.reset();
                 last_error.clear();
                 // Again, for the probe's warning, if any (unchanged states are not re-sent).
                 p.publish(&st);
@@ -116,8 +166,18 @@ fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
                     let _ = rx.recv(); // configured for good: idle until stopped
                     return;
                 };
-                if keep_lease(plan, env, p, rx, &mut st, link, lease) {
-                    return;
+                match keep_lease(plan, env, p, rx, &mut st, link, lease) {
+                    LeaseEnd::Stopped => return,
+                    LeaseEnd::Lost { renewed } => {
+                        if renewed {
+                            lost.reset();
+                        }
+                        let pause = lost.next_delay();
+                        log::info!("network: starting DHCP over in {} s", pause.as_secs_f32());
+                        if stopped(rx, pause) {
+                            return;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -129,10 +189,9 @@ fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
                 st.state = LinkState::Error;
                 st.error = Some(text);
                 p.publish(&st);
-                if stopped(rx, retry) {
+                if stopped(rx, retry.next_delay()) {
                     return;
                 }
-                retry = (retry * 2).min(RETRY_MAX);
             }
         }
     }
@@ -154,8 +213,7 @@ fn log_changes(st: &NetworkState) {
     }
 }
 
-/// Renews and rebinds until the lease is lost (returns false: start over) or a stop
-/// arrives (returns true).
+/// Renews and rebinds until the lease is lost or a stop arrives.
 fn keep_lease(
     plan: &NetworkPlan,
     env: &Env,
@@ -164,15 +222,19 @@ fn keep_lease(
     st: &mut NetworkState,
     link: Link,
     mut lease: Lease,
-) -> bool {
-    let Some(mac) = link.mac else { return false };
+) -> LeaseEnd {
+    let Some(mac) = link.mac else {
+        return LeaseEnd::Lost { renewed: false };
+    };
     let mut sock = None;
+    let mut renewed = false;
+    let mut sock_retry = Backoff::new(SOCKET_FIRST, SOCKET_MAX);
     loop {
         let now = env.clock.now();
         let (rebinding, until) = match lease.phase(now) {
             LeasePhase::Bound { until } => {
                 if stopped(rx, until.saturating_duration_since(now)) {
-                    return true;
+                    return LeaseEnd::Stopped;
                 }
                 continue;
             }
@@ -184,7 +246,7 @@ fn keep_lease(
                     address: lease.net().to_string(),
                 };
                 lose_lease(plan, env, p, st, &link, &lease, e.to_string());
-                return false;
+                return LeaseEnd::Lost { renewed };
             }
         };
         if sock.is_none() {
@@ -192,25 +254,25 @@ fn keep_lease(
                 Ok(s) => sock = Some(s),
                 Err(e) => {
                     log::warn!("{e}");
-                    if stopped(rx, Duration::from_secs(5)) {
-                        return true;
+                    if stopped(rx, sock_retry.next_delay()) {
+                        return LeaseEnd::Stopped;
                     }
                     continue;
                 }
             }
         }
         let Some(s) = sock.as_ref() else { continue };
-        let chunk_end = until.min(now + STOP_CHECK);
-        let hostname = plan.hostname.as_deref();
-        match dhcp::extend(s, &mac, &lease, rebinding, hostname, &*env.clock, chunk_end) {
+        let chunk_end = until.min(crate::wait::deadline(now, STOP_CHECK));
+        let opts = dhcp::ClientOpts {
+            hostname: plan.hostname.as_deref(),
+            limits: env.lease_limits,
+        };
+        match dhcp::extend(s, &mac, &lease, rebinding, opts, &*env.clock, chunk_end) {
             Ok(Some(Ok(new))) => {
-                log::info!("network: DHCP lease {} renewed on {}", new.net(), link.name);
+                renewed = true;
+                sock_retry.reset();
                 let old = std::mem::replace(&mut lease, new);
-                if old.net() != lease.net() {
-                    let e = format!("DHCP server moved us from {} to {}", old.net(), lease.net());
-                    log::warn!("network: {e}");
-                }
-                reconfigure(plan, env, p, st, &link, &lease);
+                adopt_renewal(plan, env, p, st, &link, &old, &lease);
             }
             Ok(Some(Err(nak))) => {
                 let text = format!(
@@ -219,24 +281,55 @@ fn keep_lease(
                     link.name
                 );
                 lose_lease(plan, env, p, st, &link, &lease, text);
-                return false;
+                return LeaseEnd::Lost { renewed };
             }
             Ok(None) => {}
             Err(e) => {
                 log::warn!("{e}");
                 sock = None;
-                if stopped(rx, Duration::from_secs(1)) {
-                    return true;
+                if stopped(rx, sock_retry.next_delay()) {
+                    return LeaseEnd::Stopped;
                 }
             }
         }
-        if matches!(
-            rx.try_recv(),
-            Ok(()) | Err(mpsc::TryRecvError::Disconnected)
-        ) {
-            return true;
+        if stop_requested(rx) {
+            return LeaseEnd::Stopped;
         }
     }
+}
+
+/// Whether a stop is pending (or the handle is gone), without waiting.
+fn stop_requested(rx: &mpsc::Receiver<()>) -> bool {
+    matches!(
+        rx.try_recv(),
+        Ok(()) | Err(mpsc::TryRecvError::Disconnected)
+    )
+}
+
+/// Logs a renewal (and any newly refused value) and applies the renewed lease.
+fn adopt_renewal(
+    plan: &NetworkPlan,
+    env: &Env,
+    p: &Publisher,
+    st: &mut NetworkState,
+    link: &Link,
+    old: &Lease,
+    lease: &Lease,
+) {
+    log::info!(
+        "network: DHCP lease {} renewed on {}",
+        lease.net(),
+        link.name
+    );
+    log_refused(lease, &link.name, &old.refused);
+    if old.net() != lease.net() {
+        log::warn!(
+            "network: DHCP server moved us from {} to {}",
+            old.net(),
+            lease.net()
+        );
+    }
+    reconfigure(plan, env, p, st, link, lease);
 }
 
 fn reconfigure(
@@ -288,4 +381,28 @@ fn lose_lease(
     st.state = LinkState::Down;
     st.error = Some(why);
     p.publish(st);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let s = Duration::from_secs;
+        let mut b = Backoff::new(LOST_FIRST, LOST_MAX);
+        let seq: Vec<u64> = (0..9).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(seq, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        b.reset();
+        assert_eq!(b.next_delay(), s(1));
+        let mut r = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let seq: Vec<u64> = (0..6).map(|_| r.next_delay().as_secs()).collect();
+        assert_eq!(seq, vec![5, 10, 20, 40, 60, 60]);
+        // Never overflows, whatever it is given.
+        let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
+        assert_eq!(huge.next_delay(), Duration::MAX);
+        assert_eq!(huge.next_delay(), Duration::MAX);
+        let mut inverted = Backoff::new(s(10), s(3));
+        assert_eq!(inverted.next_delay(), s(3));
+    }
 }

@@ -1,6 +1,6 @@
 //! The snapshot of the network the init publishes in its health JSON (`network` section,
 //! contract §4) and the boot timestamps that go with it. Owns no I/O beyond reading
-//! CLOCK_BOOTTIME.
+//! CLOCK_BOOTTIME (through `sys.rs`).
 
 use guest_config::NetworkSource;
 
@@ -57,17 +57,5 @@ pub struct NetworkState {
 
 /// Milliseconds on CLOCK_BOOTTIME, the clock of the health JSON's `boot.*_ms`.
 pub fn boottime_ms() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call and
-    // CLOCK_BOOTTIME is a clock id every Linux since 2.6.39 knows; on failure nothing is read.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    if r != 0 {
-        return None;
-    }
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    Some(secs.saturating_mul(1000).saturating_add(nanos / 1_000_000))
+    u64::try_from(crate::sys::boottime().as_millis()).ok()
 }

@@ -14,7 +14,15 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// How long to sleep before the next check, or `None` when the deadline has passed.
 pub fn next_sleep(deadline: Instant, now: Instant) -> Option<Duration> {
-    (now < deadline).then(|| (deadline - now).min(RECHECK))
+    (now < deadline).then(|| deadline.saturating_duration_since(now).min(RECHECK))
+}
+
+/// `now + d`, or the latest instant the clock can hold: a huge timeout (from configuration
+/// or a server) means "wait very long", never a panic on overflow.
+pub fn deadline(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Runs `check` until it returns `Some`, sleeping on link events in between. `Ok(None)` when
@@ -26,7 +34,7 @@ pub fn wait_for<T>(
     timeout: Duration,
     mut check: impl FnMut(&mut Rtnl) -> Result<Option<T>>,
 ) -> Result<Option<T>> {
-    let deadline = clock.now() + timeout;
+    let deadline = deadline(clock.now(), timeout);
     loop {
         if let Some(v) = check(rtnl)? {
             return Ok(Some(v));
@@ -59,5 +67,15 @@ mod tests {
             next_sleep(deadline, deadline + Duration::from_secs(1)),
             None
         );
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        let t0 = Instant::now();
+        assert_eq!(
+            deadline(t0, Duration::from_secs(2)),
+            t0 + Duration::from_secs(2)
+        );
+        assert!(deadline(t0, Duration::MAX) > t0);
     }
 }

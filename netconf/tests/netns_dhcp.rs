@@ -1,5 +1,6 @@
 //! The DHCP client against busybox udhcpd over a veth pair between two namespaces the tests
-//! create and delete: lease applied, no offer, renewal keeps the lease, expiry removes it.
+//! create and delete: lease applied, no offer, renewal keeps the lease, expiry removes it,
+//! a short lease is held for the floor, the server's bad names are refused.
 //! Needs root, ip(8) and busybox.
 
 #[cfg(test)]
@@ -85,9 +86,12 @@ mod tests {
         let history = Arc::new(Mutex::new(Vec::<LinkState>::new()));
         let (s, s2, h) = (shared.clone(), shared.clone(), history.clone());
         let handle = guest.enter(move || {
+            let mut e = env(r, None);
+            // The 4 s lease as the server gives it, so renewal and expiry fit in the test.
+            e.lease_limits = quick_leases();
             netconf::spawn(
                 dhcp_plan(),
-                env(r, None),
+                e,
                 s,
                 Box::new(move || {
                     let now = s2.lock().unwrap().state;
@@ -134,6 +138,65 @@ mod tests {
         let v4 = guest.ip_out(&["-4", "addr", "show", "dev", "eth0"]);
         assert!(!v4.contains(&leased), "expired address still there: {v4}");
         handle.stop();
+        let _ = std::fs::remove_file(resolv);
+    }
+
+    #[test]
+    fn a_four_second_lease_is_held_for_the_sixty_second_floor() {
+        let (guest, host) = guest_and_host();
+        let server = udhcpd(&host, 4);
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let shared = Arc::new(Mutex::new(NetworkState::default()));
+        let s = shared.clone();
+        let handle = guest
+            .enter(move || netconf::spawn(dhcp_plan(), env(r, None), s, Box::new(|| {})).unwrap());
+        let up = wait_state(
+            &shared,
+            |s| s.state == LinkState::Up,
+            Duration::from_secs(10),
+        );
+        assert_eq!(up.state, LinkState::Up, "{up:?}");
+        // Server gone at once: only the clamp keeps the address beyond the server's 4 s
+        // (T1 and T2 at 10 s now, so no exchange is even tried in this window).
+        drop(server);
+        let t0 = Instant::now();
+        let lost = wait_state(
+            &shared,
+            |s| s.state != LinkState::Up,
+            Duration::from_secs(8),
+        );
+        assert_eq!(
+            lost.state,
+            LinkState::Up,
+            "the 4 s lease lapsed after {:?}: {lost:?}",
+            t0.elapsed()
+        );
+        let v4 = guest.ip_out(&["-4", "addr", "show", "dev", "eth0"]);
+        assert!(v4.contains(&up.addresses[0]), "{v4}");
+        handle.stop();
+        let _ = std::fs::remove_file(resolv);
+    }
+
+    #[test]
+    fn the_servers_bad_names_are_refused_and_the_lease_stands() {
+        let (guest, host) = guest_and_host();
+        let _server = udhcpd_with(&host, 600, "bad_host!", "-bad.example");
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let host_name = Arc::new(Mutex::new("old".to_string()));
+        let hn = host_name.clone();
+        let st = guest.enter(move || apply(&dhcp_plan(), &env(r, Some(hn))).unwrap());
+        assert_eq!(st.state, LinkState::Up, "{st:?}");
+        assert_eq!(st.addresses.len(), 1, "{st:?}");
+        assert_eq!(
+            *host_name.lock().unwrap(),
+            "old",
+            "refused host name not set"
+        );
+        let text = std::fs::read_to_string(&resolv).unwrap();
+        assert!(text.contains("nameserver 10.99.0.53"), "{text}");
+        assert!(!text.contains("search"), "refused domain written: {text}");
         let _ = std::fs::remove_file(resolv);
     }
 }

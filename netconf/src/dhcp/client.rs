@@ -10,10 +10,9 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::lease::Lease;
+use super::lease::{Lease, LeaseLimits};
 use super::msg::{self, Reply, RequestKind};
 use crate::error::{NetError, Result};
 use crate::Clock;
@@ -26,6 +25,15 @@ const CLIENT_PORT: u16 = 68;
 /// and boot time matters more than the medium's load.
 pub fn retransmit_delay(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.min(3))
+}
+
+/// What the client asks the server for and what it accepts of the answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientOpts<'a> {
+    /// Sent as option 12, so the server may register it.
+    pub hostname: Option<&'a str>,
+    /// Floors under the lease's timers.
+    pub limits: LeaseLimits,
 }
 
 pub struct DhcpSocket {
@@ -44,7 +52,7 @@ impl DhcpSocket {
             .map_err(|e| err("bind to port 68", e))?;
         sock.set_broadcast(true)
             .map_err(|e| err("set SO_BROADCAST", e))?;
-        bind_to_device(&sock, interface).map_err(|e| err("set SO_BINDTODEVICE", e))?;
+        crate::sys::bind_to_device(&sock, interface).map_err(|e| err("set SO_BINDTODEVICE", e))?;
         Ok(DhcpSocket {
             sock,
             interface: interface.to_string(),
@@ -82,7 +90,9 @@ impl DhcpSocket {
             if now >= until {
                 return Ok(None);
             }
-            let wait = (until - now).max(Duration::from_millis(1));
+            let wait = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             self.sock
                 .set_read_timeout(Some(wait))
                 .map_err(|e| self.err("set receive timeout", e))?;
@@ -110,26 +120,27 @@ impl DhcpSocket {
 pub fn acquire(
     sock: &DhcpSocket,
     mac: &[u8; 6],
-    hostname: Option<&str>,
+    opts: ClientOpts<'_>,
     clock: &dyn Clock,
     timeout: Duration,
 ) -> Result<Lease> {
     let start = clock.now();
-    let deadline = start + timeout;
+    let deadline = crate::wait::deadline(start, timeout);
     let mut last_nak: Option<(Ipv4Addr, String)> = None;
     let mut attempt = 0u32;
     while clock.now() < deadline {
         let xid = new_xid(mac, attempt);
-        sock.send(&msg::discover(xid, mac, hostname), Ipv4Addr::BROADCAST)?;
-        let wait_until = (clock.now() + retransmit_delay(attempt)).min(deadline);
-        attempt += 1;
+        sock.send(&msg::discover(xid, mac, opts.hostname), Ipv4Addr::BROADCAST)?;
+        let wait_until =
+            crate::wait::deadline(clock.now(), retransmit_delay(attempt)).min(deadline);
+        attempt = attempt.saturating_add(1);
         let Some(Reply::Offer { offered, server }) =
             sock.recv_reply(xid, mac, wait_until, clock)?
         else {
             continue;
         };
         log::info!(
-            "DHCP offer of {offered} from {server} on {}",
+            "network: DHCP offer of {offered} from {server} on {}",
             sock.interface
         );
         // RFC 2131 table 5: the REQUEST answering an OFFER carries the OFFER's xid.
@@ -140,13 +151,20 @@ pub fn acquire(
             xid,
             kind,
             Ipv4Addr::BROADCAST,
-            hostname,
+            opts,
             clock,
             deadline,
             4,
         )? {
             Some(Ok(lease)) => return Ok(lease),
-            Some(Err(text)) => last_nak = Some((server, text)),
+            Some(Err(text)) => {
+                last_nak = Some((server, text));
+                // A server that NAKs every REQUEST would otherwise get a DISCOVER back at
+                // once, in a tight loop until the deadline: pause as for a retransmission.
+                let now = clock.now();
+                let pause = retransmit_delay(attempt).min(deadline.saturating_duration_since(now));
+                std::thread::sleep(pause);
+            }
             None => last_nak = Some((server, "no DHCPACK to the REQUEST".to_string())),
         }
     }
@@ -171,7 +189,7 @@ pub fn extend(
     mac: &[u8; 6],
     lease: &Lease,
     rebinding: bool,
-    hostname: Option<&str>,
+    opts: ClientOpts<'_>,
     clock: &dyn Clock,
     until: Instant,
 ) -> Result<Option<std::result::Result<Lease, String>>> {
@@ -191,7 +209,7 @@ pub fn extend(
         )
     };
     let xid = new_xid(mac, u32::from(rebinding) | 0x8000_0000);
-    request(sock, mac, xid, kind, to, hostname, clock, until, u32::MAX)
+    request(sock, mac, xid, kind, to, opts, clock, until, u32::MAX)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,7 +221,7 @@ fn request(
     xid: u32,
     kind: RequestKind,
     to: Ipv4Addr,
-    hostname: Option<&str>,
+    opts: ClientOpts<'_>,
     clock: &dyn Clock,
     deadline: Instant,
     max_attempts: u32,
@@ -211,13 +229,20 @@ fn request(
     let mut attempt = 0u32;
     while attempt < max_attempts && clock.now() < deadline {
         let sent = clock.now();
-        sock.send(&msg::request(xid, mac, kind, hostname), to)?;
-        let wait_until = (sent + retransmit_delay(attempt)).min(deadline);
-        attempt += 1;
+        sock.send(&msg::request(xid, mac, kind, opts.hostname), to)?;
+        let wait_until = crate::wait::deadline(sent, retransmit_delay(attempt)).min(deadline);
+        attempt = attempt.saturating_add(1);
         match sock.recv_reply(xid, mac, wait_until, clock)? {
-            Some(Reply::Ack(m)) => match Lease::from_ack(&m, sent) {
-                Ok(l) => return Ok(Some(Ok(l))),
-                Err(e) => log::warn!("DHCP on {}: ignoring a bad ACK: {e}", sock.interface),
+            Some(Reply::Ack { msg, refused }) => match Lease::from_ack(&msg, sent, opts.limits) {
+                Ok(mut l) => {
+                    l.refused.extend(refused);
+                    return Ok(Some(Ok(l)));
+                }
+                Err(e) => log::warn!(
+                    "DHCP on {}: ignoring a bad ACK: {}",
+                    sock.interface,
+                    super::names::escape(e.as_bytes())
+                ),
             },
             Some(Reply::Nak { text, .. }) => {
                 return Ok(Some(Err(format!(
@@ -245,28 +270,6 @@ fn new_xid(mac: &[u8; 6], attempt: u32) -> u32 {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
     h ^ std::process::id()
-}
-
-/// `SO_BINDTODEVICE`: send out of, and receive only from, this interface.
-fn bind_to_device(sock: &UdpSocket, interface: &str) -> io::Result<()> {
-    let name = interface.as_bytes();
-    let len = libc::socklen_t::try_from(name.len())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: the fd is owned by `sock` and open; the kernel copies at most `len` bytes from
-    // `name`, which is a live slice of exactly that length (it need not be NUL-terminated).
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_BINDTODEVICE,
-            name.as_ptr().cast(),
-            len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! A DHCPv4 lease as read from an ACK, and the pure timer decisions of RFC 2131 §4.4.5:
 //! renew (unicast to the server) from T1, rebind (broadcast) from T2, give the address up at
 //! expiry. No I/O and no clock: `now` is always passed in.
+//!
+//! The reply is input from whoever answers on the segment: names are checked
+//! (`names.rs`) and the timers clamped ([`LeaseLimits`]) here, before anything acts on them.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use guest_config::IpNet;
+
+use super::names;
 
 /// The lease time the server sends for "forever" (RFC 2131 §3.3).
 const INFINITE: u32 = u32::MAX;
@@ -17,9 +22,14 @@ pub struct Lease {
     pub prefix_len: u8,
     pub router: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
-    pub domain: Option<String>,
+    /// Checked domains for resolv.conf's `search`: option 15, then option 119.
+    pub search: Vec<String>,
     pub mtu: Option<u16>,
+    /// The server's host name for us, if it passed the check.
     pub hostname: Option<String>,
+    /// One line per value of the reply that was refused (escaped, with the reason); the
+    /// caller logs them. Never fatal: the lease stands without the refused values.
+    pub refused: Vec<String>,
     /// The server identifier: where renewals go.
     pub server: Ipv4Addr,
     /// `None` for an infinite lease.
@@ -27,6 +37,25 @@ pub struct Lease {
     pub t1: Duration,
     pub t2: Duration,
     pub acquired: Instant,
+}
+
+/// The floors put under a server's timers: a lease of a few seconds (broken or hostile
+/// server) would otherwise have the client renew in a tight loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseLimits {
+    /// A shorter lease counts as this long (default 60 s).
+    pub min_lease: Duration,
+    /// A shorter T1 counts as this long (default 10 s); T2 then lies between T1 and the lease.
+    pub min_t1: Duration,
+}
+
+impl Default for LeaseLimits {
+    fn default() -> Self {
+        LeaseLimits {
+            min_lease: Duration::from_secs(60),
+            min_t1: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Where a lease stands at a given instant.
@@ -45,7 +74,11 @@ pub enum LeasePhase {
 impl Lease {
     /// Reads a lease from a DHCPACK. `acquired` is when the REQUEST that got it was sent
     /// (RFC 2131 §4.4.1 counts the lease from then, erring on the safe side).
-    pub fn from_ack(msg: &Message, acquired: Instant) -> Result<Lease, String> {
+    pub fn from_ack(
+        msg: &Message,
+        acquired: Instant,
+        limits: LeaseLimits,
+    ) -> Result<Lease, String> {
         if msg.opts().msg_type() != Some(MessageType::Ack) {
             return Err("not a DHCPACK".to_string());
         }
@@ -70,14 +103,8 @@ impl Lease {
             Some(DhcpOption::DomainNameServer(d)) => d.clone(),
             _ => Vec::new(),
         };
-        let domain = match msg.opts().get(OptionCode::DomainName) {
-            Some(DhcpOption::DomainName(d)) if !d.trim().is_empty() => Some(d.trim().to_string()),
-            _ => None,
-        };
-        let hostname = match msg.opts().get(OptionCode::Hostname) {
-            Some(DhcpOption::Hostname(h)) if !h.trim().is_empty() => Some(h.trim().to_string()),
-            _ => None,
-        };
+        let mut refused = Vec::new();
+        let (search, hostname) = checked_names(msg, &mut refused);
         // RFC 2132 §5.1: the minimum legal MTU is 68; anything less is a broken server.
         let mtu = match msg.opts().get(OptionCode::InterfaceMtu) {
             Some(DhcpOption::InterfaceMtu(m)) if *m >= 68 => Some(*m),
@@ -95,15 +122,16 @@ impl Lease {
             Some(DhcpOption::Rebinding(t)) => Some(*t),
             _ => None,
         };
-        let (lease_time, t1, t2) = timers(lease_secs, t1, t2);
+        let (lease_time, t1, t2) = timers(lease_secs, t1, t2, limits);
         Ok(Lease {
             address,
             prefix_len,
             router,
             dns,
-            domain,
+            search,
             mtu,
             hostname,
+            refused,
             server,
             lease_time,
             t1,
@@ -120,14 +148,16 @@ impl Lease {
     }
 
     pub fn phase(&self, now: Instant) -> LeasePhase {
+        // Checked: an instant past what the clock can hold is "never", and an infinite lease
+        // is re-examined once a day.
+        let far = || now.checked_add(Duration::from_secs(86_400)).unwrap_or(now);
+        let at = |d: Duration| self.acquired.checked_add(d);
         let Some(lease) = self.lease_time else {
-            return LeasePhase::Bound {
-                until: now + Duration::from_secs(86_400),
-            };
+            return LeasePhase::Bound { until: far() };
         };
-        let t1 = self.acquired + self.t1;
-        let t2 = self.acquired + self.t2;
-        let end = self.acquired + lease;
+        let (Some(t1), Some(t2), Some(end)) = (at(self.t1), at(self.t2), at(lease)) else {
+            return LeasePhase::Bound { until: far() };
+        };
         if now < t1 {
             LeasePhase::Bound { until: t1 }
         } else if now < t2 {
@@ -140,28 +170,61 @@ impl Lease {
     }
 }
 
+/// The search list (options 15 and 119) and host name (option 12) of a reply, each checked
+/// (`names.rs`); what fails a check is described in `refused` and left out.
+fn checked_names(msg: &Message, refused: &mut Vec<String>) -> (Vec<String>, Option<String>) {
+    let domain = match msg.opts().get(OptionCode::DomainName) {
+        Some(DhcpOption::DomainName(d)) => Some(d.as_str()),
+        _ => None,
+    };
+    let search_opt: Vec<String> = match msg.opts().get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(names)) => names.iter().map(|n| n.to_ascii()).collect(),
+        _ => Vec::new(),
+    };
+    let search = names::search_list(domain, &search_opt, refused);
+    let hostname = match msg.opts().get(OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) => match names::check_dhcp_hostname(h) {
+            Ok(name) => Some(name.to_string()),
+            Err(why) => {
+                refused.push(format!(
+                    "host name (option 12) \"{}\": {why}",
+                    names::escape(h.as_bytes())
+                ));
+                None
+            }
+        },
+        _ => None,
+    };
+    (search, hostname)
+}
+
 /// Lease, T1 and T2 from the options, with RFC 2131 §4.4.5's defaults (0.5 and 0.875 of the
-/// lease) where the server sent none or sent an inconsistent ordering.
+/// lease) where the server sent none or sent an inconsistent ordering, then clamped by
+/// `limits`: the lease to at least `min_lease`, T1 to at least `min_t1` (and at most the
+/// lease), T2 between T1 and the lease. The server's own T1/T2 are kept where they clear the
+/// floors, so a 30 s lease with T1 = 15 s becomes 60 s with T1 = 15 s.
 pub fn timers(
     lease: u32,
     t1: Option<u32>,
     t2: Option<u32>,
+    limits: LeaseLimits,
 ) -> (Option<Duration>, Duration, Duration) {
     if lease == INFINITE {
         return (None, Duration::MAX, Duration::MAX);
     }
     let l = u64::from(lease);
-    let def_t2 = l * 7 / 8;
+    // u32 values in u64: neither product can overflow; saturating all the same.
+    let def_t2 = l.saturating_mul(7) / 8;
     let t2 = t2.map(u64::from).filter(|t| *t <= l).unwrap_or(def_t2);
     let t1 = t1
         .map(u64::from)
         .filter(|t| *t <= t2)
         .unwrap_or((l / 2).min(t2));
-    (
-        Some(Duration::from_secs(l)),
-        Duration::from_secs(t1),
-        Duration::from_secs(t2),
-    )
+    let lease = Duration::from_secs(l).max(limits.min_lease);
+    let t1 = Duration::from_secs(t1).max(limits.min_t1).min(lease);
+    // max then min rather than clamp(): t1 <= lease holds, but clamp() would panic if not.
+    let t2 = Duration::from_secs(t2).max(t1).min(lease);
+    (Some(lease), t1, t2)
 }
 
 /// `255.255.255.0` → 24; `None` for a mask with holes.
@@ -185,6 +248,16 @@ fn classful_prefix(a: Ipv4Addr) -> u8 {
 mod tests {
     use super::*;
     use dhcproto::v4::Opcode;
+
+    /// No floors: the RFC's own timer rules alone.
+    const NONE: LeaseLimits = LeaseLimits {
+        min_lease: Duration::ZERO,
+        min_t1: Duration::ZERO,
+    };
+    const LIM: LeaseLimits = LeaseLimits {
+        min_lease: Duration::from_secs(60),
+        min_t1: Duration::from_secs(10),
+    };
 
     fn ack(opts: Vec<DhcpOption>) -> Message {
         let mut m = Message::default();
@@ -212,7 +285,7 @@ mod tests {
     #[test]
     fn parses_a_qemu_style_ack() {
         let now = Instant::now();
-        let l = Lease::from_ack(&qemu_ack(), now).unwrap();
+        let l = Lease::from_ack(&qemu_ack(), now, LIM).unwrap();
         assert_eq!(l.net().to_string(), "10.0.2.15/24");
         assert_eq!(l.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
         assert_eq!(l.dns, vec![Ipv4Addr::new(10, 0, 2, 3)]);
@@ -227,50 +300,153 @@ mod tests {
     fn rejects_acks_missing_what_a_lease_needs() {
         let now = Instant::now();
         let no_server = ack(vec![DhcpOption::AddressLeaseTime(60)]);
-        assert!(Lease::from_ack(&no_server, now).unwrap_err().contains("54"));
+        assert!(Lease::from_ack(&no_server, now, LIM)
+            .unwrap_err()
+            .contains("54"));
         let no_time = ack(vec![DhcpOption::ServerIdentifier(Ipv4Addr::new(
             10, 0, 2, 2,
         ))]);
-        assert!(Lease::from_ack(&no_time, now).unwrap_err().contains("51"));
+        assert!(Lease::from_ack(&no_time, now, LIM)
+            .unwrap_err()
+            .contains("51"));
         let holes = ack(vec![
             DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 2, 2)),
             DhcpOption::AddressLeaseTime(60),
             DhcpOption::SubnetMask(Ipv4Addr::new(255, 0, 255, 0)),
         ]);
-        assert!(Lease::from_ack(&holes, now)
+        assert!(Lease::from_ack(&holes, now, LIM)
             .unwrap_err()
             .contains("255.0.255.0"));
         let mut offer = qemu_ack();
         offer
             .opts_mut()
             .insert(DhcpOption::MessageType(MessageType::Offer));
-        assert!(Lease::from_ack(&offer, now).is_err());
+        assert!(Lease::from_ack(&offer, now, LIM).is_err());
     }
 
     #[test]
     fn timers_default_and_sanitise() {
         let s = Duration::from_secs;
-        assert_eq!(timers(100, None, None), (Some(s(100)), s(50), s(87)));
+        assert_eq!(timers(100, None, None, NONE), (Some(s(100)), s(50), s(87)));
         assert_eq!(
-            timers(100, Some(10), Some(20)),
+            timers(100, Some(10), Some(20), NONE),
             (Some(s(100)), s(10), s(20))
         );
         // T2 beyond the lease and T1 beyond T2 are ignored.
         assert_eq!(
-            timers(100, Some(90), Some(200)),
+            timers(100, Some(90), Some(200), NONE),
             (Some(s(100)), s(50), s(87))
         );
         assert_eq!(
-            timers(100, Some(60), Some(40)),
+            timers(100, Some(60), Some(40), NONE),
             (Some(s(100)), s(40), s(40))
         );
-        assert_eq!(timers(u32::MAX, Some(1), Some(2)).0, None);
+        assert_eq!(timers(u32::MAX, Some(1), Some(2), LIM).0, None);
+        assert_eq!(LeaseLimits::default(), LIM);
+    }
+
+    #[test]
+    fn short_leases_and_timers_are_clamped() {
+        let s = Duration::from_secs;
+        // A 4 s lease (T1 2 s, T2 3 s by default) counts as 60 s with T1 = T2 = 10 s.
+        assert_eq!(timers(4, None, None, LIM), (Some(s(60)), s(10), s(10)));
+        assert_eq!(
+            timers(0, Some(0), Some(0), LIM),
+            (Some(s(60)), s(10), s(10))
+        );
+        // A lease of 59 s is clamped, 60 s is not.
+        assert_eq!(timers(59, None, None, LIM).0, Some(s(60)));
+        assert_eq!(timers(60, None, None, LIM), (Some(s(60)), s(30), s(52)));
+        // T1 under 10 s on a long lease: raised to 10 s, T2 kept.
+        assert_eq!(
+            timers(3600, Some(1), Some(3000), LIM),
+            (Some(s(3600)), s(10), s(3000))
+        );
+        // T2 under the raised T1 follows it.
+        assert_eq!(
+            timers(3600, Some(2), Some(5), LIM),
+            (Some(s(3600)), s(10), s(10))
+        );
+        // Server T1/T2 that clear the floors are kept under a clamped lease.
+        assert_eq!(
+            timers(30, Some(15), Some(25), LIM),
+            (Some(s(60)), s(15), s(25))
+        );
+        // Floors larger than each other still give T1 <= T2 <= lease.
+        let odd = LeaseLimits {
+            min_lease: s(5),
+            min_t1: s(100),
+        };
+        let (l, t1, t2) = timers(1, None, None, odd);
+        assert_eq!((l, t1, t2), (Some(s(5)), s(5), s(5)));
+        // Every combination keeps the order.
+        for lease in [0, 1, 9, 10, 59, 60, 61, 3600, u32::MAX - 1] {
+            for t1 in [None, Some(0), Some(5), Some(30), Some(u32::MAX)] {
+                for t2 in [None, Some(0), Some(8), Some(45), Some(u32::MAX)] {
+                    let (l, a, b) = timers(lease, t1, t2, LIM);
+                    let l = l.unwrap();
+                    assert!(
+                        l >= s(60) && a >= s(10) && a <= b && b <= l,
+                        "{lease} {t1:?} {t2:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_ack_with_hostile_strings_keeps_the_lease_without_them() {
+        let mut m = qemu_ack();
+        m.opts_mut()
+            .insert(DhcpOption::Hostname("vm\u{1b}]0;pwned\u{7}".into()));
+        m.opts_mut().insert(DhcpOption::DomainName(
+            "corp.example\nnameserver 6.6.6.6".into(),
+        ));
+        let l = Lease::from_ack(&m, Instant::now(), LIM).unwrap();
+        assert_eq!(l.hostname, None);
+        assert!(l.search.is_empty(), "{:?}", l.search);
+        assert_eq!(l.refused.len(), 2, "{:?}", l.refused);
+        assert!(l.refused.iter().any(|r| r.contains("\\x1b]0;pwned\\x07")));
+        assert!(l.refused.iter().all(|r| !r.chars().any(char::is_control)));
+
+        let mut m = qemu_ack();
+        m.opts_mut()
+            .insert(DhcpOption::Hostname("leased-vm".into()));
+        m.opts_mut()
+            .insert(DhcpOption::DomainName("example.internal.".into()));
+        m.opts_mut()
+            .insert(DhcpOption::DomainSearch(vec!["lab.example."
+                .parse()
+                .unwrap()]));
+        let l = Lease::from_ack(&m, Instant::now(), LIM).unwrap();
+        assert_eq!(l.hostname.as_deref(), Some("leased-vm"));
+        assert_eq!(l.search, vec!["example.internal", "lab.example"]);
+        assert!(l.refused.is_empty());
+    }
+
+    #[test]
+    fn a_short_ack_lease_is_clamped() {
+        let mut m = qemu_ack();
+        m.opts_mut().insert(DhcpOption::AddressLeaseTime(4));
+        let l = Lease::from_ack(&m, Instant::now(), LIM).unwrap();
+        assert_eq!(l.lease_time, Some(Duration::from_secs(60)));
+        assert_eq!(l.t1, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn phases_never_overflow_the_clock() {
+        let t0 = Instant::now();
+        let mut l = Lease::from_ack(&qemu_ack(), t0, LIM).unwrap();
+        l.lease_time = Some(Duration::MAX);
+        l.t1 = Duration::MAX;
+        l.t2 = Duration::MAX;
+        assert!(matches!(l.phase(t0), LeasePhase::Bound { .. }));
     }
 
     #[test]
     fn phases_follow_t1_t2_and_expiry() {
         let t0 = Instant::now();
-        let mut l = Lease::from_ack(&qemu_ack(), t0).unwrap();
+        let mut l = Lease::from_ack(&qemu_ack(), t0, LIM).unwrap();
         l.lease_time = Some(Duration::from_secs(100));
         l.t1 = Duration::from_secs(50);
         l.t2 = Duration::from_secs(87);

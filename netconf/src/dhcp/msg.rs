@@ -1,6 +1,7 @@
 //! DHCPv4 messages this client sends (RFC 2131 §4.4.1 table 5) and the classification of what
 //! comes back. Pure: builds and reads `dhcproto` messages, no sockets.
 
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
@@ -97,7 +98,11 @@ pub enum Reply {
         offered: Ipv4Addr,
         server: Ipv4Addr,
     },
-    Ack(Box<Message>),
+    /// `refused`: the string options set aside before decoding (see [`quarantine_non_utf8`]).
+    Ack {
+        msg: Box<Message>,
+        refused: Vec<String>,
+    },
     Nak {
         server: Option<Ipv4Addr>,
         text: Option<String>,
@@ -107,7 +112,8 @@ pub enum Reply {
 /// Decodes a datagram; `None` unless it is a BOOTREPLY for our `xid` and `mac` of a kind we
 /// act on (other clients' traffic and junk on port 68 are dropped silently).
 pub fn classify(bytes: &[u8], xid: u32, mac: &[u8; 6]) -> Option<Reply> {
-    let m = Message::decode(&mut Decoder::new(bytes)).ok()?;
+    let (bytes, refused) = quarantine_non_utf8(bytes);
+    let m = Message::decode(&mut Decoder::new(&bytes)).ok()?;
     if m.opcode() != Opcode::BootReply || m.xid() != xid || m.chaddr().get(..6)? != mac {
         return None;
     }
@@ -120,16 +126,74 @@ pub fn classify(bytes: &[u8], xid: u32, mac: &[u8; 6]) -> Option<Reply> {
             offered: m.yiaddr(),
             server: server?,
         }),
-        MessageType::Ack => Some(Reply::Ack(Box::new(m))),
+        MessageType::Ack => Some(Reply::Ack {
+            msg: Box::new(m),
+            refused,
+        }),
         MessageType::Nak => {
             let text = match m.opts().get(OptionCode::Message) {
-                Some(DhcpOption::Message(t)) => Some(t.clone()),
+                // The server's text goes to the console and /health: escaped here, once.
+                Some(DhcpOption::Message(t)) => Some(super::names::escape(t.as_bytes())),
                 _ => None,
             };
             Some(Reply::Nak { server, text })
         }
         _ => None,
     }
+}
+
+/// Where the options start: the fixed BOOTP header (236 bytes), then the magic cookie (4).
+const OPTIONS_AT: usize = 240;
+/// A site-specific code (RFC 3942: 224 to 254) that the decoder keeps as an unknown option
+/// and nothing here reads.
+const QUARANTINE: u8 = 254;
+
+/// String options (host name 12, domain name 15, message 56) whose bytes are not UTF-8 are
+/// set aside before decoding: `dhcproto` stops reading options at the first one it cannot
+/// decode, which would lose every option after it (lease time, server id) and with them the
+/// whole ACK. Their code is changed to [`QUARANTINE`], and each is described, escaped, for
+/// the log. Returns the bytes to decode (borrowed when nothing was changed).
+pub fn quarantine_non_utf8(bytes: &[u8]) -> (Cow<'_, [u8]>, Vec<String>) {
+    let mut out = Cow::Borrowed(bytes);
+    let mut refused = Vec::new();
+    let mut i = OPTIONS_AT;
+    while let Some(&code) = bytes.get(i) {
+        match code {
+            0 => {
+                i = i.saturating_add(1);
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let Some(&len) = bytes.get(i.saturating_add(1)) else {
+            break;
+        };
+        let start = i.saturating_add(2);
+        let end = start.saturating_add(usize::from(len));
+        let Some(value) = bytes.get(start..end) else {
+            break; // truncated: the decoder drops it too
+        };
+        let what = match code {
+            12 => Some("host name (option 12)"),
+            15 => Some("domain name (option 15)"),
+            56 => Some("message (option 56)"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            if std::str::from_utf8(value).is_err() {
+                if let Some(c) = out.to_mut().get_mut(i) {
+                    *c = QUARANTINE;
+                }
+                refused.push(format!(
+                    "{what} \"{}\": not UTF-8",
+                    super::names::escape(value)
+                ));
+            }
+        }
+        i = end;
+    }
+    (out, refused)
 }
 
 #[cfg(test)]
@@ -203,6 +267,43 @@ mod tests {
         let nak = reply(&d, MessageType::Nak, Ipv4Addr::UNSPECIFIED);
         assert!(matches!(classify(&nak, 42, &MAC), Some(Reply::Nak { .. })));
         let ack = reply(&d, MessageType::Ack, Ipv4Addr::new(10, 0, 2, 15));
-        assert!(matches!(classify(&ack, 42, &MAC), Some(Reply::Ack(_))));
+        assert!(matches!(classify(&ack, 42, &MAC), Some(Reply::Ack { .. })));
+    }
+
+    #[test]
+    fn a_non_utf8_string_option_is_set_aside_and_the_rest_still_read() {
+        let d = discover(42, &MAC, None);
+        let mut r = d.clone();
+        r.set_opcode(Opcode::BootReply)
+            .set_yiaddr(Ipv4Addr::new(10, 0, 2, 15));
+        r.opts_mut().clear();
+        let mut bytes = encode(&r).unwrap();
+        // Options by hand, in the order a hostile server picks: the bad host name first.
+        bytes.truncate(OPTIONS_AT);
+        bytes.extend_from_slice(&[12, 4, b'v', 0xff, b'\x1b', b'm']);
+        bytes.extend_from_slice(&[53, 1, 5]); // ACK
+        bytes.extend_from_slice(&[54, 4, 10, 0, 2, 2]);
+        bytes.extend_from_slice(&[51, 4, 0, 0, 0x0e, 0x10]);
+        bytes.push(255);
+        let Some(Reply::Ack { msg, refused }) = classify(&bytes, 42, &MAC) else {
+            panic!("the ACK was lost")
+        };
+        assert_eq!(
+            refused,
+            vec!["host name (option 12) \"v\\xff\\x1bm\": not UTF-8"]
+        );
+        assert!(msg.opts().get(OptionCode::AddressLeaseTime).is_some());
+        assert!(msg.opts().get(OptionCode::Hostname).is_none());
+        // Without the quarantine the decoder loses everything after the bad option.
+        let plain = Message::decode(&mut Decoder::new(&bytes)).unwrap();
+        assert_eq!(plain.opts().msg_type(), None);
+        // Junk and truncation never panic.
+        for n in 0..bytes.len() {
+            let _ = quarantine_non_utf8(&bytes[..n]);
+        }
+        let mut long = bytes.clone();
+        long.truncate(242);
+        long.push(200);
+        assert_eq!(quarantine_non_utf8(&long).1.len(), 0);
     }
 }

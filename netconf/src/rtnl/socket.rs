@@ -4,7 +4,6 @@
 //! Owns no policy: the typed operations live in `ops.rs`.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -20,7 +19,7 @@ use netlink_sys::{Socket, SocketAddr};
 const RECV_BUF: usize = 64 * 1024;
 /// A kernel that does not answer an rtnetlink request within this is broken; PID 1 must not
 /// hang on it forever.
-const REPLY_TIMEOUT_SECS: u8 = 5;
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `RTNLGRP_LINK` (linux/rtnetlink.h): link created, deleted, flags or carrier changed.
 const RTNLGRP_LINK: u32 = 1;
 
@@ -35,7 +34,7 @@ impl Rtnl {
     pub fn open() -> io::Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
-        set_recv_timeout(&sock, REPLY_TIMEOUT_SECS)?;
+        crate::sys::set_recv_timeout(&sock, REPLY_TIMEOUT)?;
         Ok(Rtnl {
             sock,
             seq: 0,
@@ -134,24 +133,7 @@ impl LinkMonitor {
     /// Returns whether anything arrived. The events themselves are not decoded: the caller
     /// re-reads the state it cares about, which also covers an overrun (ENOBUFS).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis().saturating_add(1)).unwrap_or(i32::MAX);
-        // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call, and the
-        // count passed is 1; poll(2) only writes `revents`.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
-        }
-        if r == 0 {
+        if !crate::sys::poll_readable(&self.sock, timeout)? {
             return Ok(false);
         }
         loop {
@@ -169,27 +151,4 @@ impl LinkMonitor {
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-fn set_recv_timeout(sock: &Socket, secs: u8) -> io::Result<()> {
-    // Whole seconds from a u8 fit time_t on every libc (32 or 64 bit) without naming it.
-    let tv = libc::timeval {
-        tv_sec: secs.into(),
-        tv_usec: 0,
-    };
-    // SAFETY: the fd is owned by `sock` and open; `tv` is a valid timeval and the length
-    // passed is exactly its size, so the kernel reads only that struct.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            std::ptr::from_ref(&tv).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(0),
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -133,6 +133,15 @@ pub fn env(resolv: PathBuf, hostname: Option<Arc<Mutex<String>>>) -> Env {
         clock: Box::new(SystemClock),
         dhcp_timeout: Duration::from_secs(10),
         arp_timeout: None,
+        lease_limits: netconf::dhcp::LeaseLimits::default(),
+    }
+}
+
+/// Floors low enough for a test to watch a whole lease lifecycle in seconds.
+pub fn quick_leases() -> netconf::dhcp::LeaseLimits {
+    netconf::dhcp::LeaseLimits {
+        min_lease: Duration::from_secs(1),
+        min_t1: Duration::from_secs(1),
     }
 }
 
@@ -201,6 +210,11 @@ impl Drop for Udhcpd {
 }
 
 pub fn udhcpd(host: &Netns, lease_secs: u32) -> Udhcpd {
+    udhcpd_with(host, lease_secs, "leased-vm", "example.internal")
+}
+
+/// udhcpd handing out `hostname` (option 12) and `domain` (option 15) as given.
+pub fn udhcpd_with(host: &Netns, lease_secs: u32, hostname: &str, domain: &str) -> Udhcpd {
     let conf = tmpfile("udhcpd.conf");
     let leases = tmpfile("udhcpd.leases");
     let pid = tmpfile("udhcpd.pid");
@@ -211,7 +225,7 @@ pub fn udhcpd(host: &Netns, lease_secs: u32) -> Udhcpd {
             "start 10.99.0.100\nend 10.99.0.110\ninterface host0\nlease_file {}\npidfile {}\n\
              min_lease 1\noption subnet 255.255.255.0\noption router 10.99.0.1\n\
              option dns 10.99.0.53\noption lease {lease_secs}\noption mtu 1450\n\
-             option hostname leased-vm\noption domain example.internal\n",
+             option hostname {hostname}\noption domain {domain}\n",
             leases.display(),
             pid.display()
         ),
