@@ -21,6 +21,8 @@ use crate::Env;
 /// A failed bring-up is retried after 5 s, doubling to 60 s.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Longest wait before the thread runs again after a panic.
+const PANIC_WAIT_MAX: Duration = Duration::from_secs(30);
 /// After a lost lease (NAK, or expiry without an ACK) the next DISCOVER waits 1 s, doubling
 /// to 60 s while leases keep being lost without one renewal in between: a server that hands
 /// out leases it then refuses must not get a DHCP storm from every guest.
@@ -73,6 +75,37 @@ impl Publisher {
     }
 }
 
+/// [`run`], started again after a panic (a bug in vminit): the state says so in `error`,
+/// the thread waits (1 s doubling to 30 s, or until asked to stop) and brings the network up
+/// again, so a bug costs the guest a retry, not its network.
+fn run_guarded(plan: &NetworkPlan, env: &Env, publisher: &Publisher, stop: &mpsc::Receiver<()>) {
+    let mut panics = 0u32;
+    loop {
+        let run = std::panic::AssertUnwindSafe(|| run(plan, env, publisher, stop));
+        if std::panic::catch_unwind(run).is_ok() {
+            return;
+        }
+        panics = panics.saturating_add(1);
+        let wait =
+            Duration::from_secs(1u64 << panics.clamp(1, 6).saturating_sub(1)).min(PANIC_WAIT_MAX);
+        let mut st = publisher
+            .shared
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        st.state = LinkState::Error;
+        st.error = Some(format!(
+            "BUG: the network thread panicked (see the console); starting it again in {}s",
+            wait.as_secs()
+        ));
+        publisher.publish(&st);
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
 /// Starts the network thread for `plan`. `shared` receives every new [`NetworkState`],
 /// after which `notify` is called (from the network thread).
 pub fn spawn(
@@ -85,7 +118,7 @@ pub fn spawn(
     let publisher = Publisher { shared, notify };
     let thread = std::thread::Builder::new()
         .name("network".to_string())
-        .spawn(move || run(&plan, &env, &publisher, &rx))?;
+        .spawn(move || run_guarded(&plan, &env, &publisher, &rx))?;
     Ok(NetworkHandle {
         stop: Some(tx),
         thread: Some(thread),
