@@ -26,7 +26,7 @@ use supervisor::Supervisor;
 
 use crate::health::{self, HealthDoc, NetworkDoc};
 use crate::power_button::{self, Button};
-use crate::shutdown::{self, Action, Shutdown};
+use crate::shutdown::{self, Shutdown, ShutdownAction};
 use crate::status::{self, NetworkView, Status};
 use crate::{guard, sys};
 
@@ -227,14 +227,14 @@ impl EventLoop {
         self.act(action, now)
     }
 
-    fn act(&mut self, action: Action, now: Instant) -> bool {
+    fn act(&mut self, action: ShutdownAction, now: Instant) -> bool {
         match action {
-            Action::Wait => false,
-            Action::KillServices => {
+            ShutdownAction::Wait => false,
+            ShutdownAction::KillServices => {
                 self.supervisor.hurry_shutdown();
                 false
             }
-            Action::TermLeftovers { services_late } => {
+            ShutdownAction::TermLeftovers { services_late } => {
                 if services_late {
                     log::warn!("shutdown: services did not stop in time; signalling everything");
                 }
@@ -242,7 +242,7 @@ impl EventLoop {
                 let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
                 false
             }
-            Action::KillLeftovers => {
+            ShutdownAction::KillLeftovers => {
                 log::warn!(
                     "shutdown: sending SIGKILL to what is left: {}",
                     shutdown::children_of_init().join(", ")
@@ -250,7 +250,7 @@ impl EventLoop {
                 let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
                 false
             }
-            Action::Finish => {
+            ShutdownAction::Finish => {
                 self.publish(now);
                 if self.pid1 {
                     shutdown::finish_pid1(self.shutdown_mode);

@@ -1,5 +1,5 @@
 //! The shutdown sequence as a pure state machine, like the supervisor's `Machine`: every input
-//! carries its `Instant`, [`Shutdown`] returns [`Action`]s, the event loop acts. Services stop
+//! carries its `Instant`, [`Shutdown`] returns [`ShutdownAction`]s, the event loop acts. Services stop
 //! first (the supervisor, in reverse dependency order), then leftover processes get SIGTERM,
 //! then SIGKILL, then the loop finishes: filesystems synced and unmounted under a deadline, then
 //! `reboot(2)` ([`finish_pid1`]). A second request skips what is left of the grace periods.
@@ -22,7 +22,7 @@ const SYNC_DEADLINE: Duration = Duration::from_secs(10);
 const SERVICES_SLACK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum ShutdownStage {
     /// The supervisor is stopping services; force on after `deadline`.
     StoppingServices {
         deadline: Instant,
@@ -40,7 +40,7 @@ enum Phase {
 
 /// What the event loop must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum ShutdownAction {
     Wait,
     /// Second request: SIGKILL every service's process group now.
     KillServices,
@@ -57,7 +57,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shutdown {
-    phase: Phase,
+    phase: ShutdownStage,
     pid1: bool,
 }
 
@@ -66,7 +66,7 @@ impl Shutdown {
     pub fn begin(now: Instant, max_stop_timeout: Duration, pid1: bool) -> Shutdown {
         let grace = max_stop_timeout.saturating_add(SERVICES_SLACK);
         Shutdown {
-            phase: Phase::StoppingServices {
+            phase: ShutdownStage::StoppingServices {
                 deadline: deadline(now, grace),
             },
             pid1,
@@ -75,58 +75,69 @@ impl Shutdown {
 
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::StoppingServices { deadline }
-            | Phase::TermSent { deadline }
-            | Phase::KillSent { deadline } => Some(deadline),
-            Phase::Done => None,
+            ShutdownStage::StoppingServices { deadline }
+            | ShutdownStage::TermSent { deadline }
+            | ShutdownStage::KillSent { deadline } => Some(deadline),
+            ShutdownStage::Done => None,
         }
     }
 
     /// A second request: skip what is left of the grace periods.
-    pub fn hurry(&mut self, now: Instant) -> Action {
+    pub fn hurry(&mut self, now: Instant) -> ShutdownAction {
         match self.phase {
-            Phase::StoppingServices { .. } | Phase::TermSent { .. } if self.pid1 => {
-                self.phase = Phase::KillSent {
+            ShutdownStage::StoppingServices { .. } | ShutdownStage::TermSent { .. }
+                if self.pid1 =>
+            {
+                self.phase = ShutdownStage::KillSent {
                     deadline: deadline(now, KILL_REAP_WAIT),
                 };
-                Action::KillLeftovers
+                ShutdownAction::KillLeftovers
             }
-            Phase::StoppingServices { .. } => {
-                self.phase = Phase::StoppingServices {
+            ShutdownStage::StoppingServices { .. } => {
+                self.phase = ShutdownStage::StoppingServices {
                     deadline: deadline(now, KILL_REAP_WAIT),
                 };
-                Action::KillServices
+                ShutdownAction::KillServices
             }
-            Phase::TermSent { .. } | Phase::KillSent { .. } | Phase::Done => Action::Wait,
+            ShutdownStage::TermSent { .. }
+            | ShutdownStage::KillSent { .. }
+            | ShutdownStage::Done => ShutdownAction::Wait,
         }
     }
 
     /// Advances the sequence. `services_stopped`: the supervisor reports all services down;
     /// `children_left`: some child process still exists.
-    pub fn step(&mut self, now: Instant, services_stopped: bool, children_left: bool) -> Action {
+    pub fn step(
+        &mut self,
+        now: Instant,
+        services_stopped: bool,
+        children_left: bool,
+    ) -> ShutdownAction {
         let (next, action) = match self.phase {
-            Phase::StoppingServices { deadline: d } if services_stopped || now >= d => {
+            ShutdownStage::StoppingServices { deadline: d } if services_stopped || now >= d => {
                 if !self.pid1 || !children_left {
-                    (Phase::Done, Action::Finish)
+                    (ShutdownStage::Done, ShutdownAction::Finish)
                 } else {
-                    let term = Phase::TermSent {
+                    let term = ShutdownStage::TermSent {
                         deadline: deadline(now, LEFTOVER_GRACE),
                     };
                     let services_late = !services_stopped;
-                    (term, Action::TermLeftovers { services_late })
+                    (term, ShutdownAction::TermLeftovers { services_late })
                 }
             }
-            Phase::TermSent { .. } if !children_left => (Phase::Done, Action::Finish),
-            Phase::TermSent { deadline: d } if now >= d => {
-                let kill = Phase::KillSent {
+            ShutdownStage::TermSent { .. } if !children_left => {
+                (ShutdownStage::Done, ShutdownAction::Finish)
+            }
+            ShutdownStage::TermSent { deadline: d } if now >= d => {
+                let kill = ShutdownStage::KillSent {
                     deadline: deadline(now, KILL_REAP_WAIT),
                 };
-                (kill, Action::KillLeftovers)
+                (kill, ShutdownAction::KillLeftovers)
             }
-            Phase::KillSent { deadline: d } if !children_left || now >= d => {
-                (Phase::Done, Action::Finish)
+            ShutdownStage::KillSent { deadline: d } if !children_left || now >= d => {
+                (ShutdownStage::Done, ShutdownAction::Finish)
             }
-            other => (other, Action::Wait),
+            other => (other, ShutdownAction::Wait),
         };
         self.phase = next;
         action
@@ -207,19 +218,19 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Shutdown::begin(t0, 10 * SEC, true);
         assert_eq!(s.deadline(), Some(t0 + 12 * SEC));
-        assert_eq!(s.step(t0 + SEC, false, true), Action::Wait);
+        assert_eq!(s.step(t0 + SEC, false, true), ShutdownAction::Wait);
         assert_eq!(
             s.step(t0 + 2 * SEC, true, true),
-            Action::TermLeftovers {
+            ShutdownAction::TermLeftovers {
                 services_late: false
             }
         );
-        assert_eq!(s.step(t0 + 3 * SEC, true, true), Action::Wait);
+        assert_eq!(s.step(t0 + 3 * SEC, true, true), ShutdownAction::Wait);
         assert_eq!(
             s.step(t0 + 2 * SEC + LEFTOVER_GRACE, true, true),
-            Action::KillLeftovers
+            ShutdownAction::KillLeftovers
         );
-        assert_eq!(s.step(t0 + 6 * SEC, true, false), Action::Finish);
+        assert_eq!(s.step(t0 + 6 * SEC, true, false), ShutdownAction::Finish);
         assert_eq!(s.deadline(), None);
     }
 
@@ -229,38 +240,38 @@ mod tests {
         let mut s = Shutdown::begin(t0, SEC, true);
         assert_eq!(
             s.step(t0 + 3 * SEC, false, true),
-            Action::TermLeftovers {
+            ShutdownAction::TermLeftovers {
                 services_late: true
             }
         );
         // Nothing left after SIGTERM: no SIGKILL needed.
-        assert_eq!(s.step(t0 + 4 * SEC, true, false), Action::Finish);
+        assert_eq!(s.step(t0 + 4 * SEC, true, false), ShutdownAction::Finish);
     }
 
     #[test]
     fn nothing_left_finishes_at_once_and_off_pid1_leftovers_are_not_ours() {
         let t0 = Instant::now();
         let mut s = Shutdown::begin(t0, SEC, true);
-        assert_eq!(s.step(t0, true, false), Action::Finish);
+        assert_eq!(s.step(t0, true, false), ShutdownAction::Finish);
         let mut s = Shutdown::begin(t0, SEC, false);
-        assert_eq!(s.step(t0, true, true), Action::Finish);
+        assert_eq!(s.step(t0, true, true), ShutdownAction::Finish);
     }
 
     #[test]
     fn a_second_request_skips_the_grace_periods() {
         let t0 = Instant::now();
         let mut s = Shutdown::begin(t0, 3600 * SEC, true);
-        assert_eq!(s.hurry(t0 + SEC), Action::KillLeftovers);
+        assert_eq!(s.hurry(t0 + SEC), ShutdownAction::KillLeftovers);
         assert_eq!(s.deadline(), Some(t0 + SEC + KILL_REAP_WAIT));
-        assert_eq!(s.step(t0 + 2 * SEC, true, false), Action::Finish);
+        assert_eq!(s.step(t0 + 2 * SEC, true, false), ShutdownAction::Finish);
         // Off PID 1 only the services are ours.
         let mut s = Shutdown::begin(t0, 3600 * SEC, false);
-        assert_eq!(s.hurry(t0 + SEC), Action::KillServices);
-        assert_eq!(s.step(t0 + 2 * SEC, true, true), Action::Finish);
+        assert_eq!(s.hurry(t0 + SEC), ShutdownAction::KillServices);
+        assert_eq!(s.step(t0 + 2 * SEC, true, true), ShutdownAction::Finish);
         // Once SIGKILL is out, a third request changes nothing.
         let mut s = Shutdown::begin(t0, SEC, true);
         s.hurry(t0);
-        assert_eq!(s.hurry(t0), Action::Wait);
+        assert_eq!(s.hurry(t0), ShutdownAction::Wait);
     }
 
     #[test]
@@ -268,6 +279,6 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Shutdown::begin(t0, Duration::MAX, true);
         assert!(s.deadline().unwrap() > t0 + 3600 * SEC);
-        assert_eq!(s.step(t0, true, false), Action::Finish);
+        assert_eq!(s.step(t0, true, false), ShutdownAction::Finish);
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use netconf::LinkState;
 use serde::Serialize;
-use supervisor::ServiceStatus;
+use supervisor::{ServiceStatus, ServicesHealth};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,19 +60,15 @@ pub fn overall(
     network: NetworkView,
     boot_errors: bool,
 ) -> Status {
-    let required = || services.values().filter(|s| s.required);
-    if network.state == LinkState::Error || required().any(|s| s.state == "failed") {
+    let services = ServicesHealth::of(services);
+    if network.state == LinkState::Error || services == ServicesHealth::Failed {
         return Status::Failed;
     }
-    if required().any(|s| !s.ever_ready && !s.ready) {
+    if services == ServicesHealth::Starting {
         return Status::Starting;
     }
     let network_ok = !network.configured || (network.state == LinkState::Up && !network.has_error);
-    let all_ready = required().all(|s| s.ready);
-    let troubled = services
-        .values()
-        .any(|s| matches!(s.state, "failed" | "backoff"));
-    if network_ok && all_ready && !troubled && !boot_errors {
+    if network_ok && services == ServicesHealth::Ready && !boot_errors {
         Status::Ok
     } else {
         Status::Degraded
@@ -83,7 +79,11 @@ pub fn overall(
 mod tests {
     use super::*;
 
-    fn svc(state: &'static str, ready: bool, ever: bool, required: bool) -> ServiceStatus {
+    fn svc(state: &str, ready: bool, ever: bool, required: bool) -> ServiceStatus {
+        let state = supervisor::ServiceState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == state)
+            .unwrap();
         ServiceStatus {
             state,
             pid: None,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::uevent::{Action, Uevent};
+use crate::uevent::{Uevent, UeventAction};
 
 /// One device with a `modalias` attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,16 +216,16 @@ pub fn apply_events(
         let name = e.name();
         let at = devices.iter().position(|d| d.bus == bus && d.name == name);
         match (e.action, at) {
-            (Action::Add, None) => {
+            (UeventAction::Add, None) => {
                 let path = sys.join("bus").join(bus).join("devices").join(name);
                 // Gone again, or not a bus device: nothing a rescan would list.
                 if fs::symlink_metadata(&path).is_ok() {
                     devices.extend(read_device(bus, name, &path, cache));
                 }
             }
-            (Action::Bind, Some(i)) => devices[i].has_driver = true,
-            (Action::Unbind, Some(i)) => devices[i].has_driver = false,
-            (Action::Remove, Some(i)) => {
+            (UeventAction::Bind, Some(i)) => devices[i].has_driver = true,
+            (UeventAction::Unbind, Some(i)) => devices[i].has_driver = false,
+            (UeventAction::Remove, Some(i)) => {
                 devices.remove(i);
             }
             _ => {}

@@ -43,4 +43,4 @@ pub use kernel::{
 };
 pub use loader::{Loader, LIB_MODULES, PROC_MODULES};
 pub use report::{diagnose_network, DeviceEntry, Failed, Loaded, Report};
-pub use uevent::{Action, Uevent};
+pub use uevent::{Uevent, UeventAction};

@@ -216,7 +216,7 @@ mod tests {
         .join()
         .unwrap();
         let e = got.expect("no uevent for vmt0 within 30 s");
-        assert_eq!(e.action, crate::Action::Add);
+        assert_eq!(e.action, crate::UeventAction::Add);
         assert_eq!(e.subsystem.as_deref(), Some("net"));
         assert_eq!(e.name(), "vmt0");
         drop(ns);

@@ -7,7 +7,7 @@
 
 /// What happened to the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum UeventAction {
     Add,
     Remove,
     /// A driver was bound to it (Linux 4.14+).
@@ -19,7 +19,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uevent {
-    pub action: Action,
+    pub action: UeventAction,
     /// The device's path under the sysfs root: `/devices/platform/LNRO0005:00/virtio0`.
     pub devpath: String,
     /// `virtio`, `pci`, `net`, `block`, ... (absent for a few kobjects such as modules).
@@ -49,11 +49,11 @@ impl Uevent {
             return None;
         }
         let action = match action {
-            "add" => Action::Add,
-            "remove" => Action::Remove,
-            "bind" => Action::Bind,
-            "unbind" => Action::Unbind,
-            _ => Action::Other,
+            "add" => UeventAction::Add,
+            "remove" => UeventAction::Remove,
+            "bind" => UeventAction::Bind,
+            "unbind" => UeventAction::Unbind,
+            _ => UeventAction::Other,
         };
         Some(Uevent {
             action,
@@ -79,7 +79,7 @@ mod tests {
             DEVPATH=/devices/platform/LNRO0005:00/virtio0\0SUBSYSTEM=virtio\0\
             MODALIAS=virtio:d00000001v554D4551\0SEQNUM=1234\0";
         let e = Uevent::parse(add).unwrap();
-        assert_eq!(e.action, Action::Add);
+        assert_eq!(e.action, UeventAction::Add);
         assert_eq!(e.devpath, "/devices/platform/LNRO0005:00/virtio0");
         assert_eq!(e.subsystem.as_deref(), Some("virtio"));
         assert_eq!(e.name(), "virtio0");
@@ -87,7 +87,7 @@ mod tests {
         let bind = b"bind@/devices/pci0000:00/0000:00:03.0\0ACTION=bind\0\
             DEVPATH=/devices/pci0000:00/0000:00:03.0\0SUBSYSTEM=pci\0DRIVER=virtio-pci\0";
         let e = Uevent::parse(bind).unwrap();
-        assert_eq!(e.action, Action::Bind);
+        assert_eq!(e.action, UeventAction::Bind);
         assert_eq!(e.name(), "0000:00:03.0");
 
         // A module's own kobject has no subsystem field.
@@ -96,11 +96,11 @@ mod tests {
         assert_eq!(e.subsystem, None);
         assert_eq!(
             Uevent::parse(b"change@/devices/x\0").unwrap().action,
-            Action::Other
+            UeventAction::Other
         );
         assert_eq!(
             Uevent::parse(b"remove@/devices/x").unwrap().action,
-            Action::Remove
+            UeventAction::Remove
         );
     }
 

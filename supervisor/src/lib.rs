@@ -26,5 +26,5 @@ mod supervisor;
 pub mod users;
 
 pub use error::Error;
-pub use status::{overall_status, ExitStatus, LastExit, NetworkHealth, ServiceStatus, Status};
+pub use status::{ExitStatus, LastExit, ServiceState, ServiceStatus, ServicesHealth};
 pub use supervisor::{Options, Supervisor};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use guest_config::{Restart, ServiceConfig};
 
-use crate::status::{ExitStatus, LastExit};
+use crate::status::{ExitStatus, LastExit, ServiceState};
 
 /// A run this long resets the backoff doubling.
 pub const STABLE_RUN: Duration = Duration::from_secs(10);
@@ -39,7 +39,7 @@ pub enum Action {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
+enum RunPhase {
     Waiting,
     Up {
         pid: i32,
@@ -78,7 +78,7 @@ pub struct Machine {
     ready_timeout: Duration,
     stop_signal: i32,
     stop_timeout: Duration,
-    phase: Phase,
+    phase: RunPhase,
     /// Crash times within the budget window, oldest first.
     crashes: VecDeque<Instant>,
     /// Consecutive crashes since the last stable run (the backoff exponent).
@@ -107,7 +107,7 @@ impl Machine {
             ready_timeout: cfg.ready_timeout.get(),
             stop_signal: cfg.stop_signal.number,
             stop_timeout: cfg.stop_timeout.get(),
-            phase: Phase::Waiting,
+            phase: RunPhase::Waiting,
             crashes: VecDeque::new(),
             streak: 0,
             quick_streak: 0,
@@ -123,11 +123,11 @@ impl Machine {
 
     /// The dependencies are ready: leave `waiting`.
     pub fn deps_ready(&mut self) -> Option<Action> {
-        (self.phase == Phase::Waiting && !self.shutting_down).then_some(Action::Spawn)
+        (self.phase == RunPhase::Waiting && !self.shutting_down).then_some(Action::Spawn)
     }
 
     pub fn is_waiting(&self) -> bool {
-        self.phase == Phase::Waiting
+        self.phase == RunPhase::Waiting
     }
 
     /// The command was started as `pid`.
@@ -136,7 +136,7 @@ impl Machine {
             self.restarts = self.restarts.saturating_add(1);
         }
         self.started_once = true;
-        self.phase = Phase::Up {
+        self.phase = RunPhase::Up {
             pid,
             since: now,
             ready: false,
@@ -154,7 +154,7 @@ impl Machine {
 
     /// Readiness was proven (for `ready = "started"`, call right after `spawned`).
     pub fn ready(&mut self) {
-        if let Phase::Up { ready, .. } = &mut self.phase {
+        if let RunPhase::Up { ready, .. } = &mut self.phase {
             *ready = true;
             self.sticky_ready = true;
             self.ever_ready = true;
@@ -167,11 +167,11 @@ impl Machine {
             return self.main_pid() == Some(pid) || self.dying_pid() == Some(pid);
         }
         match self.phase.clone() {
-            Phase::Up { pid: p, since, .. } if p == pid => {
+            RunPhase::Up { pid: p, since, .. } if p == pid => {
                 let ok = matches!(status, ExitStatus::Code(c) if self.success_exit.contains(&c));
                 self.last_exit = Some(LastExit::from_status(status));
                 if self.shutting_down {
-                    self.phase = Phase::Stopped;
+                    self.phase = RunPhase::Stopped;
                 } else if !ok {
                     self.crash(LastExit::from_status(status), since, now, None);
                 } else if self.restart == Restart::Always {
@@ -185,36 +185,36 @@ impl Machine {
                         self.quick_streak = self.quick_streak.saturating_add(1);
                         d
                     };
-                    self.phase = Phase::Restarting {
+                    self.phase = RunPhase::Restarting {
                         at: now + delay,
                         crashed: false,
                         dying: None,
                     };
                 } else {
-                    self.phase = Phase::Exited;
+                    self.phase = RunPhase::Exited;
                     self.ever_ready = true;
                 }
                 true
             }
-            Phase::Restarting {
+            RunPhase::Restarting {
                 at,
                 crashed,
                 dying: Some(p),
             } if p == pid => {
-                self.phase = Phase::Restarting {
+                self.phase = RunPhase::Restarting {
                     at,
                     crashed,
                     dying: None,
                 };
                 true
             }
-            Phase::Failed { dying: Some(p) } if p == pid => {
-                self.phase = Phase::Failed { dying: None };
+            RunPhase::Failed { dying: Some(p) } if p == pid => {
+                self.phase = RunPhase::Failed { dying: None };
                 true
             }
-            Phase::Stopping { pid: p, .. } if p == pid => {
+            RunPhase::Stopping { pid: p, .. } if p == pid => {
                 self.last_exit = Some(LastExit::from_status(status));
-                self.phase = Phase::Stopped;
+                self.phase = RunPhase::Stopped;
                 true
             }
             _ => false,
@@ -231,12 +231,12 @@ impl Machine {
             self.streak = 0;
         }
         if self.crashes.len() > self.burst as usize || self.restart == Restart::Never {
-            self.phase = Phase::Failed { dying };
+            self.phase = RunPhase::Failed { dying };
             return;
         }
         let delay = self.backoff_delay(self.streak);
         self.streak = self.streak.saturating_add(1);
-        self.phase = Phase::Restarting {
+        self.phase = RunPhase::Restarting {
             at: now + delay,
             crashed: true,
             dying,
@@ -263,7 +263,7 @@ impl Machine {
     /// Time passed: restarts due, readiness deadline missed, stop escalation.
     pub fn tick(&mut self, now: Instant) -> Option<Action> {
         match self.phase.clone() {
-            Phase::Up {
+            RunPhase::Up {
                 pid,
                 since,
                 ready: false,
@@ -275,15 +275,15 @@ impl Machine {
                     signal: libc::SIGKILL,
                 })
             }
-            Phase::Restarting {
+            RunPhase::Restarting {
                 at, dying: None, ..
             } if now >= at && !self.shutting_down => Some(Action::Spawn),
-            Phase::Stopping {
+            RunPhase::Stopping {
                 pid,
                 kill_at: Some(t),
                 was_ready,
             } if now >= t => {
-                self.phase = Phase::Stopping {
+                self.phase = RunPhase::Stopping {
                     pid,
                     kill_at: None,
                     was_ready,
@@ -301,15 +301,15 @@ impl Machine {
     /// reap has a deadline: the exit arrives as an event.
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Up {
+            RunPhase::Up {
                 since,
                 ready: false,
                 ..
             } => Some(since + self.ready_timeout),
-            Phase::Restarting {
+            RunPhase::Restarting {
                 at, dying: None, ..
             } if !self.shutting_down => Some(at),
-            Phase::Stopping { kill_at, .. } => kill_at,
+            RunPhase::Stopping { kill_at, .. } => kill_at,
             _ => None,
         }
     }
@@ -318,24 +318,24 @@ impl Machine {
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
         self.phase = match self.phase.clone() {
-            Phase::Restarting {
+            RunPhase::Restarting {
                 dying: Some(pid), ..
             }
-            | Phase::Failed { dying: Some(pid) } => Phase::Stopping {
+            | RunPhase::Failed { dying: Some(pid) } => RunPhase::Stopping {
                 pid,
                 kill_at: None,
                 was_ready: false,
             },
-            Phase::Up { .. } | Phase::Stopping { .. } => return,
-            Phase::Failed { dying: None } => return,
-            _ => Phase::Stopped,
+            RunPhase::Up { .. } | RunPhase::Stopping { .. } => return,
+            RunPhase::Failed { dying: None } => return,
+            _ => RunPhase::Stopped,
         };
     }
 
     /// Stops a running service (its dependents are down): `stop_signal`, SIGKILL later.
     pub fn stop(&mut self, now: Instant) -> Option<Action> {
-        if let Phase::Up { pid, ready, .. } = self.phase {
-            self.phase = Phase::Stopping {
+        if let RunPhase::Up { pid, ready, .. } = self.phase {
+            self.phase = RunPhase::Stopping {
                 pid,
                 kill_at: Some(now + self.stop_timeout),
                 was_ready: ready,
@@ -351,41 +351,41 @@ impl Machine {
     /// No process of this service is alive (or can start again).
     pub fn is_down(&self) -> bool {
         match self.phase {
-            Phase::Up { .. } | Phase::Stopping { .. } => false,
-            Phase::Restarting { dying, .. } | Phase::Failed { dying } => dying.is_none(),
+            RunPhase::Up { .. } | RunPhase::Stopping { .. } => false,
+            RunPhase::Restarting { dying, .. } | RunPhase::Failed { dying } => dying.is_none(),
             _ => true,
         }
     }
 
     pub fn is_up_for_stop(&self) -> bool {
-        matches!(self.phase, Phase::Up { .. })
+        matches!(self.phase, RunPhase::Up { .. })
     }
 
     /// Ready, exited, or ready-equivalent across an idle restart: dependents may start.
     pub fn counts_as_ready(&self) -> bool {
         match self.phase {
-            Phase::Up { ready, .. } => ready || self.sticky_ready,
-            Phase::Restarting { crashed: false, .. } => self.sticky_ready,
-            Phase::Exited => true,
+            RunPhase::Up { ready, .. } => ready || self.sticky_ready,
+            RunPhase::Restarting { crashed: false, .. } => self.sticky_ready,
+            RunPhase::Exited => true,
             _ => false,
         }
     }
 
     pub fn is_proven_ready(&self) -> bool {
-        matches!(self.phase, Phase::Up { ready: true, .. })
+        matches!(self.phase, RunPhase::Up { ready: true, .. })
     }
 
     /// The live main process, if any.
     pub fn main_pid(&self) -> Option<i32> {
         match self.phase {
-            Phase::Up { pid, .. } | Phase::Stopping { pid, .. } => Some(pid),
+            RunPhase::Up { pid, .. } | RunPhase::Stopping { pid, .. } => Some(pid),
             _ => None,
         }
     }
 
     fn dying_pid(&self) -> Option<i32> {
         match self.phase {
-            Phase::Restarting { dying, .. } | Phase::Failed { dying } => dying,
+            RunPhase::Restarting { dying, .. } | RunPhase::Failed { dying } => dying,
             _ => None,
         }
     }
@@ -395,31 +395,31 @@ impl Machine {
         self.main_pid() == Some(pid) || self.dying_pid() == Some(pid)
     }
 
-    /// The contract's state word.
-    pub fn state_word(&self) -> &'static str {
+    /// The service's state as the health document shows it.
+    pub fn state(&self) -> ServiceState {
         match self.phase {
-            Phase::Waiting => "waiting",
-            Phase::Up { ready: true, .. }
-            | Phase::Stopping {
+            RunPhase::Waiting => ServiceState::Waiting,
+            RunPhase::Up { ready: true, .. }
+            | RunPhase::Stopping {
                 was_ready: true, ..
-            } => "ready",
-            Phase::Up { .. } | Phase::Stopping { .. } => "running",
-            Phase::Restarting { crashed: true, .. } => "backoff",
-            Phase::Restarting { crashed: false, .. } => "starting",
-            Phase::Exited => "exited",
-            Phase::Failed { .. } => "failed",
-            Phase::Stopped => "stopped",
+            } => ServiceState::Ready,
+            RunPhase::Up { .. } | RunPhase::Stopping { .. } => ServiceState::Running,
+            RunPhase::Restarting { crashed: true, .. } => ServiceState::Backoff,
+            RunPhase::Restarting { crashed: false, .. } => ServiceState::Starting,
+            RunPhase::Exited => ServiceState::Exited,
+            RunPhase::Failed { .. } => ServiceState::Failed,
+            RunPhase::Stopped => ServiceState::Stopped,
         }
     }
 
     pub fn is_stopping(&self) -> bool {
-        matches!(self.phase, Phase::Stopping { .. })
+        matches!(self.phase, RunPhase::Stopping { .. })
     }
 
     /// When the scheduled restart is due.
     pub fn next_retry(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Restarting { at, .. } if !self.shutting_down => Some(at),
+            RunPhase::Restarting { at, .. } if !self.shutting_down => Some(at),
             _ => None,
         }
     }

@@ -30,15 +30,15 @@ fn start_ready(m: &mut Machine, pid: i32, at: u64) {
 #[test]
 fn waiting_then_running_then_ready() {
     let mut m = machine("");
-    assert_eq!(m.state_word(), "waiting");
+    assert_eq!(m.state().as_str(), "waiting");
     assert!(m.deadline().is_none());
     assert_eq!(m.deps_ready(), Some(Action::Spawn));
     m.spawned(10, t(0));
-    assert_eq!(m.state_word(), "running");
+    assert_eq!(m.state().as_str(), "running");
     assert!(!m.counts_as_ready());
     assert_eq!(m.deadline(), Some(t(30_000)));
     m.ready();
-    assert_eq!(m.state_word(), "ready");
+    assert_eq!(m.state().as_str(), "ready");
     assert!(m.counts_as_ready() && m.ever_ready());
     assert_eq!(m.main_pid(), Some(10));
     assert!(m.deadline().is_none());
@@ -56,7 +56,7 @@ fn crash_backs_off_exponentially_with_a_cap() {
     for (i, want) in [100u64, 200, 350, 350].iter().enumerate() {
         now += 10;
         assert!(m.exited(1, CRASH, t(now)));
-        assert_eq!(m.state_word(), "backoff");
+        assert_eq!(m.state().as_str(), "backoff");
         assert_eq!(m.next_retry(), Some(t(now + want)), "crash {i}");
         assert_eq!(m.tick(t(now + want - 1)), None);
         now += want;
@@ -99,11 +99,11 @@ fn more_than_burst_crashes_within_interval_is_failed() {
     m.spawned(2, t(110));
     m.exited(2, ExitStatus::Signal(libc::SIGSEGV), t(200));
     assert_eq!(m.budget_left(t(200)), 0);
-    assert_eq!(m.state_word(), "backoff");
+    assert_eq!(m.state().as_str(), "backoff");
     m.tick(t(210));
     m.spawned(3, t(210));
     m.exited(3, CRASH, t(300));
-    assert_eq!(m.state_word(), "failed");
+    assert_eq!(m.state().as_str(), "failed");
     assert!(m.next_retry().is_none() && m.deadline().is_none());
     assert_eq!(m.tick(t(100_000)), None, "no more restarts");
     assert_eq!(m.failures(), 3);
@@ -120,7 +120,7 @@ fn crashes_outside_the_interval_leave_the_window() {
     for pid in 2..6 {
         now += 2000;
         m.exited(pid - 1, CRASH, t(now));
-        assert_eq!(m.state_word(), "backoff", "crash at {now}");
+        assert_eq!(m.state().as_str(), "backoff", "crash at {now}");
         now += 10;
         m.tick(t(now));
         m.spawned(pid, t(now));
@@ -128,7 +128,7 @@ fn crashes_outside_the_interval_leave_the_window() {
     assert_eq!(m.budget_left(t(now)), 0);
     assert_eq!(m.budget_left(t(now + 2000)), 1);
     m.exited(5, CRASH, t(now + 100));
-    assert_eq!(m.state_word(), "failed");
+    assert_eq!(m.state().as_str(), "failed");
 }
 
 #[test]
@@ -136,16 +136,16 @@ fn idle_exit_under_always_restarts_without_counting_and_stays_ready() {
     let mut m = machine(r#"restart = "always""#);
     start_ready(&mut m, 1, 0);
     assert!(m.exited(1, SUCCESS, t(60_000)));
-    assert_eq!(m.state_word(), "starting");
+    assert_eq!(m.state().as_str(), "starting");
     assert!(m.counts_as_ready());
     assert_eq!(m.failures(), 0);
     assert_eq!(m.next_retry(), Some(t(60_000) + IDLE_RESTART_DELAY));
     assert_eq!(m.tick(t(60_100)), Some(Action::Spawn));
     m.spawned(2, t(60_100));
-    assert_eq!(m.state_word(), "running");
+    assert_eq!(m.state().as_str(), "running");
     assert!(m.counts_as_ready(), "ready-equivalent until proven again");
     m.ready();
-    assert_eq!(m.state_word(), "ready");
+    assert_eq!(m.state().as_str(), "ready");
     assert_eq!((m.restarts(), m.failures()), (1, 0));
     assert_eq!(m.budget_left(t(60_200)), 5);
 }
@@ -187,7 +187,7 @@ fn a_crash_ends_the_ready_equivalence() {
     m.spawned(2, t(5100));
     m.exited(2, CRASH, t(5200));
     assert!(!m.counts_as_ready());
-    assert_eq!(m.state_word(), "backoff");
+    assert_eq!(m.state().as_str(), "backoff");
 }
 
 #[test]
@@ -197,7 +197,7 @@ fn success_without_always_is_exited_and_counts_as_ready() {
         assert_eq!(m.deps_ready(), Some(Action::Spawn));
         m.spawned(1, t(0));
         m.exited(1, SUCCESS, t(5));
-        assert_eq!(m.state_word(), "exited", "{restart}");
+        assert_eq!(m.state().as_str(), "exited", "{restart}");
         assert!(m.counts_as_ready() && m.ever_ready() && m.is_down());
         assert_eq!(m.tick(t(100_000)), None);
     }
@@ -208,11 +208,11 @@ fn success_exit_codes_are_configurable() {
     let mut m = machine("success_exit = [0, 3]");
     start_ready(&mut m, 1, 0);
     m.exited(1, ExitStatus::Code(3), t(5));
-    assert_eq!(m.state_word(), "exited");
+    assert_eq!(m.state().as_str(), "exited");
     let mut m = machine("success_exit = [3]");
     start_ready(&mut m, 1, 0);
     m.exited(1, SUCCESS, t(5));
-    assert_eq!(m.state_word(), "backoff");
+    assert_eq!(m.state().as_str(), "backoff");
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn never_fails_on_the_first_crash() {
     let mut m = machine(r#"restart = "never""#);
     start_ready(&mut m, 1, 0);
     m.exited(1, ExitStatus::Signal(libc::SIGKILL), t(5));
-    assert_eq!(m.state_word(), "failed");
+    assert_eq!(m.state().as_str(), "failed");
     assert_eq!(m.last_exit(), Some(&LastExit::Signal("SIGKILL".into())));
 }
 
@@ -240,7 +240,7 @@ fn missed_ready_timeout_is_a_crash_that_kills_the_group() {
             signal: libc::SIGKILL
         })
     );
-    assert_eq!(m.state_word(), "backoff");
+    assert_eq!(m.state().as_str(), "backoff");
     assert_eq!(m.failures(), 1);
     assert_eq!(m.last_exit(), Some(&LastExit::ReadyTimeout("2s".into())));
     // The restart waits for the killed process to be reaped, without a deadline to spin on.
@@ -256,7 +256,7 @@ fn spawn_failure_is_a_crash_with_its_reason() {
     let mut m = machine("");
     m.deps_ready();
     m.spawn_failed("/x: No such file or directory".into(), t(0));
-    assert_eq!(m.state_word(), "backoff");
+    assert_eq!(m.state().as_str(), "backoff");
     assert_eq!(m.failures(), 1);
     assert!(matches!(m.last_exit(), Some(LastExit::SpawnError(e)) if e.contains("/x")));
     assert_eq!(m.tick(t(250)), Some(Action::Spawn));
@@ -269,12 +269,12 @@ fn foreign_pids_are_not_ours() {
     let mut m = machine("");
     start_ready(&mut m, 1, 0);
     assert!(!m.exited(99, CRASH, t(5)));
-    assert_eq!(m.state_word(), "ready");
+    assert_eq!(m.state().as_str(), "ready");
     assert!(
         m.exited(1, ExitStatus::NotExited, t(5)),
         "still ours, still alive"
     );
-    assert_eq!(m.state_word(), "ready");
+    assert_eq!(m.state().as_str(), "ready");
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn stop_sends_the_signal_then_sigkill_after_the_timeout() {
     );
     start_ready(&mut m, 4, 0);
     m.begin_shutdown();
-    assert_eq!(m.state_word(), "ready");
+    assert_eq!(m.state().as_str(), "ready");
     assert_eq!(
         m.stop(t(100)),
         Some(Action::KillGroup {
@@ -305,7 +305,7 @@ fn stop_sends_the_signal_then_sigkill_after_the_timeout() {
     );
     assert!(m.deadline().is_none());
     assert!(m.exited(4, ExitStatus::Signal(libc::SIGKILL), t(3200)));
-    assert_eq!(m.state_word(), "stopped");
+    assert_eq!(m.state().as_str(), "stopped");
     assert!(m.is_down());
 }
 
@@ -313,27 +313,27 @@ fn stop_sends_the_signal_then_sigkill_after_the_timeout() {
 fn shutdown_cancels_restarts_and_waiting() {
     let mut waiting = machine("");
     waiting.begin_shutdown();
-    assert_eq!(waiting.state_word(), "stopped");
+    assert_eq!(waiting.state().as_str(), "stopped");
     assert_eq!(waiting.deps_ready(), None);
 
     let mut backoff = machine("");
     start_ready(&mut backoff, 1, 0);
     backoff.exited(1, CRASH, t(10));
     backoff.begin_shutdown();
-    assert_eq!(backoff.state_word(), "stopped");
+    assert_eq!(backoff.state().as_str(), "stopped");
     assert_eq!(backoff.tick(t(100_000)), None);
 
     let mut exited_while_up = machine(r#"restart = "always""#);
     start_ready(&mut exited_while_up, 1, 0);
     exited_while_up.begin_shutdown();
     exited_while_up.exited(1, SUCCESS, t(10));
-    assert_eq!(exited_while_up.state_word(), "stopped");
+    assert_eq!(exited_while_up.state().as_str(), "stopped");
 
     let mut failed = machine(r#"restart = "never""#);
     start_ready(&mut failed, 1, 0);
     failed.exited(1, CRASH, t(1));
     failed.begin_shutdown();
-    assert_eq!(failed.state_word(), "failed");
+    assert_eq!(failed.state().as_str(), "failed");
     assert!(failed.is_down());
 }
 
@@ -347,7 +347,7 @@ fn shutdown_waits_for_a_process_killed_for_readiness() {
     assert!(!m.is_down());
     assert!(m.exited(3, ExitStatus::Signal(9), t(1100)));
     assert!(m.is_down());
-    assert_eq!(m.state_word(), "stopped");
+    assert_eq!(m.state().as_str(), "stopped");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::notify::{parse_message, sender_belongs, NotifySocket};
 use crate::output::LineAssembler;
 use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
 use crate::spawn::{self, Spec};
-use crate::status::ExitStatus;
+use crate::status::{ExitStatus, ServiceState};
 use crate::supervisor::{Pipe, Service, Supervisor};
 use crate::users;
 
@@ -80,11 +80,7 @@ impl Supervisor {
                     s.m.last_exit()
                         .filter(|_| signal == libc::SIGKILL && !s.m.is_stopping())
                 {
-                    log::warn!(
-                        "service {}: {why}; killing it ({})",
-                        s.name,
-                        s.m.state_word()
-                    );
+                    log::warn!("service {}: {why}; killing it ({})", s.name, s.m.state());
                 }
                 if let Err(e) = spawn::kill_group(pid, signal) {
                     log::warn!("service {}: kill(-{pid}, {signal}) failed: {e}", s.name);
@@ -341,14 +337,14 @@ impl Supervisor {
                 s.m.exited(pid, status, now);
                 if was_main && status != ExitStatus::NotExited {
                     let why = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
-                    let state = s.m.state_word();
+                    let state = s.m.state();
                     match state {
-                        "failed" => log::error!(
+                        ServiceState::Failed => log::error!(
                             "service {} (pid {pid}) {why}: failed, {} crashes, no more restarts",
                             s.name,
                             s.m.failures()
                         ),
-                        "backoff" => log::warn!(
+                        ServiceState::Backoff => log::warn!(
                             "service {} (pid {pid}) {why}: restarting after backoff",
                             s.name
                         ),

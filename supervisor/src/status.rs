@@ -1,5 +1,6 @@
-//! What the supervisor reports to the host: per-service status in the contract's words (§4),
-//! exit statuses, and the pure function computing the overall `status`. Owns no processes.
+//! What the supervisor reports about its services: per-service status in the health
+//! document's words and exit statuses. Owns no processes; the guest's overall `status` is the
+//! init's policy (`init/src/status.rs`), not the supervisor's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,11 +81,68 @@ impl fmt::Display for LastExit {
     }
 }
 
-/// One service as the health document shows it (contract §4, plus extra fields).
+/// A service's `state` in the health document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Its `after` dependencies are not ready yet.
+    Waiting,
+    /// Being started again after a success exit (`restart = "always"`).
+    Starting,
+    /// Started; readiness not yet proven.
+    Running,
+    Ready,
+    /// A crash; the next start is scheduled.
+    Backoff,
+    /// A `restart = "never"` service that finished with a success code.
+    Exited,
+    /// Out of restarts.
+    Failed,
+    /// Stopped on purpose (shutdown).
+    Stopped,
+}
+
+impl ServiceState {
+    pub const ALL: [ServiceState; 8] = [
+        ServiceState::Waiting,
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Ready,
+        ServiceState::Backoff,
+        ServiceState::Exited,
+        ServiceState::Failed,
+        ServiceState::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Waiting => "waiting",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Ready => "ready",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Exited => "exited",
+            ServiceState::Failed => "failed",
+            ServiceState::Stopped => "stopped",
+        }
+    }
+
+    /// Ready, or finished for good with a success code: what `vminit_service_ready` counts.
+    pub fn is_ready(self) -> bool {
+        matches!(self, ServiceState::Ready | ServiceState::Exited)
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One service as the health document shows it (plus extra fields).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
-    /// `waiting|starting|running|ready|backoff|exited|failed|stopped`.
-    pub state: &'static str,
+    pub state: ServiceState,
     pub pid: Option<i32>,
     pub restarts: u32,
     pub failures: u32,
@@ -108,61 +166,38 @@ pub struct ServiceStatus {
     pub ever_ready: bool,
 }
 
-/// The network's part in the overall status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NetworkHealth {
-    /// A network source is configured, so `ok` needs it up.
-    pub configured: bool,
-    pub up: bool,
-    pub error: bool,
-}
-
-/// The contract's overall `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Starting,
-    Ok,
-    Degraded,
+/// The services' part in the guest's `status`; the init's policy combines it with the network
+/// and the boot's own errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServicesHealth {
+    /// A required service failed.
     Failed,
+    /// Some required service has not yet been ready once.
+    Starting,
+    /// Every required service ready; none failed or in backoff.
+    Ready,
+    /// Settled, with something wrong: a service failed or in backoff, or a required one not
+    /// ready now (stopped).
+    Troubled,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Starting => "starting",
-            Status::Ok => "ok",
-            Status::Degraded => "degraded",
-            Status::Failed => "failed",
+impl ServicesHealth {
+    pub fn of(services: &BTreeMap<String, ServiceStatus>) -> ServicesHealth {
+        let required = || services.values().filter(|s| s.required);
+        if required().any(|s| s.state == ServiceState::Failed) {
+            return ServicesHealth::Failed;
         }
-    }
-}
-
-/// Contract §4: `failed` when a required service failed or the network is in error;
-/// `starting` until every required service has been ready or has failed; `ok` when the
-/// network (if configured) is up, every required service is ready and nothing is failed or
-/// in backoff and the config drive read cleanly; `degraded` otherwise.
-pub fn overall_status(
-    services: &BTreeMap<String, ServiceStatus>,
-    network: NetworkHealth,
-    drive_error: bool,
-) -> Status {
-    let required = || services.values().filter(|s| s.required);
-    if network.error || required().any(|s| s.state == "failed") {
-        return Status::Failed;
-    }
-    if required().any(|s| !s.ever_ready && !s.ready) {
-        return Status::Starting;
-    }
-    let network_ok = !network.configured || network.up;
-    let all_ready = required().all(|s| s.ready);
-    let troubled = services
-        .values()
-        .any(|s| s.state == "failed" || s.state == "backoff");
-    if network_ok && all_ready && !troubled && !drive_error {
-        Status::Ok
-    } else {
-        Status::Degraded
+        if required().any(|s| !s.ever_ready && !s.ready) {
+            return ServicesHealth::Starting;
+        }
+        let troubled = services
+            .values()
+            .any(|s| matches!(s.state, ServiceState::Failed | ServiceState::Backoff));
+        if required().all(|s| s.ready) && !troubled {
+            ServicesHealth::Ready
+        } else {
+            ServicesHealth::Troubled
+        }
     }
 }
 
@@ -170,122 +205,37 @@ pub fn overall_status(
 mod tests {
     use super::*;
 
-    fn svc(state: &'static str, ready: bool, ever: bool, required: bool) -> ServiceStatus {
+    fn svc(state: ServiceState) -> ServiceStatus {
         ServiceStatus {
             state,
             pid: None,
             restarts: 0,
             failures: 0,
             last_exit: None,
-            ready,
-            required,
+            ready: false,
+            required: true,
             next_retry_ms: None,
             budget_left: 5,
             stopping: false,
             notify_status: None,
-            ever_ready: ever,
+            ever_ready: true,
         }
     }
 
-    fn map(list: &[(&str, ServiceStatus)]) -> BTreeMap<String, ServiceStatus> {
-        list.iter()
-            .map(|(n, s)| (n.to_string(), s.clone()))
-            .collect()
-    }
-
-    const NET_UP: NetworkHealth = NetworkHealth {
-        configured: true,
-        up: true,
-        error: false,
-    };
-    const NO_NET: NetworkHealth = NetworkHealth {
-        configured: false,
-        up: false,
-        error: false,
-    };
-
     #[test]
-    fn ok_when_everything_required_is_ready() {
-        let s = map(&[
-            ("a", svc("ready", true, true, true)),
-            ("b", svc("exited", true, true, true)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Ok);
-        assert_eq!(overall_status(&s, NO_NET, false), Status::Ok);
-        assert_eq!(overall_status(&BTreeMap::new(), NO_NET, false), Status::Ok);
-    }
-
-    #[test]
-    fn idle_restart_of_a_ready_service_stays_ok() {
-        let s = map(&[("rtc", svc("starting", true, true, true))]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Ok);
-        let s = map(&[("rtc", svc("running", true, true, true))]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Ok);
-    }
-
-    #[test]
-    fn starting_until_each_required_service_settles() {
-        let s = map(&[
-            ("a", svc("ready", true, true, true)),
-            ("b", svc("waiting", false, false, true)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Starting);
-        let s = map(&[("a", svc("running", false, false, true))]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Starting);
-        // A non-required service does not hold up the boot.
-        let s = map(&[
-            ("a", svc("ready", true, true, true)),
-            ("b", svc("running", false, false, false)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Ok);
-    }
-
-    #[test]
-    fn failed_when_a_required_service_failed_or_the_network_errs() {
-        let s = map(&[
-            ("a", svc("failed", false, false, true)),
-            ("b", svc("waiting", false, false, true)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Failed);
-        let s = map(&[("a", svc("ready", true, true, true))]);
-        let err = NetworkHealth {
-            configured: true,
-            up: false,
-            error: true,
-        };
-        assert_eq!(overall_status(&s, err, false), Status::Failed);
-    }
-
-    #[test]
-    fn degraded_cases() {
-        let ready = svc("ready", true, true, true);
-        let s = map(&[
-            ("a", ready.clone()),
-            ("b", svc("failed", false, false, false)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Degraded);
-        let s = map(&[("a", svc("backoff", false, true, true))]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Degraded);
-        let s = map(&[
-            ("a", ready.clone()),
-            ("b", svc("backoff", false, false, false)),
-        ]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Degraded);
-        let s = map(&[("a", ready.clone())]);
-        assert_eq!(overall_status(&s, NET_UP, true), Status::Degraded);
-        let down = NetworkHealth {
-            configured: true,
-            up: false,
-            error: false,
-        };
-        assert_eq!(overall_status(&s, down, false), Status::Degraded);
-        let s = map(&[("a", svc("stopped", false, true, true))]);
-        assert_eq!(overall_status(&s, NET_UP, false), Status::Degraded);
+    fn states_serialise_as_their_words() {
+        for st in ServiceState::ALL {
+            assert_eq!(
+                serde_json::to_value(st).unwrap(),
+                serde_json::json!(st.as_str())
+            );
+        }
+        assert!(ServiceState::Exited.is_ready() && !ServiceState::Running.is_ready());
     }
 
     #[test]
     fn service_status_has_the_contract_fields() {
-        let mut st = svc("backoff", false, true, true);
+        let mut st = svc(ServiceState::Backoff);
         st.pid = Some(12);
         st.last_exit = Some(LastExit::Code(2));
         let v = serde_json::to_value(&st).unwrap();
@@ -322,6 +272,5 @@ mod tests {
             ExitStatus::from_raw(libc::SIGTERM),
             ExitStatus::Signal(libc::SIGTERM)
         );
-        assert_eq!(Status::Degraded.as_str(), "degraded");
     }
 }

@@ -19,7 +19,7 @@ use crate::machine::Machine;
 use crate::notify::NotifySocket;
 use crate::output::{Console, LineAssembler};
 use crate::probe::{ExecRun, Pending, PollProbe};
-use crate::status::{overall_status, ExitStatus, NetworkHealth, ServiceStatus, Status};
+use crate::status::{ExitStatus, ServiceStatus, ServicesHealth};
 
 /// How the supervisor is wired into the init.
 pub struct Options {
@@ -323,7 +323,7 @@ impl Supervisor {
             .iter()
             .map(|s| {
                 let st = ServiceStatus {
-                    state: s.m.state_word(),
+                    state: s.m.state(),
                     pid: s.m.main_pid(),
                     restarts: s.m.restarts(),
                     failures: s.m.failures(),
@@ -344,9 +344,9 @@ impl Supervisor {
             .collect()
     }
 
-    /// The overall status from this supervisor's services (see [`overall_status`]).
-    pub fn status(&self, now: Instant, network: NetworkHealth, drive_error: bool) -> Status {
-        overall_status(&self.snapshot(now), network, drive_error)
+    /// The services' part in the guest's status.
+    pub fn health(&self, now: Instant) -> ServicesHealth {
+        ServicesHealth::of(&self.snapshot(now))
     }
 }
 

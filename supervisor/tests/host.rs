@@ -19,7 +19,7 @@ mod scenarios {
 
     use guest_config::ServiceConfig;
     use supervisor::host_loop::{become_subreaper, HostLoop};
-    use supervisor::{LastExit, NetworkHealth, Options, Status, Supervisor};
+    use supervisor::{LastExit, Options, ServicesHealth, Supervisor};
 
     const LONG: Duration = Duration::from_secs(20);
 
@@ -106,12 +106,12 @@ mod scenarios {
             }
         }
         fn wait_state(&mut self, name: &str, state: &str) {
-            self.wait(&format!("{name} {state}"), |r| r.state(name).state == state);
+            self.wait(&format!("{name} {state}"), |r| {
+                r.state(name).state.as_str() == state
+            });
         }
-        fn status(&self) -> Status {
-            self.lp
-                .supervisor
-                .status(std::time::Instant::now(), NetworkHealth::default(), false)
+        fn status(&self) -> ServicesHealth {
+            self.lp.supervisor.health(std::time::Instant::now())
         }
         /// Shuts down and waits for every process to be gone.
         fn stop(mut self) {
@@ -205,10 +205,10 @@ mod scenarios {
             &format!("ready = {{ http = {url:?} }}"),
         );
         let mut r = rig(vec![("web", cfg)]);
-        assert_eq!(r.state("web").state, "running");
-        assert_eq!(r.status(), Status::Starting);
+        assert_eq!(r.state("web").state.as_str(), "running");
+        assert_eq!(r.status(), ServicesHealth::Starting);
         r.wait_state("web", "ready");
-        assert_eq!(r.status(), Status::Ok);
+        assert_eq!(r.status(), ServicesHealth::Ready);
         assert_eq!(
             r.lp.supervisor.next_deadline(),
             None,
@@ -241,7 +241,7 @@ mod scenarios {
             &format!("ready = {{ file = {f:?} }}"),
         );
         let mut r = rig(vec![("touch", cfg)]);
-        assert_eq!(r.state("touch").state, "running");
+        assert_eq!(r.state("touch").state.as_str(), "running");
         r.wait_state("touch", "ready");
         assert!(flag.exists());
         r.stop();
@@ -254,7 +254,7 @@ mod scenarios {
             "n",
             svc(&["notify", "--after", "200"], r#"ready = "notify""#),
         )]);
-        assert_eq!(r.state("n").state, "running");
+        assert_eq!(r.state("n").state.as_str(), "running");
         r.wait_state("n", "ready");
         assert_eq!(r.state("n").notify_status.as_deref(), Some("serving"));
         assert!(r.dir.path().join("run/n.notify").exists());
@@ -313,21 +313,21 @@ mod scenarios {
             "after = [\"network\", \"second\"]\nstop_signal = \"KILL\"",
         );
         let mut r = rig(vec![("first", first), ("second", second), ("net", net)]);
-        assert_eq!(r.state("second").state, "waiting");
+        assert_eq!(r.state("second").state.as_str(), "waiting");
         r.wait("first ready", |r| {
             let (f, s) = (r.state("first"), r.state("second"));
             assert!(
-                f.state == "ready" || s.pid.is_none(),
+                f.state.as_str() == "ready" || s.pid.is_none(),
                 "second started before first was ready"
             );
-            f.state == "ready"
+            f.state.as_str() == "ready"
         });
         r.wait_state("second", "ready");
         for _ in 0..10 {
             r.lp.turn().unwrap();
         }
         assert_eq!(
-            r.state("net").state,
+            r.state("net").state.as_str(),
             "waiting",
             "started without the network"
         );
@@ -355,8 +355,8 @@ mod scenarios {
             r.lp.turn().unwrap();
         }
         assert_eq!(r.state("crasher").restarts, 2, "no restart after failed");
-        assert_eq!(r.state("steady").state, "ready");
-        assert_eq!(r.status(), Status::Degraded);
+        assert_eq!(r.state("steady").state.as_str(), "ready");
+        assert_eq!(r.status(), ServicesHealth::Troubled);
         r.stop();
     }
 
@@ -367,11 +367,11 @@ mod scenarios {
             "rtc",
             svc(&["exit", "--after", "1100"], r#"restart = "always""#),
         )]);
-        r.wait("ok", |r| r.status() == Status::Ok);
+        r.wait("ok", |r| r.status() == ServicesHealth::Ready);
         r.wait("two idle restarts", |r| {
             assert_eq!(
                 r.status(),
-                Status::Ok,
+                ServicesHealth::Ready,
                 "health flapped: {:?}",
                 r.state("rtc")
             );
@@ -399,13 +399,13 @@ mod scenarios {
         r.lp.begin_shutdown();
         r.wait("stubborn stopped", |r| {
             let (b, s) = (r.state("base"), r.state("stubborn"));
-            if s.state != "stopped" {
+            if s.state.as_str() != "stopped" {
                 assert!(
                     b.pid.is_some() && !b.stopping,
                     "base stopped before its dependent: {b:?}"
                 );
             }
-            s.state == "stopped"
+            s.state.as_str() == "stopped"
         });
         assert_eq!(
             r.state("stubborn").last_exit,

@@ -167,7 +167,7 @@ fn services(out: &mut String, doc: &HealthDoc) {
     );
     for (n, s) in names.iter().zip(doc.services.values()) {
         let labels = format!("service=\"{n}\",state=\"{}\"", s.state);
-        let ready = u8::from(matches!(s.state, "ready" | "exited"));
+        let ready = u8::from(s.state.is_ready());
         f.sample("vminit_service_ready", &labels, ready);
     }
     let mut f = family(
@@ -220,7 +220,8 @@ mod tests {
     fn doc_with_services() -> HealthDoc {
         let mut d = HealthDoc::starting(1, false);
         d.status = Status::Ok;
-        for (name, state, restarts) in [("web\"rtc", "ready", 3), ("agent", "backoff", 1)] {
+        use supervisor::ServiceState::{Backoff, Ready};
+        for (name, state, restarts) in [("web\"rtc", Ready, 3), ("agent", Backoff, 1)] {
             d.services.insert(
                 name.into(),
                 supervisor::ServiceStatus {
@@ -229,7 +230,7 @@ mod tests {
                     restarts,
                     failures: 1,
                     last_exit: None,
-                    ready: state == "ready",
+                    ready: state == Ready,
                     required: true,
                     next_retry_ms: None,
                     budget_left: 4,

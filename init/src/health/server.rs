@@ -37,7 +37,7 @@ const LISTENER: Token = Token(0);
 pub(super) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
-enum Phase {
+enum ConnPhase {
     Reading,
     /// Waiting for the main loop to answer ping number `seq`.
     Livez {
@@ -53,7 +53,7 @@ enum Phase {
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
-    phase: Phase,
+    phase: ConnPhase,
     deadline: Instant,
 }
 
@@ -175,7 +175,7 @@ impl Server {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let conn_deadlines = self.conns.iter().flatten().map(|c| match c.phase {
-            Phase::Livez { since, .. } => (since + LIVEZ_DEADLINE).min(c.deadline),
+            ConnPhase::Livez { since, .. } => (since + LIVEZ_DEADLINE).min(c.deadline),
             _ => c.deadline,
         });
         conn_deadlines
@@ -230,7 +230,7 @@ impl Server {
         self.conns[idx] = Some(Conn {
             stream,
             buf: Vec::new(),
-            phase: Phase::Reading,
+            phase: ConnPhase::Reading,
             deadline: now + CONN_DEADLINE,
         });
         self.order.push_back(idx);
@@ -274,7 +274,7 @@ impl Server {
         matches!(
             self.conns.get(idx).and_then(Option::as_ref),
             Some(Conn {
-                phase: Phase::Reading,
+                phase: ConnPhase::Reading,
                 ..
             })
         )
@@ -299,7 +299,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if let Phase::Reading = conn.phase {
+        if let ConnPhase::Reading = conn.phase {
             if let ReadOutcome::Closed = read_some(conn) {
                 return self.close(idx);
             }
@@ -318,7 +318,7 @@ impl Server {
         self.flush(idx);
     }
 
-    fn answer(&self, route: Route) -> Phase {
+    fn answer(&self, route: Route) -> ConnPhase {
         let doc = self.shared.doc();
         match route {
             Route::Health => match serde_json::to_vec(&*doc) {
@@ -338,7 +338,7 @@ impl Server {
             }
             Route::Livez => {
                 let seq = self.shared.ping_main_loop();
-                Phase::Livez {
+                ConnPhase::Livez {
                     seq,
                     since: Instant::now(),
                 }
@@ -353,7 +353,7 @@ impl Server {
         let mut done = Vec::new();
         for (idx, c) in self.conns.iter_mut().enumerate() {
             let Some(c) = c else { continue };
-            if let Phase::Livez { seq, since } = c.phase {
+            if let ConnPhase::Livez { seq, since } = c.phase {
                 if pong >= seq {
                     c.phase = writing(http::response(200, "text/plain", b"ok\n"));
                     done.push(idx);
@@ -373,7 +373,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let Phase::Writing { out, written } = &mut conn.phase else {
+        let ConnPhase::Writing { out, written } = &mut conn.phase else {
             return;
         };
         while *written < out.len() {
@@ -402,8 +402,8 @@ impl Server {
     }
 }
 
-fn writing(out: Vec<u8>) -> Phase {
-    Phase::Writing { out, written: 0 }
+fn writing(out: Vec<u8>) -> ConnPhase {
+    ConnPhase::Writing { out, written: 0 }
 }
 
 enum ReadOutcome {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{Action, Clock, Errno, InitFlags, Kernel, KernelError, ModuleIndex, Uevent};
+use crate::{Clock, Errno, InitFlags, Kernel, KernelError, ModuleIndex, Uevent, UeventAction};
 
 pub const RELEASE: &str = "6.1.0-test";
 
@@ -183,8 +183,8 @@ pub struct FakeKernel {
 /// The uevent the real kernel sends for `effect` (applied to `sys` already).
 fn event_for(sys: &Path, effect: &Effect) -> Uevent {
     let (action, bus, dev) = match effect {
-        Effect::Add(bus, dev, ..) => (Action::Add, bus, dev),
-        Effect::Bind(bus, dev, _) => (Action::Bind, bus, dev),
+        Effect::Add(bus, dev, ..) => (UeventAction::Add, bus, dev),
+        Effect::Bind(bus, dev, _) => (UeventAction::Bind, bus, dev),
     };
     let real = fs::canonicalize(sys.join("bus").join(bus).join("devices").join(dev)).unwrap();
     let rel = real.strip_prefix(fs::canonicalize(sys).unwrap()).unwrap();
@@ -253,7 +253,7 @@ impl Kernel for FakeKernel {
         if self.uevents {
             // The module's own kobject: no subsystem, nothing for coldplug.
             self.events.push(Uevent {
-                action: Action::Add,
+                action: UeventAction::Add,
                 devpath: format!("/module/{name}"),
                 subsystem: None,
             });
