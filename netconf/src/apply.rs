@@ -515,7 +515,7 @@ impl<'a> Exec<'a> {
 /// every renewal is not a new line each time. The values are escaped in `refused`.
 pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
     for r in lease.refused.iter().filter(|r| !already.contains(r)) {
-        log::warn!("network: DHCP on {interface}: ignoring the server's {r}");
+        log::warn!("network: DHCP on {interface}: not taking the server's {r}");
     }
 }
 
