@@ -1,7 +1,9 @@
-//! The crate's only system calls outside the rtnetlink library: the ARP packet socket
-//! (`socket`, `bind`, `sendto`, `recv`), `poll` on sockets, the network thread's stop `pipe`, two socket options
-//! (`SO_BINDTODEVICE`, `SO_RCVTIMEO`), `sethostname` and `clock_gettime(CLOCK_BOOTTIME)`.
-//! Every wrapper returns `io::Error` with the errno, and retries nothing: the caller decides.
+//! The crate's only system calls beyond what `std` (files, the DHCP UDP socket) and
+//! `netlink-sys` (the rtnetlink sockets) wrap: the ARP packet socket (`socket`, `bind`,
+//! `sendto`, `recv`), `poll` on sockets, the network thread's stop `pipe`, two socket
+//! options (`SO_BINDTODEVICE`, `SO_RCVTIMEO`), `sethostname` and
+//! `clock_gettime(CLOCK_BOOTTIME)`. Every wrapper returns `io::Error` with the errno and
+//! retries nothing but EINTR where it says so: the caller decides.
 //!
 //! # Safety
 //!
