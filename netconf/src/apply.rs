@@ -21,6 +21,8 @@ use crate::{arp, wait, Env};
 pub struct Bound {
     pub link: Option<Link>,
     pub lease: Option<Lease>,
+    /// The gateway probe found the gateway silent (the warning is in the state's `error`).
+    pub gateway_silent: bool,
 }
 
 pub struct Exec<'a> {
@@ -64,16 +66,21 @@ pub fn bring_up_then_probe(
         st.state = LinkState::Unconfigured;
         st.interface = None;
         st.addresses.clear();
-        return Ok(Bound { link: None, lease });
+        return Ok(Bound {
+            link: None,
+            lease,
+            gateway_silent: false,
+        });
     }
     ex.configure(lease.as_ref(), false, st)?;
     log::debug!("network: timeline (ms since kernel start) {:?}", st.timings);
     configured(st);
     ex.announce_added();
-    ex.probe(lease.as_ref(), st);
+    let gateway_silent = ex.probe(lease.as_ref(), st);
     Ok(Bound {
         link: ex.link,
         lease,
+        gateway_silent,
     })
 }
 
@@ -201,7 +208,9 @@ impl<'a> Exec<'a> {
             Step::DefaultRoute(gw) => self.default_route(*gw, st)?,
             Step::ResolvConf { dns, search } => self.resolv_conf(dns, search, st)?,
             Step::Hostname(h) => self.hostname(h, st)?,
-            Step::ProbeGateway(gw) => self.probe_gateway(*gw, st),
+            Step::ProbeGateway(gw) => {
+                self.probe_gateway(*gw, st);
+            }
         }
         Ok(None)
     }
@@ -433,50 +442,71 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// The gateway probe steps of the plan, after [`Self::configure`] without them.
-    pub fn probe(&mut self, lease: Option<&Lease>, st: &mut NetworkState) {
+    /// The gateway probe steps of the plan, after [`Self::configure`] without them; true when
+    /// a gateway stayed silent (the warning is logged and in `st.error`).
+    pub fn probe(&mut self, lease: Option<&Lease>, st: &mut NetworkState) -> bool {
+        let mut silent = false;
         for step in plan::config_steps(self.plan, lease) {
             if let Step::ProbeGateway(gw) = step {
-                self.probe_gateway(gw, st);
+                silent |= self.probe_gateway(gw, st);
             }
+        }
+        silent
+    }
+
+    /// The plan's gateway probes again, quietly: the first warning, or `None` when every
+    /// gateway answered (or there is nothing to probe). The caller decides what to log.
+    pub fn reprobe(&mut self, lease: Option<&Lease>) -> Option<NetError> {
+        plan::config_steps(self.plan, lease)
+            .into_iter()
+            .find_map(|step| match step {
+                Step::ProbeGateway(gw) => self.gateway_warning(gw),
+                _ => None,
+            })
+    }
+
+    /// Records a warning in `st.error` when the gateway stays silent (true); never fails
+    /// bring-up.
+    fn probe_gateway(&mut self, gw: Ipv4Addr, st: &mut NetworkState) -> bool {
+        match self.gateway_warning(gw) {
+            Some(warning) => {
+                log::warn!("{warning}");
+                st.error = Some(warning.to_string());
+                true
+            }
+            None => false,
         }
     }
 
-    /// Records a warning in `st.error` when the gateway stays silent; never fails bring-up.
-    fn probe_gateway(&mut self, gw: Ipv4Addr, st: &mut NetworkState) {
+    /// One ARP probe of `gw` from our address in its subnet: `None` if it answered (or the
+    /// probe is off, or there is no IPv4 address to ask from).
+    fn gateway_warning(&mut self, gw: Ipv4Addr) -> Option<NetError> {
         let (Some(timeout), Some(link)) = (self.env.arp_timeout, self.link.clone()) else {
-            return;
+            return None;
         };
-        let Some(mac) = link.mac else { return };
+        let mac = link.mac?;
         let ours = self.rtnl.addresses(&link).unwrap_or_default();
-        let src = ours
+        let v4 = |a: &crate::rtnl::Addr| match a.net.addr {
+            IpAddr::V4(v4) => Some((v4, a.net.prefix_len)),
+            IpAddr::V6(_) => None,
+        };
+        let (src, _) = ours
             .iter()
-            .filter_map(|a| match a.net.addr {
-                IpAddr::V4(v4) => Some((v4, a.net.prefix_len)),
-                IpAddr::V6(_) => None,
-            })
+            .filter_map(v4)
             .find(|(a, p)| same_subnet(*a, gw, *p))
-            .or_else(|| {
-                ours.iter().find_map(|a| match a.net.addr {
-                    IpAddr::V4(v4) => Some((v4, a.net.prefix_len)),
-                    IpAddr::V6(_) => None,
-                })
-            });
-        let Some((src, _)) = src else { return };
-        let warning = match arp::probe(link.index, mac, src, gw, timeout) {
-            Ok(Some(_)) => return,
-            Ok(None) => NetError::GatewayNoArp {
+            .or_else(|| ours.iter().find_map(v4))?;
+        match arp::probe(link.index, mac, src, gw, timeout) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(NetError::GatewayNoArp {
                 interface: link.name.clone(),
                 gateway: gw,
                 waited: timeout,
-            },
-            Err(source) => NetError::ArpProbe {
+            }),
+            Err(source) => Some(NetError::ArpProbe {
                 interface: link.name.clone(),
                 source,
-            },
-        };
-        log::warn!("{warning}");
-        st.error = Some(warning.to_string());
+            }),
+        }
     }
 }
 
@@ -485,11 +515,12 @@ impl<'a> Exec<'a> {
 /// every renewal is not a new line each time. The values are escaped in `refused`.
 pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
     for r in lease.refused.iter().filter(|r| !already.contains(r)) {
-        log::warn!("network: DHCP on {interface}: ignoring the server's {r}");
+        log::warn!("network: DHCP on {interface}: not taking the server's {r}");
     }
 }
 
-fn matches(sel: &InterfaceSelector, l: &Link) -> bool {
+/// Whether `l` is the interface the selector names.
+pub fn matches(sel: &InterfaceSelector, l: &Link) -> bool {
     match sel {
         InterfaceSelector::Name(n) => l.name == *n,
         InterfaceSelector::Mac(m) => l.mac == Some(*m),

@@ -58,6 +58,9 @@ pub enum NetError {
         op: &'static str,
         source: io::Error,
     },
+    /// Carrier went away (or the interface did) after bring-up; the settings stay in place
+    /// and come back into use with the carrier.
+    LinkLost { interface: String, gone: bool },
     /// The lease ran out without a renewal; its address has been removed.
     DhcpLeaseExpired { interface: String, address: String },
     /// `/etc/resolv.conf` (or the injected path) could not be written; `op` is the step of
@@ -161,6 +164,21 @@ impl fmt::Display for NetError {
                 f,
                 "network: DHCP socket on {interface}: {op} failed: {}",
                 errno_words(source)
+            ),
+            NetError::LinkLost {
+                interface,
+                gone: false,
+            } => write!(
+                f,
+                "network: carrier lost on {interface} (host side detached or down); \
+                 waiting for it to come back"
+            ),
+            NetError::LinkLost {
+                interface,
+                gone: true,
+            } => write!(
+                f,
+                "network: interface {interface} disappeared; waiting for it to come back"
             ),
             NetError::DhcpLeaseExpired { interface, address } => write!(
                 f,

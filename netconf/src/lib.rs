@@ -32,14 +32,21 @@
 //! setting is in place and the fault is on the host, which may fix it while the guest runs;
 //! see [`NetError::is_warning`]); `ip=off` gives `unconfigured`; a lost lease gives `down`
 //! while the thread re-discovers, after a pause of 1 s doubling to 60 s while leases keep
-//! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s, and
-//! stays `error` (no flapping through `down`) until one succeeds.
+//! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s
+//! ([`Env::retry`]), and stays `error` (no flapping through `down`) until one succeeds.
+//!
+//! The network follows link events under [`spawn`]: a failed bring-up is retried at once
+//! when its interface appears or gains carrier, whatever the backoff says; carrier lost
+//! after bring-up gives `down` with the reason in `error`, and carrier back runs bring-up
+//! again (idempotent, so it re-applies only what changed, and probes the gateway again); a
+//! silent gateway is probed again every 10 s until it answers, and its warning then clears.
 //!
 //! System calls are in `sys.rs`, the only module allowed `unsafe`; the rtnetlink sockets are
 //! `netlink-sys`'s.
 //!
-//! Waits never spin: they sleep in poll(2) on an RTNLGRP_LINK multicast socket and re-read
-//! the link on each event (and at least once a second).
+//! Waits never spin: they sleep in poll(2) on an RTNLGRP_LINK multicast socket (the network
+//! thread also on its stop pipe) and re-read the link on each event, and at least once a
+//! second during bring-up, every 30 s while holding the configuration.
 
 #![deny(unsafe_code)]
 
@@ -48,18 +55,21 @@ mod arp;
 pub mod dhcp;
 mod error;
 mod files;
+mod follow;
 pub mod plan;
 mod rtnl;
 mod runner;
 mod state;
 mod sys;
 mod wait;
+mod watch;
 
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use error::{NetError, Result};
+pub use follow::Backoff;
 pub use guest_config::NetworkPlan;
 pub use rtnl::{Addr, DefaultRoute, Link, LinkMonitor, Rtnl};
 pub use runner::{spawn, NetworkHandle};
@@ -117,6 +127,9 @@ pub struct Env {
     pub arp_timeout: Option<Duration>,
     /// Floors under the server's lease and T1 (default 60 s and 10 s).
     pub lease_limits: dhcp::LeaseLimits,
+    /// How [`spawn`] retries a failed bring-up when the link does not change (default 5 s,
+    /// doubling to 60 s); a link that appears or gains carrier ends the wait at once.
+    pub retry: Backoff,
 }
 
 impl Env {
@@ -130,6 +143,7 @@ impl Env {
             dhcp_timeout: Duration::from_secs(30),
             arp_timeout: Some(Duration::from_millis(1500)),
             lease_limits: dhcp::LeaseLimits::default(),
+            retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(60)),
         }
     }
 }

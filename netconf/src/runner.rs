@@ -1,26 +1,31 @@
-//! The network thread: bring-up, then the DHCP lease lifecycle, then idling until stopped;
-//! a failed bring-up is retried with backoff (a TAP attached late, a DHCP server that comes
-//! up after the guest). Every state change is published into the shared snapshot and
-//! announced through the notifier. Owns the thread and its timing; the steps are `apply.rs`'s.
+//! The network thread: bring-up, then holding the configuration: following the link
+//! (carrier lost: `down` with the reason; carrier back: bring-up again, at once), probing a
+//! silent gateway again until it answers, and keeping a DHCP lease (renew at T1, rebind at
+//! T2, remove the address at expiry and start over after a backoff). A failed bring-up is
+//! retried with backoff, cut short when the interface appears or gains carrier. The thread
+//! sleeps in poll(2) on its stop pipe and a link-event socket (`watch.rs`), so it reacts to a
+//! link change within the poll's wake-up, not at the next timer. Every state change is
+//! published into the shared snapshot and announced through the notifier. The decisions are
+//! `follow.rs`'s, the steps `apply.rs`'s.
 
 use std::io;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guest_config::NetworkPlan;
 
-use crate::apply::{bring_up_then_probe, log_refused, Exec};
+use crate::apply::{self, bring_up_then_probe, log_refused, Exec};
 use crate::dhcp::{self, Lease, LeasePhase};
 use crate::error::NetError;
-use crate::rtnl::Link;
+use crate::follow::{link_at_failure, worth_retrying, Act, Backoff, Holding, LinkSeen};
+use crate::rtnl::{Link, Rtnl};
 use crate::state::{LinkState, NetworkState};
-use crate::Env;
+use crate::wait::deadline;
+use crate::watch::{Wake, Watch};
+use crate::{sys, Env};
 
-/// A failed bring-up is retried after 5 s, doubling to 60 s.
-const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Longest wait before the thread runs again after a panic.
 const PANIC_WAIT_MAX: Duration = Duration::from_secs(30);
 /// After a lost lease (NAK, or expiry without an ACK) the next DISCOVER waits 1 s, doubling
@@ -31,14 +36,18 @@ const LOST_MAX: Duration = Duration::from_secs(60);
 /// A renewal exchange that fails on the socket is retried after 1 s, doubling to 30 s.
 const SOCKET_FIRST: Duration = Duration::from_secs(1);
 const SOCKET_MAX: Duration = Duration::from_secs(30);
-/// Longest a renew/rebind exchange runs before the thread checks for a stop request.
+/// Longest a renew/rebind exchange runs before the thread looks at its stop pipe and the link.
 const STOP_CHECK: Duration = Duration::from_secs(10);
+/// Even without a link event the link is re-read this often: a safety net should the
+/// kernel drop an event.
+const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// Owns the network thread. Dropping it asks the thread to end without waiting; it ends at
 /// its next wait (a bring-up step or DHCP exchange in progress finishes first: at most
 /// `carrier_timeout`, `dhcp_timeout` or 10 s of renewal). The lease is never released.
 pub struct NetworkHandle {
-    stop: Option<mpsc::Sender<()>>,
+    /// The write end of the stop pipe: closing it wakes the thread's poll.
+    stop: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -75,37 +84,6 @@ impl Publisher {
     }
 }
 
-/// [`run`], started again after a panic (a bug in vminit): the state says so in `error`,
-/// the thread waits (1 s doubling to 30 s, or until asked to stop) and brings the network up
-/// again, so a bug costs the guest a retry, not its network.
-fn run_guarded(plan: &NetworkPlan, env: &Env, publisher: &Publisher, stop: &mpsc::Receiver<()>) {
-    let mut panics = 0u32;
-    loop {
-        let run = std::panic::AssertUnwindSafe(|| run(plan, env, publisher, stop));
-        if std::panic::catch_unwind(run).is_ok() {
-            return;
-        }
-        panics = panics.saturating_add(1);
-        let wait =
-            Duration::from_secs(1u64 << panics.clamp(1, 6).saturating_sub(1)).min(PANIC_WAIT_MAX);
-        let mut st = publisher
-            .shared
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        st.state = LinkState::Error;
-        st.error = Some(format!(
-            "BUG: the network thread panicked (see the console); starting it again in {}s",
-            wait.as_secs()
-        ));
-        publisher.publish(&st);
-        match stop.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
 /// Starts the network thread for `plan`. `shared` receives every new [`NetworkState`],
 /// after which `notify` is called (from the network thread).
 pub fn spawn(
@@ -114,119 +92,413 @@ pub fn spawn(
     shared: Arc<Mutex<NetworkState>>,
     notify: Box<dyn Fn() + Send>,
 ) -> io::Result<NetworkHandle> {
-    let (tx, rx) = mpsc::channel();
-    let publisher = Publisher { shared, notify };
+    let (stop_rx, stop_tx) = sys::pipe()?;
+    let p = Publisher { shared, notify };
     let thread = std::thread::Builder::new()
         .name("network".to_string())
-        .spawn(move || run_guarded(&plan, &env, &publisher, &rx))?;
+        .spawn(move || {
+            Runner {
+                plan: &plan,
+                env: &env,
+                p: &p,
+                watch: Watch::new(stop_rx),
+                rtnl: None,
+            }
+            .run_guarded();
+        })?;
     Ok(NetworkHandle {
-        stop: Some(tx),
+        stop: Some(stop_tx),
         thread: Some(thread),
     })
 }
 
-/// Bounded exponential backoff: `first`, then doubling up to `max`. Pure (the caller sleeps).
+/// How holding a configuration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub const fn new(first: Duration, max: Duration) -> Self {
-        Backoff {
-            first,
-            max,
-            next: first,
-        }
-    }
-
-    /// The delay to wait now; the one after is twice as long, up to `max`.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next.min(self.max);
-        self.next = d.saturating_mul(2).min(self.max);
-        d
-    }
-
-    /// Back to `first`, after a success.
-    pub fn reset(&mut self) {
-        self.next = self.first;
-    }
-}
-
-/// How [`keep_lease`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeaseEnd {
-    /// A stop request arrived.
+enum Held {
     Stopped,
+    /// Carrier came back: bring-up again now.
+    CarrierBack,
     /// The lease is gone (NAK or expiry); `renewed` tells whether it was extended at least
     /// once before, i.e. whether the server had been working.
-    Lost { renewed: bool },
+    LeaseLost {
+        renewed: bool,
+    },
 }
 
-/// Sleeps `d` unless a stop arrives; true means stop.
-fn stopped(rx: &mpsc::Receiver<()>, d: Duration) -> bool {
-    !matches!(rx.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+/// The DHCP lease being kept, and the state of its renewals.
+struct Keeper {
+    lease: Lease,
+    mac: [u8; 6],
+    sock: Option<dhcp::DhcpSocket>,
+    renewed: bool,
+    sock_retry: Backoff,
+    /// After a socket failure, no exchange before this.
+    not_before: Option<Instant>,
 }
 
-fn run(plan: &NetworkPlan, env: &Env, p: &Publisher, rx: &mpsc::Receiver<()>) {
-    let mut st = NetworkState {
-        source: plan.source,
-        ..NetworkState::default()
-    };
-    let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
-    let mut lost = Backoff::new(LOST_FIRST, LOST_MAX);
-    let mut last_error = String::new();
-    loop {
-        // A retry after a failure keeps showing the failure until it has an outcome, so the
-        // health status does not flap between `error` and `down` every attempt.
-        if st.state != LinkState::Error {
-            st.state = LinkState::Down;
-            p.publish(&st);
+impl Keeper {
+    /// The renewal socket, taken out to be used (and put back while it works); opened if
+    /// there is none. `None` after a failure to open (logged; the next try is after a
+    /// backoff).
+    fn take_socket(&mut self, interface: &str, now: Instant) -> Option<dhcp::DhcpSocket> {
+        if let Some(s) = self.sock.take() {
+            return Some(s);
         }
-        let mut on_configured = |s: &NetworkState| {
-            log_changes(s);
-            p.publish(s);
+        match dhcp::DhcpSocket::open(interface) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("{e}");
+                self.not_before = Some(deadline(now, self.sock_retry.next_delay()));
+                None
+            }
+        }
+    }
+}
+
+struct Runner<'a> {
+    plan: &'a NetworkPlan,
+    env: &'a Env,
+    p: &'a Publisher,
+    watch: Watch,
+    /// For reading the followed link; opened on first use, dropped after a failure.
+    rtnl: Option<Rtnl>,
+}
+
+impl Runner<'_> {
+    /// [`Runner::run`], started again after a panic (a bug in vminit): the state says so in
+    /// `error`, the thread waits (1 s doubling to 30 s, or until asked to stop) and brings
+    /// the network up again, so a bug costs the guest a retry, not its network.
+    fn run_guarded(&mut self) {
+        let mut panics = 0u32;
+        loop {
+            let run = std::panic::AssertUnwindSafe(|| self.run());
+            if std::panic::catch_unwind(run).is_ok() {
+                return;
+            }
+            panics = panics.saturating_add(1);
+            let secs = 1u64 << panics.clamp(1, 6).saturating_sub(1);
+            let wait = Duration::from_secs(secs).min(PANIC_WAIT_MAX);
+            let mut st = self
+                .p
+                .shared
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            st.state = LinkState::Error;
+            st.error = Some(format!(
+                "BUG: the network thread panicked (see the console); starting it again in {}s",
+                wait.as_secs()
+            ));
+            self.p.publish(&st);
+            self.rtnl = None;
+            if self.watch.stopped(wait, self.env.clock.as_ref()) {
+                return;
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let (plan, env, p) = (self.plan, self.env, self.p);
+        let mut st = NetworkState {
+            source: plan.source,
+            ..NetworkState::default()
         };
-        match bring_up_then_probe(plan, env, &mut st, &mut on_configured) {
-            Ok(bound) => {
-                retry.reset();
-                last_error.clear();
-                // Again, for the probe's warning, if any (unchanged states are not re-sent).
+        let mut retry = env.retry;
+        let mut lost = Backoff::new(LOST_FIRST, LOST_MAX);
+        let mut last_error = String::new();
+        loop {
+            // A retry after a failure keeps showing the failure until it has an outcome, so
+            // the health status does not flap between `error` and `down` every attempt.
+            if st.state != LinkState::Error {
+                st.state = LinkState::Down;
                 p.publish(&st);
-                let (Some(link), Some(lease)) = (bound.link, bound.lease) else {
-                    let _ = rx.recv(); // configured for good: idle until stopped
-                    return;
-                };
-                match keep_lease(plan, env, p, rx, &mut st, link, lease) {
-                    LeaseEnd::Stopped => return,
-                    LeaseEnd::Lost { renewed } => {
-                        if renewed {
-                            lost.reset();
-                        }
-                        let pause = lost.next_delay();
-                        log::info!("network: starting DHCP over in {} s", pause.as_secs_f32());
-                        if stopped(rx, pause) {
-                            return;
-                        }
+            }
+            let mut on_configured = |s: &NetworkState| {
+                log_changes(s);
+                p.publish(s);
+            };
+            let bound = match bring_up_then_probe(plan, env, &mut st, &mut on_configured) {
+                Ok(bound) => bound,
+                Err(e) => {
+                    let text = e.to_string();
+                    if text != last_error {
+                        log::error!("{text}");
+                        last_error = text.clone();
+                    }
+                    st.state = LinkState::Error;
+                    st.error = Some(text);
+                    p.publish(&st);
+                    if self.wait_retry(retry.next_delay(), link_at_failure(&e)) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            retry.reset();
+            last_error.clear();
+            // Again, for the probe's warning, if any (unchanged states are not re-sent).
+            p.publish(&st);
+            let Some(link) = bound.link else {
+                // `ip=off`: nothing to follow; idle until stopped.
+                while self.watch.wait(SAFETY_NET) != Wake::Stop {}
+                return;
+            };
+            match self.hold(&mut st, &link, bound.lease, bound.gateway_silent) {
+                Held::Stopped => return,
+                Held::CarrierBack => {}
+                Held::LeaseLost { renewed } => {
+                    if renewed {
+                        lost.reset();
+                    }
+                    let pause = lost.next_delay();
+                    log::info!("network: starting DHCP over in {} s", pause.as_secs());
+                    if self.watch.stopped(pause, &*env.clock) {
+                        return;
                     }
                 }
             }
-            Err(e) => {
-                let text = e.to_string();
-                if text != last_error {
-                    log::error!("{text}");
-                    last_error = text.clone();
-                }
-                st.state = LinkState::Error;
-                st.error = Some(text);
-                p.publish(&st);
-                if stopped(rx, retry.next_delay()) {
-                    return;
+        }
+    }
+
+    /// Waits out a failed bring-up's backoff, ending it early when the planned interface
+    /// appears or gains carrier, compared with `failed_at` (what the failure said of the
+    /// link) and then with each reading. True means stop.
+    fn wait_retry(&mut self, delay: Duration, failed_at: Option<LinkSeen>) -> bool {
+        let clock = &*self.env.clock;
+        let end = deadline(clock.now(), delay);
+        // Carrier that came between the failure and this first reading has sent no event
+        // this thread will see: compare with the failure itself.
+        let first = self.link_seen();
+        if let (Some(b), Some(s)) = (failed_at, first) {
+            if worth_retrying(b, s) {
+                return false;
+            }
+        }
+        let mut before = first.or(failed_at);
+        loop {
+            let now = clock.now();
+            if now >= end {
+                return false;
+            }
+            match self.watch.wait(end.saturating_duration_since(now)) {
+                Wake::Stop => return true,
+                Wake::Timeout => {}
+                Wake::Link => {
+                    let seen = self.link_seen();
+                    if let (Some(b), Some(s)) = (before, seen) {
+                        if worth_retrying(b, s) {
+                            log::info!(
+                                "network: {} {}: bringing it up now",
+                                self.plan.interface,
+                                if s == LinkSeen::Carrier {
+                                    "has carrier"
+                                } else {
+                                    "appeared"
+                                }
+                            );
+                            return false;
+                        }
+                    }
+                    before = seen.or(before);
                 }
             }
         }
+    }
+
+    /// The planned interface as the kernel has it now; `None` if it cannot be read.
+    fn link_seen(&mut self) -> Option<LinkSeen> {
+        let rtnl = match self.rtnl.as_mut() {
+            Some(r) => r,
+            None => self.rtnl.insert(apply::open_rtnl().ok()?),
+        };
+        match rtnl.links() {
+            Ok(links) => Some(LinkSeen::of(
+                links
+                    .iter()
+                    .find(|l| apply::matches(&self.plan.interface, l))
+                    .map(|l| l.carrier),
+            )),
+            Err(_) => {
+                self.rtnl = None; // reopened next time
+                None
+            }
+        }
+    }
+
+    /// Holds the configuration bring-up made: follows the link, probes a silent gateway
+    /// again, keeps the lease if there is one.
+    fn hold(
+        &mut self,
+        st: &mut NetworkState,
+        link: &Link,
+        lease: Option<Lease>,
+        gateway_silent: bool,
+    ) -> Held {
+        let clock = &*self.env.clock;
+        let mut h = Holding::new(gateway_silent, clock.now());
+        let mut keeper = match lease {
+            None => None,
+            Some(lease) => {
+                let Some(mac) = link.mac else {
+                    return Held::LeaseLost { renewed: false };
+                };
+                Some(Keeper {
+                    lease,
+                    mac,
+                    sock: None,
+                    renewed: false,
+                    sock_retry: Backoff::new(SOCKET_FIRST, SOCKET_MAX),
+                    not_before: None,
+                })
+            }
+        };
+        loop {
+            let now = clock.now();
+            let mut wake_by = deadline(now, h.sleep(now, SAFETY_NET));
+            if let Some(k) = keeper.as_mut() {
+                match self.keep(k, st, link, h.has_carrier(), now) {
+                    Ok(until) => wake_by = wake_by.min(until),
+                    Err(end) => return end,
+                }
+            }
+            match self
+                .watch
+                .wait(wake_by.saturating_duration_since(clock.now()))
+            {
+                Wake::Stop => return Held::Stopped,
+                Wake::Link | Wake::Timeout => {}
+            }
+            if let Some(seen) = self.link_seen() {
+                match h.link(seen) {
+                    Act::CarrierLost => {
+                        let e = NetError::LinkLost {
+                            interface: link.name.clone(),
+                            gone: seen == LinkSeen::Absent,
+                        };
+                        log::warn!("{e}");
+                        st.state = LinkState::Down;
+                        st.error = Some(e.to_string());
+                        self.p.publish(st);
+                    }
+                    Act::CarrierBack => {
+                        log::info!("network: carrier back on {}", link.name);
+                        return Held::CarrierBack;
+                    }
+                    Act::Nothing | Act::Probe => {}
+                }
+            }
+            if h.timer(clock.now()) == Act::Probe {
+                let lease = keeper.as_ref().map(|k| &k.lease);
+                let silent = self.reprobe(st, link, lease);
+                h.probed(silent, clock.now());
+            }
+        }
+    }
+
+    /// Probes the gateway again; publishes the change if its answer changed. True if silent.
+    fn reprobe(&mut self, st: &mut NetworkState, link: &Link, lease: Option<&Lease>) -> bool {
+        let warning = match Exec::new(self.plan, self.env, Some(link.clone())) {
+            Ok(mut ex) => ex.reprobe(lease),
+            Err(e) => Some(e),
+        };
+        match warning {
+            None => {
+                if st.error.take().is_some() {
+                    log::info!("network: the gateway answers ARP on {} now", link.name);
+                    self.p.publish(st);
+                }
+                false
+            }
+            Some(w) => {
+                let text = w.to_string();
+                if st.error.as_deref() != Some(text.as_str()) {
+                    log::warn!("{text}");
+                    st.error = Some(text);
+                    self.p.publish(st);
+                }
+                true
+            }
+        }
+    }
+
+    /// One turn of the lease's lifecycle: `Ok(instant)` when the lease next needs the thread
+    /// (now, after an exchange, so that the link and the stop pipe are looked at between
+    /// exchanges), `Err` when holding must end. Renewals wait while there is no carrier (they
+    /// cannot succeed); expiry does not.
+    fn keep(
+        &mut self,
+        k: &mut Keeper,
+        st: &mut NetworkState,
+        link: &Link,
+        carrier: bool,
+        now: Instant,
+    ) -> Result<Instant, Held> {
+        let (rebinding, until) = match k.lease.phase(now) {
+            LeasePhase::Bound { until } => return Ok(until),
+            LeasePhase::Renewing { until } => (false, until),
+            LeasePhase::Rebinding { until } => (true, until),
+            LeasePhase::Expired => {
+                let e = NetError::DhcpLeaseExpired {
+                    interface: link.name.clone(),
+                    address: k.lease.net().to_string(),
+                };
+                lose_lease(
+                    self.plan,
+                    self.env,
+                    self.p,
+                    st,
+                    link,
+                    &k.lease,
+                    e.to_string(),
+                );
+                return Err(Held::LeaseLost { renewed: k.renewed });
+            }
+        };
+        if !carrier {
+            return Ok(until);
+        }
+        if let Some(t) = k.not_before.filter(|t| now < *t) {
+            return Ok(t.min(until));
+        }
+        let Some(sock) = k.take_socket(&link.name, now) else {
+            return Ok(now);
+        };
+        let chunk_end = until.min(deadline(now, STOP_CHECK));
+        let opts = dhcp::ClientOpts {
+            hostname: self.plan.hostname.as_deref(),
+            limits: self.env.lease_limits,
+        };
+        let clock = &*self.env.clock;
+        let outcome = dhcp::extend(&sock, &k.mac, &k.lease, rebinding, opts, clock, chunk_end);
+        if outcome.is_ok() {
+            k.sock = Some(sock); // kept for the next exchange; a failed one is reopened
+        }
+        match outcome {
+            Ok(Some(Ok(new))) => {
+                k.renewed = true;
+                k.sock_retry.reset();
+                let old = std::mem::replace(&mut k.lease, new);
+                adopt_renewal(self.plan, self.env, self.p, st, link, &old, &k.lease);
+            }
+            Ok(Some(Err(nak))) => {
+                let text = format!(
+                    "network: DHCP lease {} on {} refused: {nak}",
+                    k.lease.net(),
+                    link.name
+                );
+                lose_lease(self.plan, self.env, self.p, st, link, &k.lease, text);
+                return Err(Held::LeaseLost { renewed: k.renewed });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::warn!("{e}");
+                k.not_before = Some(deadline(clock.now(), k.sock_retry.next_delay()));
+            }
+        }
+        if self.watch.stop_requested() {
+            return Err(Held::Stopped);
+        }
+        Ok(clock.now())
     }
 }
 
@@ -244,99 +516,6 @@ fn log_changes(st: &NetworkState) {
             st.changes.join(", ")
         );
     }
-}
-
-/// Renews and rebinds until the lease is lost or a stop arrives.
-fn keep_lease(
-    plan: &NetworkPlan,
-    env: &Env,
-    p: &Publisher,
-    rx: &mpsc::Receiver<()>,
-    st: &mut NetworkState,
-    link: Link,
-    mut lease: Lease,
-) -> LeaseEnd {
-    let Some(mac) = link.mac else {
-        return LeaseEnd::Lost { renewed: false };
-    };
-    let mut sock = None;
-    let mut renewed = false;
-    let mut sock_retry = Backoff::new(SOCKET_FIRST, SOCKET_MAX);
-    loop {
-        let now = env.clock.now();
-        let (rebinding, until) = match lease.phase(now) {
-            LeasePhase::Bound { until } => {
-                if stopped(rx, until.saturating_duration_since(now)) {
-                    return LeaseEnd::Stopped;
-                }
-                continue;
-            }
-            LeasePhase::Renewing { until } => (false, until),
-            LeasePhase::Rebinding { until } => (true, until),
-            LeasePhase::Expired => {
-                let e = NetError::DhcpLeaseExpired {
-                    interface: link.name.clone(),
-                    address: lease.net().to_string(),
-                };
-                lose_lease(plan, env, p, st, &link, &lease, e.to_string());
-                return LeaseEnd::Lost { renewed };
-            }
-        };
-        if sock.is_none() {
-            match dhcp::DhcpSocket::open(&link.name) {
-                Ok(s) => sock = Some(s),
-                Err(e) => {
-                    log::warn!("{e}");
-                    if stopped(rx, sock_retry.next_delay()) {
-                        return LeaseEnd::Stopped;
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(s) = sock.as_ref() else { continue };
-        let chunk_end = until.min(crate::wait::deadline(now, STOP_CHECK));
-        let opts = dhcp::ClientOpts {
-            hostname: plan.hostname.as_deref(),
-            limits: env.lease_limits,
-        };
-        match dhcp::extend(s, &mac, &lease, rebinding, opts, &*env.clock, chunk_end) {
-            Ok(Some(Ok(new))) => {
-                renewed = true;
-                sock_retry.reset();
-                let old = std::mem::replace(&mut lease, new);
-                adopt_renewal(plan, env, p, st, &link, &old, &lease);
-            }
-            Ok(Some(Err(nak))) => {
-                let text = format!(
-                    "network: DHCP lease {} on {} refused: {nak}",
-                    lease.net(),
-                    link.name
-                );
-                lose_lease(plan, env, p, st, &link, &lease, text);
-                return LeaseEnd::Lost { renewed };
-            }
-            Ok(None) => {}
-            Err(e) => {
-                log::warn!("{e}");
-                sock = None;
-                if stopped(rx, sock_retry.next_delay()) {
-                    return LeaseEnd::Stopped;
-                }
-            }
-        }
-        if stop_requested(rx) {
-            return LeaseEnd::Stopped;
-        }
-    }
-}
-
-/// Whether a stop is pending (or the handle is gone), without waiting.
-fn stop_requested(rx: &mpsc::Receiver<()>) -> bool {
-    matches!(
-        rx.try_recv(),
-        Ok(()) | Err(mpsc::TryRecvError::Disconnected)
-    )
 }
 
 /// Logs a renewal (and any newly refused value) and applies the renewed lease.
@@ -414,28 +593,4 @@ fn lose_lease(
     st.state = LinkState::Down;
     st.error = Some(why);
     p.publish(st);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let s = Duration::from_secs;
-        let mut b = Backoff::new(LOST_FIRST, LOST_MAX);
-        let seq: Vec<u64> = (0..9).map(|_| b.next_delay().as_secs()).collect();
-        assert_eq!(seq, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        b.reset();
-        assert_eq!(b.next_delay(), s(1));
-        let mut r = Backoff::new(RETRY_FIRST, RETRY_MAX);
-        let seq: Vec<u64> = (0..6).map(|_| r.next_delay().as_secs()).collect();
-        assert_eq!(seq, vec![5, 10, 20, 40, 60, 60]);
-        // Never overflows, whatever it is given.
-        let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
-        assert_eq!(huge.next_delay(), Duration::MAX);
-        assert_eq!(huge.next_delay(), Duration::MAX);
-        let mut inverted = Backoff::new(s(10), s(3));
-        assert_eq!(inverted.next_delay(), s(3));
-    }
 }

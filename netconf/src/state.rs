@@ -9,7 +9,8 @@ use guest_config::NetworkSource;
 pub enum LinkState {
     /// Addresses (and routes) are in place.
     Up,
-    /// Bring-up is in progress, or a DHCP lease was lost and is being re-acquired.
+    /// Bring-up is in progress, a DHCP lease was lost and is being re-acquired, or carrier
+    /// was lost after bring-up (`error` says which).
     #[default]
     Down,
     /// The source asked for no address (`ip=off`), or there is no source.

@@ -1,7 +1,9 @@
-//! The crate's only system calls outside the rtnetlink library: the ARP packet socket
-//! (`socket`, `bind`, `sendto`, `recv`), `poll` on a socket, two socket options
-//! (`SO_BINDTODEVICE`, `SO_RCVTIMEO`), `sethostname` and `clock_gettime(CLOCK_BOOTTIME)`.
-//! Every wrapper returns `io::Error` with the errno, and retries nothing: the caller decides.
+//! The crate's only system calls beyond what `std` (files, the DHCP UDP socket) and
+//! `netlink-sys` (the rtnetlink sockets) wrap: the ARP packet socket (`socket`, `bind`,
+//! `sendto`, `recv`), `poll` on sockets, the network thread's stop `pipe`, two socket
+//! options (`SO_BINDTODEVICE`, `SO_RCVTIMEO`), `sethostname` and
+//! `clock_gettime(CLOCK_BOOTTIME)`. Every wrapper returns `io::Error` with the errno and
+//! retries nothing but EINTR where it says so: the caller decides.
 //!
 //! # Safety
 //!
@@ -110,6 +112,27 @@ pub fn poll_readable(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// poll(2) on two descriptors: which of them is ready (readable, or hung up), both false
+/// after `timeout` or when a signal interrupted the wait.
+pub fn poll_either(a: impl AsFd, b: impl AsFd, timeout: Duration) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        PollFd::new(&a, PollFlags::IN),
+        PollFd::new(&b, PollFlags::IN),
+    ];
+    let ts = timespec(timeout);
+    match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(_) => Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty())),
+        Err(rustix::io::Errno::INTR) => Ok((false, false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// pipe2(2) with `O_CLOEXEC`: (read end, write end). Closing every write end makes the read
+/// end report POLLHUP, which is how the network thread hears "stop".
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
 /// setsockopt(2) `SO_BINDTODEVICE` (socket(7)): send out of and receive only from `name`.
 pub fn bind_to_device(fd: &impl AsFd, name: &str) -> io::Result<()> {
     nix::sys::socket::setsockopt(
@@ -118,6 +141,15 @@ pub fn bind_to_device(fd: &impl AsFd, name: &str) -> io::Result<()> {
         &OsString::from(name),
     )
     .map_err(io::Error::from)
+}
+
+/// `timeout` for poll(2), plus a millisecond so that a wait is never shorter than asked (the
+/// caller's deadline has passed when poll returns); an unrepresentable one is "very long".
+fn timespec(timeout: Duration) -> Timespec {
+    Timespec::try_from(timeout.saturating_add(Duration::from_millis(1))).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
 }
 
 /// setsockopt(2) `SO_RCVTIMEO` (socket(7)): a blocking receive fails with `EAGAIN` after
@@ -171,5 +203,20 @@ mod tests {
         rustix::net::send(&_b, b"hi", SendFlags::empty()).unwrap();
         assert!(poll_readable(&a, Duration::from_secs(5)).unwrap());
         assert_eq!(recv_nowait(&a, &mut buf).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_closed_pipe_wakes_poll() {
+        let (r, w) = pipe().unwrap();
+        let (r2, _w2) = pipe().unwrap();
+        assert_eq!(
+            poll_either(&r, &r2, Duration::from_millis(10)).unwrap(),
+            (false, false)
+        );
+        drop(w);
+        assert_eq!(
+            poll_either(&r, &r2, Duration::from_secs(5)).unwrap(),
+            (true, false)
+        );
     }
 }

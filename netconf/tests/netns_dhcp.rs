@@ -1,6 +1,7 @@
 //! The DHCP client against busybox udhcpd over a veth pair between two namespaces the tests
 //! create and delete: lease applied, no offer, renewal keeps the lease, expiry removes it,
-//! a short lease is held for the floor, the server's bad names are refused.
+//! a short lease is held for the floor, the server's bad names are refused, a leased
+//! interface follows its carrier.
 //! Needs root, ip(8) and busybox.
 
 #[cfg(test)]
@@ -197,6 +198,46 @@ mod tests {
         let text = std::fs::read_to_string(&resolv).unwrap();
         assert!(text.contains("nameserver 10.99.0.53"), "{text}");
         assert!(!text.contains("search"), "refused domain written: {text}");
+        let _ = std::fs::remove_file(resolv);
+    }
+
+    #[test]
+    fn a_leased_interface_follows_its_carrier() {
+        let (guest, host) = guest_and_host();
+        let _server = udhcpd(&host, 600);
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        let shared = Arc::new(Mutex::new(NetworkState::default()));
+        let s = shared.clone();
+        let handle = guest
+            .enter(move || netconf::spawn(dhcp_plan(), env(r, None), s, Box::new(|| {})).unwrap());
+        let up = wait_state(
+            &shared,
+            |s| s.state == LinkState::Up,
+            Duration::from_secs(10),
+        );
+        assert_eq!(up.state, LinkState::Up, "{up:?}");
+        // The host side goes down: the guest's veth loses carrier.
+        host.ip(&["link", "set", "host0", "down"]);
+        let down = wait_state(
+            &shared,
+            |s| s.state != LinkState::Up,
+            Duration::from_secs(10),
+        );
+        assert_eq!(down.state, LinkState::Down, "{down:?}");
+        assert!(
+            down.error.as_deref().unwrap_or("").contains("carrier lost"),
+            "{down:?}"
+        );
+        host.ip(&["link", "set", "host0", "up"]);
+        let back = wait_state(
+            &shared,
+            |s| s.state == LinkState::Up,
+            Duration::from_secs(15),
+        );
+        assert_eq!(back.state, LinkState::Up, "{back:?}");
+        assert_eq!(back.addresses, up.addresses, "the same lease again");
+        handle.stop();
         let _ = std::fs::remove_file(resolv);
     }
 }

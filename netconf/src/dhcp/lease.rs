@@ -27,8 +27,9 @@ pub struct Lease {
     pub mtu: Option<u16>,
     /// The server's host name for us, if it passed the check.
     pub hostname: Option<String>,
-    /// One line per value of the reply that was refused (escaped, with the reason); the
-    /// caller logs them. Never fatal: the lease stands without the refused values.
+    /// One line per value of the reply that was refused or overridden (escaped, with the
+    /// reason: a bad name, a lease time under the floor); the caller logs them. Never
+    /// fatal: the lease stands without (or with the floor instead of) those values.
     pub refused: Vec<String>,
     /// The server identifier: where renewals go.
     pub server: Ipv4Addr,
@@ -123,6 +124,13 @@ impl Lease {
             _ => None,
         };
         let (lease_time, t1, t2) = timers(lease_secs, t1, t2, limits);
+        if lease_secs != INFINITE && Duration::from_secs(u64::from(lease_secs)) < limits.min_lease {
+            refused.push(format!(
+                "lease time of {lease_secs} s: under the floor, held for {} s (T1 {} s)",
+                limits.min_lease.as_secs(),
+                t1.as_secs()
+            ));
+        }
         Ok(Lease {
             address,
             prefix_len,
@@ -431,6 +439,15 @@ mod tests {
         let l = Lease::from_ack(&m, Instant::now(), LIM).unwrap();
         assert_eq!(l.lease_time, Some(Duration::from_secs(60)));
         assert_eq!(l.t1, Duration::from_secs(10));
+        assert_eq!(
+            l.refused,
+            vec!["lease time of 4 s: under the floor, held for 60 s (T1 10 s)"]
+        );
+        // A lease at the floor says nothing.
+        assert!(Lease::from_ack(&qemu_ack(), Instant::now(), LIM)
+            .unwrap()
+            .refused
+            .is_empty());
     }
 
     #[test]

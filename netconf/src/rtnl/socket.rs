@@ -4,6 +4,7 @@
 //! Owns no policy: the typed operations live in `ops.rs`.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -136,16 +137,29 @@ impl LinkMonitor {
         if !crate::sys::poll_readable(&self.sock, timeout)? {
             return Ok(false);
         }
+        self.drain()?;
+        Ok(true)
+    }
+
+    /// Reads and drops every queued event (an overrun, ENOBUFS, counts as drained: the
+    /// caller re-reads the state anyway).
+    pub fn drain(&mut self) -> io::Result<()> {
         loop {
             let mut slice: &mut [u8] = &mut self.buf[..];
             match self.sock.recv(&mut slice, 0) {
                 Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl AsFd for LinkMonitor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
