@@ -126,6 +126,7 @@ mod tests {
         // The host side ignores ARP for now: the gateway is silent.
         host.ip(&["link", "set", "host0", "arp", "off"]);
         let plan = NetworkPlan {
+            dhcp_client_id: None,
             source: NetworkSource::Drive,
             interface: InterfaceSelector::Name("eth0".into()),
             method: AddressMethod::Static {
