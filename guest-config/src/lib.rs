@@ -10,6 +10,8 @@
 //! ([`mod@drive::find`] probes superblocks, never mounts); applying configuration is the other
 //! crates' job.
 
+#![forbid(unsafe_code)]
+
 pub mod arbitrate;
 pub mod check;
 pub mod cmdline;

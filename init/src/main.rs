@@ -3,7 +3,8 @@
 //! This crate owns the boot sequence ([`boot`]) and the event loop ([`event_loop`]) only, plus
 //! the pieces only an init has: early mounts, the console logger, the health endpoint,
 //! shutdown. Configuration grammars live in `guest-config`, services in `supervisor`, the
-//! network in `netconf`, kernel modules in `modules`.
+//! network in `netconf`, kernel modules in `modules`. The only `unsafe` code is in [`sys`].
+#![deny(unsafe_code)]
 
 mod args;
 mod boot;
@@ -19,6 +20,7 @@ mod power_button;
 mod report;
 mod shutdown;
 mod status;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::ffi::OsString;

@@ -15,19 +15,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use guest_config::ShutdownMode;
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
-/// Milliseconds since kernel start (`clock_gettime(2)`, CLOCK_BOOTTIME), as the contract's
-/// `boot.*_ms` fields are defined. 0 if the clock cannot be read (it always can on Linux ≥ 2.6.39).
+/// Milliseconds since kernel start (CLOCK_BOOTTIME), as the health document's `boot.*_ms`
+/// fields are defined: netconf's clock, so the network's timings and the boot's are one
+/// timeline. 0 if the clock cannot be read (it always can on Linux ≥ 2.6.39).
 pub fn boottime_ms() -> u64 {
-    clock_gettime(ClockId::CLOCK_BOOTTIME)
-        .map(|t| {
-            let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
-            let ms = u64::try_from(t.tv_nsec() / 1_000_000).unwrap_or(0);
-            secs.saturating_mul(1000).saturating_add(ms)
-        })
-        .unwrap_or(0)
+    netconf::boottime_ms().unwrap_or(0)
 }
 
 /// True when fd is open (`fcntl(2)` F_GETFD).

@@ -164,10 +164,6 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         self.loaded.contains(&normalize_name(module))
     }
 
-    pub fn modules_dir(&self) -> &Path {
-        &self.report.modules_dir
-    }
-
     /// Loads `name` (module, built-in or alias) with its dependencies and
     /// softdeps. Each failure is also recorded in the report.
     pub fn load(&mut self, name: &str) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Issue 3 end to end: the real static vminit as PID 1 under QEMU with Debian's kernel.
+//! The boot end to end: the real static vminit as PID 1 under QEMU with Debian's kernel.
 
 use qemu_harness::Machine;
 use vminit_tests::{boot, boot_deadline, power_off_cleanly, Guest, SLIRP_IP};

@@ -1,4 +1,4 @@
-//! Issue 4 under QEMU: `eth0` exists only because vminit loaded the virtio drivers itself
+//! Drivers under QEMU: `eth0` exists only because vminit loaded the virtio drivers itself
 //! (coldplug from modaliases, no hard-coded list), on q35 (virtio-pci) and `-M microvm`
 //! (virtio-mmio announced through ACPI); and an image without a module tree is named.
 

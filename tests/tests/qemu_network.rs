@@ -1,4 +1,4 @@
-//! Issue 5 under QEMU: one authoritative network source. Static from the cmdline, static from
+//! The network under QEMU: one authoritative source. Static from the cmdline, static from
 //! a config drive on each supported filesystem, DHCP, and the two failures that must be named
 //! (both sources present; a malformed `ip=`), with the init alive after each; the ARP
 //! announcement of a static address, seen in a capture of the NIC.

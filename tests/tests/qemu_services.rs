@@ -1,4 +1,4 @@
-//! Issue 6 under QEMU: the agent fleet of a browser/WebRTC VM (test-agent standing in), a
+//! Services under QEMU: the agent fleet of a browser/WebRTC VM (test-agent standing in), a
 //! crash-looping service bounded by its budget, and an ordered shutdown on ctrl-alt-delete.
 
 use std::time::{Duration, Instant};
