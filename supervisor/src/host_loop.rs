@@ -111,12 +111,12 @@ impl HostLoop {
         timeout: Duration,
         mut done: impl FnMut(&mut HostLoop) -> bool,
     ) -> io::Result<bool> {
-        let end = Instant::now() + timeout;
+        let end = Instant::now().checked_add(timeout);
         loop {
             if done(self) {
                 return Ok(true);
             }
-            if Instant::now() >= end {
+            if end.is_some_and(|e| Instant::now() >= e) {
                 return Ok(false);
             }
             self.turn()?;

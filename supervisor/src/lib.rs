@@ -13,6 +13,11 @@
 //! Tests: `cargo build -p test-agent && cargo test -p supervisor` (same target dir; the host
 //! tests in `tests/host.rs` run the agent from `<target>/debug/test-agent` or `$TEST_AGENT`).
 
+// This code runs in PID 1, where an overflow panic is a kernel panic: all arithmetic on
+// times, counts and lengths is checked or saturating, or argued fine where it is plain.
+// Tests may compute freely.
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
+
 pub mod error;
 pub mod host_loop;
 pub mod machine;

@@ -39,7 +39,7 @@ pub fn parse_message(payload: &[u8]) -> Message {
 /// The session id from `/proc/<pid>/stat` text (field 6; the command name may hold spaces
 /// and parentheses, so parse after the last `)`).
 pub fn parse_stat_session(stat: &str) -> Option<i32> {
-    let after = &stat[stat.rfind(')')? + 1..];
+    let (_, after) = stat.rsplit_once(')')?;
     // state ppid pgrp session
     after.split_whitespace().nth(3)?.parse().ok()
 }

@@ -35,13 +35,14 @@ impl LineAssembler {
     /// Feeds bytes; calls `emit` for each complete line (without its newline).
     pub fn feed(&mut self, mut data: &[u8], emit: &mut dyn FnMut(&[u8])) {
         while !data.is_empty() {
-            let room = MAX_LINE - self.partial.len();
+            // `partial` is emitted as soon as it reaches MAX_LINE, so there is always room.
+            let room = MAX_LINE.saturating_sub(self.partial.len());
             let window = &data[..data.len().min(room)];
             if let Some(nl) = window.iter().position(|&b| b == b'\n') {
                 self.partial.extend_from_slice(&window[..nl]);
                 emit(&self.partial);
                 self.partial.clear();
-                data = &data[nl + 1..];
+                data = data.get(nl.saturating_add(1)..).unwrap_or_default();
             } else {
                 self.partial.extend_from_slice(window);
                 data = &data[window.len()..];
@@ -60,6 +61,11 @@ impl LineAssembler {
             self.partial.clear();
         }
     }
+}
+
+/// `[name] line\n`'s length (saturating: a bound check, never a panic).
+fn framed_len(name: &str, line: usize) -> usize {
+    name.len().saturating_add(3).saturating_add(line)
 }
 
 /// The console: a bounded queue in front of a sink that may return `WouldBlock`.
@@ -88,9 +94,10 @@ impl Console {
     /// Queues `[name] line\n`, or counts it dropped if the queue is full.
     pub fn line(&mut self, name: &str, line: &[u8]) {
         self.flush_notices();
-        let len = name.len() + 3 + line.len();
-        if self.queue.len() + len > self.cap {
-            *self.dropped.entry(name.to_string()).or_default() += line.len() as u64 + 1;
+        let len = framed_len(name, line.len());
+        if self.queue.len().saturating_add(len) > self.cap {
+            let n = self.dropped.entry(name.to_string()).or_default();
+            *n = n.saturating_add(line.len() as u64).saturating_add(1);
             return;
         }
         self.push(name, line);
@@ -107,7 +114,7 @@ impl Console {
     fn flush_notices(&mut self) {
         while let Some((name, n)) = self.dropped.first_key_value() {
             let msg = format!("\u{2026} {n} bytes dropped (console too slow)");
-            if self.queue.len() + name.len() + 3 + msg.len() > self.cap {
+            if self.queue.len().saturating_add(framed_len(name, msg.len())) > self.cap {
                 return;
             }
             let name = name.clone();

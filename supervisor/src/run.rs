@@ -7,7 +7,7 @@ use std::time::Instant;
 use guest_config::Ready;
 use mio::{Interest, Token};
 
-use crate::machine::Action;
+use crate::machine::{deadline_after, Action};
 use crate::notify::{parse_message, sender_belongs, NotifySocket};
 use crate::output::LineAssembler;
 use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
@@ -147,7 +147,9 @@ impl Supervisor {
         registry: &mio::Registry,
     ) {
         let token = Token(self.next_token);
-        self.next_token += 1;
+        // One token per pipe ever opened: 2^64 of them is out of reach, and saturating
+        // keeps even that from panicking.
+        self.next_token = self.next_token.saturating_add(1);
         match registry.register(&mut rx, token, Interest::READABLE) {
             Ok(()) => {
                 self.pipes.insert(
@@ -177,7 +179,7 @@ impl Supervisor {
         // Bounded per event so one chatty service cannot starve the loop; the edge-triggered
         // registration would lose the rest, so re-register below if we stop early.
         let mut eof = false;
-        let mut rounds = 0;
+        let mut rounds = 0u32;
         loop {
             match pipe.rx.read(&mut buf) {
                 Ok(0) => {
@@ -187,7 +189,7 @@ impl Supervisor {
                 Ok(n) => {
                     let console = &mut self.console;
                     pipe.asm.feed(&buf[..n], &mut |l| console.line(name, l));
-                    rounds += 1;
+                    rounds = rounds.saturating_add(1);
                     if rounds >= 16 {
                         let _ = registry.reregister(&mut pipe.rx, token, Interest::READABLE);
                         break;
@@ -216,7 +218,9 @@ impl Supervisor {
             .join(format!("{}.notify", self.services[i].name));
         match NotifySocket::bind(&path) {
             Ok(mut n) => {
-                let token = Token(self.token_base + i);
+                let Some(token) = self.token_base.checked_add(i).map(Token) else {
+                    return;
+                };
                 if let Err(e) = registry.register(&mut n.sock, token, Interest::READABLE) {
                     log::error!(
                         "service {}: cannot watch {}: {e}",
@@ -294,12 +298,12 @@ impl Supervisor {
             PollProbe::File(path) => due && path.exists(),
             PollProbe::Exec(argv) => {
                 if let Some(run) = s.exec_run {
-                    if now >= run.deadline {
+                    if run.deadline.is_some_and(|d| now >= d) {
                         let _ = spawn::kill_group(run.pid, libc::SIGKILL);
                         // Its exit arrives through on_exit; no need to wake before then.
                         s.exec_run = Some(ExecRun {
                             pid: run.pid,
-                            deadline: now + PROBE_TIMEOUT,
+                            deadline: deadline_after(now, PROBE_TIMEOUT),
                         });
                     }
                 } else if due {
@@ -314,7 +318,7 @@ impl Supervisor {
             return true;
         }
         if due || s.next_probe.is_none() {
-            s.next_probe = Some(now + POLL_INTERVAL);
+            s.next_probe = deadline_after(now, POLL_INTERVAL);
         }
         false
     }
@@ -362,7 +366,11 @@ impl Supervisor {
     }
 
     fn flush_console(&mut self, now: Instant) {
-        self.console_retry = self.console.flush().then(|| now + CONSOLE_RETRY);
+        self.console_retry = self
+            .console
+            .flush()
+            .then(|| deadline_after(now, CONSOLE_RETRY))
+            .flatten();
     }
 }
 
@@ -384,7 +392,7 @@ fn start_exec(
     match spawn::spawn(&spec) {
         Ok(started) => Some(ExecRun {
             pid: started.pid,
-            deadline: now + PROBE_TIMEOUT,
+            deadline: deadline_after(now, PROBE_TIMEOUT),
         }),
         Err(e) => {
             log::warn!(

@@ -110,7 +110,7 @@ pub fn kill_group(pid: i32, signal: i32) -> io::Result<()> {
     }
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is passed.
     // pid > 1, so this never targets every process (-1) or our own group (0).
-    let rc = unsafe { libc::kill(-pid, signal) };
+    let rc = unsafe { libc::kill(pid.saturating_neg(), signal) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::ESRCH) {

@@ -117,8 +117,10 @@ fn resolve_deps(names: &[String], cfgs: &[&ServiceConfig]) -> Result<Vec<Vec<usi
             if !done[i] && left[i] == 0 {
                 done[i] = true;
                 progress = true;
+                // `dj` holds `i` at most once and `i` is done only once, so this never goes
+                // below zero; saturating says so without a panic path.
                 for (j, dj) in deps.iter().enumerate() {
-                    left[j] -= dj.iter().filter(|&&x| x == i).count();
+                    left[j] = left[j].saturating_sub(dj.iter().filter(|&&x| x == i).count());
                 }
             }
         }
@@ -185,7 +187,7 @@ impl Supervisor {
         Supervisor {
             services: list,
             pipes: HashMap::new(),
-            next_token: opts.token_base + n,
+            next_token: opts.token_base.saturating_add(n),
             token_base: opts.token_base,
             console: Console::new(opts.console),
             console_retry: None,
@@ -236,11 +238,11 @@ impl Supervisor {
         registry: &mio::Registry,
     ) -> bool {
         let Token(t) = event.token();
-        if t < self.token_base {
+        let Some(offset) = t.checked_sub(self.token_base) else {
             return false;
-        }
-        if t < self.token_base + self.services.len() {
-            self.read_notify(t - self.token_base);
+        };
+        if offset < self.services.len() {
+            self.read_notify(offset);
         } else {
             self.read_pipe(event.token(), registry);
         }
@@ -260,7 +262,7 @@ impl Supervisor {
             .iter()
             .filter(|s| self.probing(s))
             .filter_map(|s| match s.exec_run {
-                Some(run) => Some(run.deadline),
+                Some(run) => run.deadline,
                 None => s.next_probe,
             });
         self.services
@@ -292,7 +294,8 @@ impl Supervisor {
             .all(|s| s.m.is_down() && s.exec_run.is_none())
     }
 
-    /// The longest `stop_timeout` (the init's shutdown grace is based on it).
+    /// The longest `stop_timeout` (the init's shutdown grace is based on it). At most
+    /// [`crate::machine::MAX_DELAY`], so adding a grace period to it cannot overflow.
     pub fn max_stop_timeout(&self) -> Duration {
         self.services
             .iter()
@@ -320,10 +323,10 @@ impl Supervisor {
                     last_exit: s.m.last_exit().cloned(),
                     ready: s.m.counts_as_ready(),
                     required: s.cfg.required,
-                    next_retry_ms: s
-                        .m
-                        .next_retry()
-                        .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                    next_retry_ms: s.m.next_retry().map(|t| {
+                        let ms = t.saturating_duration_since(now).as_millis();
+                        u64::try_from(ms).unwrap_or(u64::MAX)
+                    }),
                     budget_left: s.m.budget_left(now),
                     stopping: s.m.is_stopping(),
                     notify_status: s.notify_status.clone(),
