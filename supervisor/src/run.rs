@@ -8,7 +8,7 @@ use guest_config::Ready;
 use mio::{Interest, Token};
 
 use crate::machine::{deadline_after, Action};
-use crate::notify::{parse_message, sender_belongs, NotifySocket};
+use crate::notify::{parse_message, sender_belongs, NotifySocket, MAX_PER_WAKE};
 use crate::output::LineAssembler;
 use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
 use crate::spawn::{self, Spec};
@@ -188,7 +188,8 @@ impl Supervisor {
                 }
                 Ok(n) => {
                     let console = &mut self.console;
-                    pipe.asm.feed(&buf[..n], &mut |l| console.line(name, l));
+                    pipe.asm
+                        .feed(&buf[..n], &mut |l, cut| console.line(name, l, cut));
                     rounds = rounds.saturating_add(1);
                     if rounds >= 16 {
                         let _ = registry.reregister(&mut pipe.rx, token, Interest::READABLE);
@@ -205,7 +206,7 @@ impl Supervisor {
         }
         if eof {
             let console = &mut self.console;
-            pipe.asm.finish(&mut |l| console.line(name, l));
+            pipe.asm.finish(&mut |l, cut| console.line(name, l, cut));
             if let Some(mut p) = self.pipes.remove(&token) {
                 let _ = registry.deregister(&mut p.rx);
             }
@@ -240,19 +241,31 @@ impl Supervisor {
         }
     }
 
-    pub(crate) fn read_notify(&mut self, i: usize) {
-        let Some(sock) = &self.services[i].notify else {
+    /// Handles at most [`MAX_PER_WAKE`] datagrams of service `i`'s socket; if more may be
+    /// queued, re-arms the socket (edge-triggered) so the loop comes back after its other work.
+    pub(crate) fn read_notify(&mut self, i: usize, now: Instant, registry: &mio::Registry) {
+        let Some(mut sock) = self.services[i].notify.take() else {
             return;
         };
-        let messages = sock.recv_all();
         let s = &mut self.services[i];
-        for (sender, payload) in messages {
-            let Some(main) = s.m.main_pid() else { continue };
-            if !sender_belongs(sender, main, &self.proc_dir) {
-                log::warn!("service {}: ignored notify message from pid {sender}, not one of its processes", s.name);
-                continue;
+        let proc_dir = &self.proc_dir;
+        let more = sock.recv_some(MAX_PER_WAKE, &mut |sender, payload| {
+            let Some(main) = s.m.main_pid() else { return };
+            if !sender_belongs(sender, main, proc_dir) {
+                if let Some(suppressed) = s.notify_warn.hit(now) {
+                    let also = if suppressed > 0 {
+                        format!(" ({suppressed} more not logged)")
+                    } else {
+                        String::new()
+                    };
+                    log::warn!(
+                        "service {}: ignored notify message from pid {sender}, not one of its processes{also}",
+                        s.name
+                    );
+                }
+                return;
             }
-            let msg = parse_message(&payload);
+            let msg = parse_message(payload);
             if msg.status.is_some() {
                 s.notify_status = msg.status;
             }
@@ -260,7 +273,15 @@ impl Supervisor {
                 log::info!("service {} is ready (notify)", s.name);
                 s.m.ready();
             }
+        });
+        if more {
+            if let Some(token) = self.token_base.checked_add(i).map(Token) {
+                if let Err(e) = registry.reregister(&mut sock.sock, token, Interest::READABLE) {
+                    log::error!("service {}: cannot re-arm its notify socket: {e}", s.name);
+                }
+            }
         }
+        self.services[i].notify = Some(sock);
     }
 
     /// Whether `s` is waiting for a polled readiness proof.

@@ -16,7 +16,7 @@ use mio::Token;
 
 use crate::error::Error;
 use crate::machine::Machine;
-use crate::notify::NotifySocket;
+use crate::notify::{NotifySocket, WarnLimit};
 use crate::output::{Console, LineAssembler};
 use crate::probe::{ExecRun, Pending, PollProbe};
 use crate::status::{overall_status, ExitStatus, NetworkHealth, ServiceStatus, Status};
@@ -64,6 +64,8 @@ pub(crate) struct Service {
     pub(crate) next_probe: Option<Instant>,
     pub(crate) notify: Option<NotifySocket>,
     pub(crate) notify_status: Option<String>,
+    /// Warnings about foreign notify senders, rate-limited.
+    pub(crate) notify_warn: WarnLimit,
 }
 
 pub(crate) struct Pipe {
@@ -170,6 +172,7 @@ impl Supervisor {
                 next_probe: None,
                 notify: None,
                 notify_status: None,
+                notify_warn: WarnLimit::default(),
                 name,
                 cfg,
             });
@@ -242,7 +245,7 @@ impl Supervisor {
             return false;
         };
         if offset < self.services.len() {
-            self.read_notify(offset);
+            self.read_notify(offset, now, registry);
         } else {
             self.read_pipe(event.token(), registry);
         }

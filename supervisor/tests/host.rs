@@ -180,8 +180,8 @@ mod scenarios {
         let longest = text.lines().map(str::len).max().unwrap();
         assert_eq!(
             longest,
-            "[printer] ".len() + supervisor::output::MAX_LINE,
-            "long line cut at the cap"
+            "[printer] ".len() + supervisor::output::MAX_LINE + supervisor::output::CUT_MARK.len(),
+            "long line cut at the cap, marked"
         );
         assert_eq!(r.state("printer").last_exit, Some(LastExit::Code(0)));
         r.stop();
@@ -258,6 +258,44 @@ mod scenarios {
         r.wait_state("n", "ready");
         assert_eq!(r.state("n").notify_status.as_deref(), Some("serving"));
         assert!(r.dir.path().join("run/n.notify").exists());
+        r.stop();
+    }
+
+    #[test]
+    fn a_notify_flood_leaves_other_services_responsive() {
+        let _g = serial();
+        let mut r = rig(vec![
+            (
+                "flood",
+                svc(&["notify-flood", "--foreign", "1"], r#"ready = "notify""#),
+            ),
+            (
+                "n",
+                svc(
+                    &["notify", "--after", "300"],
+                    "ready = \"notify\"\nafter = [\"flood\"]",
+                ),
+            ),
+            (
+                "printer",
+                svc(&["print", "--lines", "2"], r#"restart = "never""#),
+            ),
+        ]);
+        r.wait_state("flood", "ready");
+        r.wait("the flood's own status", |r| {
+            r.state("flood")
+                .notify_status
+                .is_some_and(|s| s.starts_with("flood "))
+        });
+        r.wait_state("n", "ready");
+        r.wait("output while flooded", |r| {
+            r.console.text().contains("[printer] no newline at exit")
+        });
+        // The flood goes on: its status keeps changing, so the loop keeps reading it.
+        let seen = r.state("flood").notify_status;
+        r.wait("more of the flood", |r| {
+            r.state("flood").notify_status != seen
+        });
         r.stop();
     }
 
