@@ -191,6 +191,11 @@ impl Console {
         }
     }
 
+    /// Nothing queued or waiting to be reported.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.dropped.is_empty()
+    }
+
     /// Writes as much as the sink takes without blocking. Returns true when output is left.
     pub fn flush(&mut self) -> bool {
         while !self.queue.is_empty() {

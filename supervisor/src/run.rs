@@ -16,6 +16,13 @@ use crate::status::ExitStatus;
 use crate::supervisor::{Pipe, Service, Supervisor};
 use crate::users;
 
+/// One read from a service's pipe, on the stack.
+const PIPE_READ: usize = 8192;
+/// Reads per readiness event of a pipe.
+const READS_PER_EVENT: u32 = 16;
+/// Reads when the writer exited: enough for a full pipe at Linux's largest default size
+/// (`pipe-max-size`, 1 MiB = 128 reads), with room for a descendant still writing.
+const READS_AT_EXIT: u32 = 160;
 /// Retry delay for console output a slow sink did not take.
 const CONSOLE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -170,14 +177,37 @@ impl Supervisor {
         }
     }
 
+    /// A pipe became readable: reads a bounded amount, so one chatty service cannot starve
+    /// the loop.
     pub(crate) fn read_pipe(&mut self, token: Token, registry: &mio::Registry) {
+        self.read_pipe_upto(token, registry, READS_PER_EVENT);
+    }
+
+    /// Service `svc`'s process exited: everything it wrote is in its pipes by now (a
+    /// write(2) to a pipe is complete before the writer can exit), so read it all before the
+    /// exit is reported, and a shutdown never powers off with a last line unread. Stops at
+    /// EOF (no writer left), when the pipe is empty (a live descendant may still write
+    /// later: the pipe stays watched) or after [`READS_AT_EXIT`] reads.
+    pub(crate) fn drain_pipes_of(&mut self, svc: usize, registry: &mio::Registry) {
+        let tokens: Vec<Token> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.svc == svc)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in tokens {
+            self.read_pipe_upto(token, registry, READS_AT_EXIT);
+        }
+    }
+
+    fn read_pipe_upto(&mut self, token: Token, registry: &mio::Registry, max_reads: u32) {
         let Some(pipe) = self.pipes.get_mut(&token) else {
             return;
         };
         let name = &self.services[pipe.svc].name;
-        let mut buf = [0u8; 8192];
-        // Bounded per event so one chatty service cannot starve the loop; the edge-triggered
-        // registration would lose the rest, so re-register below if we stop early.
+        let mut buf = [0u8; PIPE_READ];
+        // The edge-triggered registration would lose what is left when we stop early, so
+        // re-register then.
         let mut eof = false;
         let mut rounds = 0u32;
         loop {
@@ -191,7 +221,7 @@ impl Supervisor {
                     pipe.asm
                         .feed(&buf[..n], &mut |l, cut| console.line(name, l, cut));
                     rounds = rounds.saturating_add(1);
-                    if rounds >= 16 {
+                    if rounds >= max_reads {
                         let _ = registry.reregister(&mut pipe.rx, token, Interest::READABLE);
                         break;
                     }
@@ -345,7 +375,18 @@ impl Supervisor {
     }
 
     /// Returns true if the pid was ours (a service's process or an `exec` probe).
-    pub(crate) fn handle_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) -> bool {
+    pub(crate) fn handle_exit(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        now: Instant,
+        registry: &mio::Registry,
+    ) -> bool {
+        if status != ExitStatus::NotExited {
+            if let Some(i) = self.services.iter().position(|s| s.m.owns(pid)) {
+                self.drain_pipes_of(i, registry);
+            }
+        }
         for s in &mut self.services {
             if s.exec_run.is_some_and(|r| r.pid == pid) {
                 if status == ExitStatus::NotExited {

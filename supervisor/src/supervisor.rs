@@ -226,7 +226,7 @@ impl Supervisor {
         now: Instant,
         registry: &mio::Registry,
     ) -> bool {
-        let ours = self.handle_exit(pid, status, now);
+        let ours = self.handle_exit(pid, status, now, registry);
         if ours {
             self.advance(now, registry);
         }
@@ -290,11 +290,15 @@ impl Supervisor {
         self.advance(now, registry);
     }
 
-    /// Every service is down (no process of theirs left to reap).
+    /// Every service is down (no process of theirs left to reap) and what they wrote has
+    /// reached the console: their pipes were drained when each exit was reaped, and the
+    /// console queue is empty. A console that takes nothing keeps this false; the init's
+    /// shutdown deadline bounds that wait.
     pub fn is_stopped(&self) -> bool {
         self.services
             .iter()
             .all(|s| s.m.is_down() && s.exec_run.is_none())
+            && self.console.is_empty()
     }
 
     /// The longest `stop_timeout` (the init's shutdown grace is based on it). At most
@@ -392,5 +396,25 @@ mod tests {
         assert!(s.is_stopped());
         assert!(s.next_deadline().is_none());
         assert_eq!(s.max_stop_timeout(), Duration::ZERO);
+    }
+
+    /// A sink that takes nothing yet.
+    struct Stalled;
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn not_stopped_while_service_output_waits_for_the_console() {
+        let mut s = Supervisor::with(Vec::new(), Options::new(Box::new(Stalled)));
+        assert!(s.is_stopped());
+        s.console.line("svc", b"last words", false);
+        assert!(s.console.flush(), "still queued");
+        assert!(!s.is_stopped());
     }
 }

@@ -18,6 +18,8 @@ mod scenarios {
     use std::time::Duration;
 
     use guest_config::ServiceConfig;
+    use nix::sys::wait::waitpid;
+    use nix::unistd::Pid;
     use supervisor::host_loop::{become_subreaper, HostLoop};
     use supervisor::{LastExit, NetworkHealth, Options, Status, Supervisor};
 
@@ -455,6 +457,50 @@ mod scenarios {
             Some(LastExit::Signal("SIGTERM".into()))
         );
         assert!(r.lp.supervisor.is_stopped());
+    }
+
+    /// The init's loop may reap a service (SIGCHLD) before it reads the service's pipe: the
+    /// last line written before the exit must still be on the console when the exit is
+    /// reported and the supervisor says it is stopped. Reproduced exactly: wait for the
+    /// process to be a zombie without turning the loop, reap it, hand the exit over, look.
+    #[test]
+    fn the_last_line_before_a_stop_is_never_lost() {
+        let _g = serial();
+        for round in 0..20 {
+            let mut r = rig(vec![("t", svc(&["term-last-line"], ""))]);
+            r.wait("the TERM handler", |r| {
+                r.console.text().contains("[t] armed")
+            });
+            let pid = r.state("t").pid.unwrap();
+            r.lp.begin_shutdown();
+            let stat = format!("/proc/{pid}/stat");
+            let end = std::time::Instant::now() + LONG;
+            loop {
+                let s = std::fs::read_to_string(&stat).unwrap_or_default();
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < end,
+                    "round {round}: {pid} did not exit"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let st = waitpid(Pid::from_raw(pid), None).unwrap();
+            let now = std::time::Instant::now();
+            let status = supervisor::ExitStatus::from_wait_status(st);
+            let registry = r.lp.registry().try_clone().unwrap();
+            assert!(r.lp.supervisor.on_exit(pid, status, now, &registry));
+            assert!(r.lp.supervisor.is_stopped(), "round {round}");
+            let text = r.console.text();
+            assert!(
+                text.contains("[t] GOT-TERM\n"),
+                "round {round}: last line lost:\n{text}"
+            );
+            assert_eq!(r.state("t").last_exit, Some(LastExit::Code(0)));
+        }
     }
 
     #[test]
