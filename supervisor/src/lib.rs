@@ -28,6 +28,7 @@ mod run;
 pub mod spawn;
 pub mod status;
 mod supervisor;
+mod sys;
 pub mod users;
 
 pub use error::Error;

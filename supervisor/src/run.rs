@@ -123,11 +123,19 @@ impl Supervisor {
             workdir: s.cfg.workdir.as_deref(),
             notify_socket: notify.as_deref(),
             capture: true,
+            no_new_privs: s.cfg.no_new_privileges,
         };
         let program = s.cfg.command.first().cloned().unwrap_or_default();
         match spawn::spawn(&spec) {
             Err(e) => {
-                let why = format!("{program}: {e}");
+                // The child's setup reports only an errno: say where else it may come from.
+                let why = match &s.cfg.workdir {
+                    Some(dir) => format!(
+                        "{program}: {e} (the command, or workdir {} as the service's user)",
+                        dir.display()
+                    ),
+                    None => format!("{program}: {e}"),
+                };
                 log::error!("service {}: cannot start {why}", s.name);
                 self.services[i].m.spawn_failed(why, now);
             }
@@ -450,6 +458,7 @@ fn start_exec(
         workdir: s.cfg.workdir.as_deref(),
         notify_socket: None,
         capture: false,
+        no_new_privs: s.cfg.no_new_privileges,
     };
     match spawn::spawn(&spec) {
         Ok(started) => Some(ExecRun {

@@ -79,10 +79,18 @@ mod scenarios {
     }
 
     fn rig(services: Vec<(&str, ServiceConfig)>) -> Rig {
+        rig_in(services, None)
+    }
+
+    /// A rig whose `passwd` and `group` are read from `etc`.
+    fn rig_in(services: Vec<(&str, ServiceConfig)>, etc: Option<&std::path::Path>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let console = Capture::default();
         let mut opts = Options::new(Box::new(console.clone()));
         opts.notify_dir = dir.path().join("run");
+        if let Some(etc) = etc {
+            opts.etc_dir = etc.to_path_buf();
+        }
         let map: BTreeMap<String, ServiceConfig> = services
             .into_iter()
             .map(|(n, c)| (n.to_string(), c))
@@ -553,11 +561,7 @@ mod scenarios {
     #[test]
     fn services_run_as_the_named_user() {
         let _g = serial();
-        // SAFETY: getuid only reads our uid.
-        if unsafe { libc::getuid() } != 0 {
-            eprintln!("skipped: needs root to change uid");
-            return;
-        }
+        require_root();
         let etc = tempfile::tempdir().unwrap();
         std::fs::write(
             etc.path().join("passwd"),
@@ -593,5 +597,170 @@ mod scenarios {
         assert!(text.contains("Groups:\t4343 4444"), "{text}");
         lp.begin_shutdown();
         assert!(lp.run_until(LONG, |l| l.supervisor.is_stopped()).unwrap());
+    }
+
+    /// Changing uid needs root. Not root is a failure that says so, never a silent pass.
+    fn require_root() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test needs root (it switches the service to another uid): run as root"
+        );
+    }
+
+    /// `[name] Key:\tvalue` from a service that printed its /proc/self/status.
+    fn status_field(console: &str, name: &str, key: &str) -> Option<String> {
+        let prefix = format!("[{name}] {key}:");
+        console
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// The harness plays an init that blocks and ignores signals (as vminit does): the
+    /// service must start with an empty mask and nothing ignored. `/bin/cat` reads the
+    /// status, since any Rust program (the test agent) ignores SIGPIPE itself at startup.
+    #[test]
+    fn services_start_with_default_signal_dispositions_and_mask() {
+        use nix::sys::signal::{
+            sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+        };
+        let _g = serial();
+        assert!(
+            std::path::Path::new("/bin/cat").exists(),
+            "this test runs /bin/cat as the service"
+        );
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGUSR1);
+        blocked.add(Signal::SIGTERM);
+        let mut old_mask = SigSet::empty();
+        // This thread's mask is what the forked child inherits.
+        nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&blocked),
+            Some(&mut old_mask),
+        )
+        .unwrap();
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let ignored = [Signal::SIGUSR2, Signal::SIGHUP, Signal::SIGINT];
+        let old: Vec<SigAction> = ignored
+            .iter()
+            // SAFETY: SIG_IGN runs no code in this process; the old action is restored below.
+            .map(|&s| unsafe { sigaction(s, &ignore) }.unwrap())
+            .collect();
+        let mut r = rig(vec![(
+            "sig",
+            toml::from_str(
+                r#"command = ["/bin/cat", "/proc/self/status"]
+restart = "never""#,
+            )
+            .unwrap(),
+        )]);
+        r.wait_state("sig", "exited");
+        r.wait("its status", |r| r.console.text().contains("[sig] SigCgt:"));
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None).unwrap();
+        for (s, a) in ignored.iter().zip(&old) {
+            // SAFETY: puts back the action that was in place before this test.
+            unsafe { sigaction(*s, a) }.unwrap();
+        }
+        let text = r.console.text();
+        assert_eq!(
+            status_field(&text, "sig", "SigBlk").as_deref(),
+            Some("0000000000000000"),
+            "{text}"
+        );
+        assert_eq!(
+            status_field(&text, "sig", "SigIgn").as_deref(),
+            Some("0000000000000000"),
+            "{text}"
+        );
+        r.stop();
+    }
+
+    #[test]
+    fn no_new_privileges_is_set_when_asked() {
+        let _g = serial();
+        let mut r = rig(vec![
+            (
+                "nnp",
+                svc(
+                    &["proc-status"],
+                    "restart = \"never\"\nno_new_privileges = true",
+                ),
+            ),
+            ("plain", svc(&["proc-status"], "restart = \"never\"")),
+        ]);
+        r.wait_state("nnp", "exited");
+        r.wait_state("plain", "exited");
+        r.wait("both statuses", |r| {
+            let t = r.console.text();
+            t.contains("[nnp] cwd ") && t.contains("[plain] cwd ")
+        });
+        let text = r.console.text();
+        assert_eq!(
+            status_field(&text, "nnp", "NoNewPrivs").as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            status_field(&text, "plain", "NoNewPrivs").as_deref(),
+            Some("0"),
+            "{text}"
+        );
+        r.stop();
+    }
+
+    /// `workdir` is entered as the service's user: a directory only that user may enter
+    /// works, one only root may enter fails as it would for that user.
+    #[test]
+    fn workdir_is_entered_after_the_user_switch() {
+        use std::os::unix::fs::PermissionsExt;
+        let _g = serial();
+        require_root();
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::write(
+            etc.path().join("passwd"),
+            "svc:x:4242:4343::/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(etc.path().join("group"), "svc:x:4343:\n").unwrap();
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mine = base.path().join("svc-only");
+        let roots = base.path().join("root-only");
+        for d in [&mine, &roots] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        std::os::unix::fs::chown(&mine, Some(4242), Some(4343)).unwrap();
+        let service = |dir: &std::path::Path| {
+            let mut c = svc(&["proc-status"], "restart = \"never\"");
+            c.user = Some("svc".into());
+            c.workdir = Some(dir.to_path_buf());
+            c
+        };
+        let mut r = rig_in(
+            vec![("mine", service(&mine)), ("roots", service(&roots))],
+            Some(etc.path()),
+        );
+        r.wait_state("mine", "exited");
+        r.wait("its cwd", |r| r.console.text().contains("[mine] cwd "));
+        let text = r.console.text();
+        assert!(
+            text.contains(&format!("[mine] cwd {}\n", mine.display())),
+            "{text}"
+        );
+        assert!(
+            status_field(&text, "mine", "Uid").is_some_and(|u| u.starts_with("4242")),
+            "{text}"
+        );
+        r.wait_state("roots", "failed");
+        let st = r.state("roots");
+        assert!(
+            matches!(&st.last_exit, Some(LastExit::SpawnError(e))
+                if e.contains("Permission denied") && e.contains("root-only")),
+            "{st:?}"
+        );
+        assert!(!text.contains("[roots] cwd"), "{text}");
+        r.stop();
     }
 }
