@@ -19,7 +19,7 @@ use crate::machine::Machine;
 use crate::notify::{NotifySocket, WarnLimit};
 use crate::output::{Console, LineAssembler};
 use crate::probe::{ExecRun, Pending, PollProbe};
-use crate::status::{overall_status, ExitStatus, NetworkHealth, ServiceStatus, Status};
+use crate::status::{ExitStatus, ServiceStatus};
 
 /// How the supervisor is wired into the init.
 pub struct Options {
@@ -311,12 +311,6 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    pub fn owns_pid(&self, pid: i32) -> bool {
-        self.services
-            .iter()
-            .any(|s| s.m.owns(pid) || s.exec_run.is_some_and(|r| r.pid == pid))
-    }
-
     /// Each service as the health document shows it.
     pub fn snapshot(&self, now: Instant) -> BTreeMap<String, ServiceStatus> {
         self.services
@@ -342,11 +336,6 @@ impl Supervisor {
                 (s.name.clone(), st)
             })
             .collect()
-    }
-
-    /// The overall status from this supervisor's services (see [`overall_status`]).
-    pub fn status(&self, now: Instant, network: NetworkHealth, drive_error: bool) -> Status {
-        overall_status(&self.snapshot(now), network, drive_error)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Host tests with real processes: the supervisor driven by `supervisor::host_loop` (not PID 1,
+//! Host tests with real processes: the supervisor driven by `support/host_loop.rs` (not PID 1,
 //! a child subreaper), running the `test-agent` binary.
 //!
 //! Needs the test agent built first: `cargo build -p test-agent` into the same target dir (it
@@ -6,6 +6,10 @@
 //! The loop reaps every child of this process, so the scenarios run one at a time under a
 //! mutex even when cargo runs tests on several threads. Conditions are awaited with generous
 //! deadlines; no test asserts timing.
+
+#[cfg(test)]
+#[path = "support/host_loop.rs"]
+mod host_loop;
 
 #[cfg(test)]
 mod scenarios {
@@ -17,11 +21,11 @@ mod scenarios {
     use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
     use std::time::Duration;
 
+    use crate::host_loop::{become_subreaper, HostLoop};
     use guest_config::ServiceConfig;
     use nix::sys::wait::waitpid;
     use nix::unistd::Pid;
-    use supervisor::host_loop::{become_subreaper, HostLoop};
-    use supervisor::{LastExit, NetworkHealth, Options, Status, Supervisor};
+    use supervisor::{overall_status, LastExit, NetworkHealth, Options, Status, Supervisor};
 
     const LONG: Duration = Duration::from_secs(20);
 
@@ -119,9 +123,8 @@ mod scenarios {
             self.wait(&format!("{name} {state}"), |r| r.state(name).state == state);
         }
         fn status(&self) -> Status {
-            self.lp
-                .supervisor
-                .status(std::time::Instant::now(), NetworkHealth::default(), false)
+            let services = self.lp.supervisor.snapshot(std::time::Instant::now());
+            overall_status(&services, NetworkHealth::default(), false)
         }
         /// Shuts down and waits for every process to be gone.
         fn stop(mut self) {
