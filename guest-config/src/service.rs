@@ -46,6 +46,10 @@ pub struct ServiceConfig {
     pub stop_timeout: Dur,
     #[serde(default = "default_true")]
     pub required: bool,
+    /// `PR_SET_NO_NEW_PRIVS` for the service and everything it starts: no `execve` gains
+    /// privileges (setuid/setgid bits, file capabilities are ignored). Default false.
+    #[serde(default)]
+    pub no_new_privileges: bool,
 }
 
 /// The dependency name that means "the network is up".
@@ -245,6 +249,7 @@ mod tests {
         assert_eq!(s.stop_signal.number, libc::SIGTERM);
         assert_eq!(s.stop_timeout, Dur::from_secs(10));
         assert!(s.required);
+        assert!(!s.no_new_privileges);
     }
 
     #[test]
@@ -287,6 +292,7 @@ mod tests {
             stop_signal = "INT"
             stop_timeout = "2s"
             required = false
+            no_new_privileges = true
             after = ["network", "oauth"]
             user = "nobody"
             workdir = "/tmp"
@@ -299,6 +305,7 @@ mod tests {
         assert_eq!(s.stop_signal.name, "SIGINT");
         assert_eq!(s.after, vec!["network", "oauth"]);
         assert!(!s.required);
+        assert!(s.no_new_privileges);
     }
 
     #[test]

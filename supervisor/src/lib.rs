@@ -7,14 +7,21 @@
 //! (the init serialises [`ServiceStatus`] and [`overall_status`]).
 //!
 //! Layout: [`machine`] is the pure per-service state machine; `supervisor`/`run` drive it with
-//! processes, pipes and sockets; [`status`] is what the host sees; [`host_loop`] runs it off
-//! PID 1 (host tests).
+//! processes, pipes and sockets; [`status`] is what the host sees. The only `unsafe` is in
+//! `sys.rs` (what a service's child does between fork and exec); the rest of the crate denies
+//! it and calls the kernel through rustix's, nix's and std's safe wrappers. The host tests
+//! drive the supervisor with their own small loop (`tests/support/host_loop.rs`).
 //!
 //! Tests: `cargo build -p test-agent && cargo test -p supervisor` (same target dir; the host
 //! tests in `tests/host.rs` run the agent from `<target>/debug/test-agent` or `$TEST_AGENT`).
 
+// This code runs in PID 1, where an overflow panic is a kernel panic: all arithmetic on
+// times, counts and lengths is checked or saturating, or argued fine where it is plain.
+// Tests may compute freely.
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
+#![deny(unsafe_code)]
+
 pub mod error;
-pub mod host_loop;
 pub mod machine;
 pub mod notify;
 pub mod output;
@@ -23,6 +30,7 @@ mod run;
 pub mod spawn;
 pub mod status;
 mod supervisor;
+mod sys;
 pub mod users;
 
 pub use error::Error;

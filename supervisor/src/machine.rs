@@ -14,6 +14,9 @@
 //!   A service that exits successfully faster than [`QUICK_EXIT`] is restarted with the
 //!   backoff progression instead (still not counted): a command that exits 0 at once must not
 //!   spin the VM.
+//! - Time is checked arithmetic only: every configured duration is clamped to [`MAX_DELAY`]
+//!   (the config layer refuses more, but the machine does not rely on it), and a deadline
+//!   the clock cannot represent is "never" (`None`), not a panic.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -28,6 +31,20 @@ pub const STABLE_RUN: Duration = Duration::from_secs(10);
 pub const IDLE_RESTART_DELAY: Duration = Duration::from_millis(100);
 /// A success exit sooner than this after the start is not an idle exit but a quick one.
 pub const QUICK_EXIT: Duration = Duration::from_secs(1);
+
+/// The longest delay or timeout the machine schedules (the config layer's own bound): for a
+/// VM a year is "never", and `Instant + MAX_DELAY` stays far inside the clock's range.
+pub const MAX_DELAY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// `now + d`, or `None` ("never") when the clock cannot represent it.
+pub fn deadline_after(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d)
+}
+
+/// A configured duration as the machine uses it: at most [`MAX_DELAY`].
+fn bounded(d: Duration) -> Duration {
+    d.min(MAX_DELAY)
+}
 
 /// What the supervisor must do for the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +63,10 @@ enum RunPhase {
         since: Instant,
         ready: bool,
     },
-    /// A restart is due `at`. `crashed`: backoff after a crash (else an idle restart).
+    /// A restart is due `at` (`None`: never, the clock cannot represent it). `crashed`: backoff after a crash (else an idle restart).
     /// `dying`: the old process was killed (missed readiness) and is not reaped yet.
     Restarting {
-        at: Instant,
+        at: Option<Instant>,
         crashed: bool,
         dying: Option<i32>,
     },
@@ -100,13 +117,13 @@ impl Machine {
         Machine {
             restart: cfg.restart,
             burst: cfg.restart_limit.burst,
-            interval: cfg.restart_limit.interval.get(),
-            backoff_initial: cfg.backoff.initial.get(),
-            backoff_max: cfg.backoff.max.get().max(cfg.backoff.initial.get()),
+            interval: bounded(cfg.restart_limit.interval.get()),
+            backoff_initial: bounded(cfg.backoff.initial.get()),
+            backoff_max: bounded(cfg.backoff.max.get().max(cfg.backoff.initial.get())),
             success_exit: cfg.success_exit.clone(),
-            ready_timeout: cfg.ready_timeout.get(),
+            ready_timeout: bounded(cfg.ready_timeout.get()),
             stop_signal: cfg.stop_signal.number,
-            stop_timeout: cfg.stop_timeout.get(),
+            stop_timeout: bounded(cfg.stop_timeout.get()),
             phase: RunPhase::Waiting,
             crashes: VecDeque::new(),
             streak: 0,
@@ -186,7 +203,7 @@ impl Machine {
                         d
                     };
                     self.phase = RunPhase::Restarting {
-                        at: now + delay,
+                        at: deadline_after(now, delay),
                         crashed: false,
                         dying: None,
                     };
@@ -237,13 +254,18 @@ impl Machine {
         let delay = self.backoff_delay(self.streak);
         self.streak = self.streak.saturating_add(1);
         self.phase = RunPhase::Restarting {
-            at: now + delay,
+            at: deadline_after(now, delay),
             crashed: true,
             dying,
         };
     }
 
-    /// `initial * 2^exponent`, capped at `max`.
+    /// When a run that started at `since` misses its readiness deadline (`None`: never).
+    fn ready_deadline(&self, since: Instant) -> Option<Instant> {
+        deadline_after(since, self.ready_timeout)
+    }
+
+    /// `initial * 2^exponent`, capped at `max` (saturating: no overflow for any exponent).
     fn backoff_delay(&self, exponent: u32) -> Duration {
         self.backoff_initial
             .saturating_mul(2u32.saturating_pow(exponent.min(31)))
@@ -267,7 +289,7 @@ impl Machine {
                 pid,
                 since,
                 ready: false,
-            } if now >= since + self.ready_timeout => {
+            } if self.ready_deadline(since).is_some_and(|d| now >= d) => {
                 let why = LastExit::ReadyTimeout(fmt_duration(self.ready_timeout));
                 self.crash(why, since, now, Some(pid));
                 Some(Action::KillGroup {
@@ -276,7 +298,9 @@ impl Machine {
                 })
             }
             RunPhase::Restarting {
-                at, dying: None, ..
+                at: Some(at),
+                dying: None,
+                ..
             } if now >= at && !self.shutting_down => Some(Action::Spawn),
             RunPhase::Stopping {
                 pid,
@@ -305,10 +329,10 @@ impl Machine {
                 since,
                 ready: false,
                 ..
-            } => Some(since + self.ready_timeout),
+            } => self.ready_deadline(since),
             RunPhase::Restarting {
                 at, dying: None, ..
-            } if !self.shutting_down => Some(at),
+            } if !self.shutting_down => at,
             RunPhase::Stopping { kill_at, .. } => kill_at,
             _ => None,
         }
@@ -337,7 +361,9 @@ impl Machine {
         if let RunPhase::Up { pid, ready, .. } = self.phase {
             self.phase = RunPhase::Stopping {
                 pid,
-                kill_at: Some(now + self.stop_timeout),
+                // Never escalating is the fallback only for a clock at its end; the init's
+                // own shutdown deadline still ends the wait.
+                kill_at: deadline_after(now, self.stop_timeout),
                 was_ready: ready,
             };
             return Some(Action::KillGroup {
@@ -419,7 +445,7 @@ impl Machine {
     /// When the scheduled restart is due.
     pub fn next_retry(&self) -> Option<Instant> {
         match self.phase {
-            RunPhase::Restarting { at, .. } if !self.shutting_down => Some(at),
+            RunPhase::Restarting { at, .. } if !self.shutting_down => at,
             _ => None,
         }
     }
@@ -431,7 +457,8 @@ impl Machine {
             .iter()
             .filter(|&&t| now.saturating_duration_since(t) < self.interval)
             .count();
-        (self.burst as usize).saturating_sub(recent) as u32
+        let left = (self.burst as usize).saturating_sub(recent);
+        u32::try_from(left).unwrap_or(u32::MAX)
     }
 
     pub fn restarts(&self) -> u32 {
@@ -446,6 +473,7 @@ impl Machine {
     pub fn ever_ready(&self) -> bool {
         self.ever_ready
     }
+    /// At most [`MAX_DELAY`], so a caller may add a grace period to it.
     pub fn stop_timeout(&self) -> Duration {
         self.stop_timeout
     }

@@ -356,3 +356,88 @@ fn durations_print_for_operators() {
     assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
     assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
 }
+
+/// A config whose every duration is `d`, set on the parsed value: the config layer refuses
+/// more than 365 days, and the machine must not rely on that.
+fn absurd(d: Duration) -> Machine {
+    let mut c = cfg(r#"restart = "always""#);
+    let d = guest_config::duration::Dur(d);
+    c.ready_timeout = d;
+    c.stop_timeout = d;
+    c.backoff.initial = d;
+    c.backoff.max = d;
+    c.restart_limit.interval = d;
+    Machine::new(&c)
+}
+
+const ABSURD: [Duration; 3] = [
+    Duration::MAX,
+    Duration::from_secs(u64::MAX),
+    // "9999999999999999h", as the duration parser saturates it.
+    Duration::from_secs(9_999_999_999_999_999u64.saturating_mul(3600)),
+];
+
+#[test]
+fn absurd_ready_timeout_is_a_far_deadline_not_a_panic() {
+    for d in ABSURD {
+        let mut m = absurd(d);
+        m.deps_ready();
+        m.spawned(5, t(0));
+        assert_eq!(m.deadline(), Some(t(0) + MAX_DELAY), "{d:?}");
+        assert_eq!(m.tick(t(1_000_000)), None, "not missed after 1000 s");
+        assert_eq!(m.state().as_str(), "running");
+    }
+}
+
+#[test]
+fn absurd_backoff_and_interval_do_not_panic() {
+    for d in ABSURD {
+        let mut m = absurd(d);
+        m.deps_ready();
+        m.spawned(5, t(0));
+        m.ready();
+        // A crash: the delay is the clamped backoff, the budget window the clamped interval.
+        assert!(m.exited(5, CRASH, t(10)));
+        assert_eq!(m.next_retry(), Some(t(10) + MAX_DELAY), "{d:?}");
+        assert_eq!(m.budget_left(t(20)), 4);
+        assert_eq!(m.tick(t(20)), None);
+        // Many crashes double the delay again and again: saturating, never past the cap.
+        let mut m = absurd(d);
+        for i in 0..40u64 {
+            m.spawn_failed("no".into(), t(i));
+        }
+        assert_eq!(m.state().as_str(), "failed");
+        // An idle exit under `always` after a quick run uses the same progression.
+        let mut m = absurd(d);
+        m.deps_ready();
+        m.spawned(6, t(0));
+        assert!(m.exited(6, SUCCESS, t(1)));
+        assert_eq!(m.next_retry(), Some(t(1) + MAX_DELAY));
+    }
+}
+
+#[test]
+fn absurd_stop_timeout_is_capped_for_the_init_grace() {
+    for d in ABSURD {
+        let mut m = absurd(d);
+        start_ready(&mut m, 8, 0);
+        m.begin_shutdown();
+        assert!(m.stop(t(5)).is_some());
+        assert_eq!(m.deadline(), Some(t(5) + MAX_DELAY), "{d:?}");
+        assert_eq!(m.stop_timeout(), MAX_DELAY);
+        // The init adds a grace period to it: that must not overflow either.
+        assert!(m
+            .stop_timeout()
+            .checked_add(Duration::from_secs(2))
+            .is_some());
+        assert!(t(5)
+            .checked_add(m.stop_timeout() + Duration::from_secs(2))
+            .is_some());
+    }
+}
+
+#[test]
+fn deadlines_past_the_clock_are_never() {
+    assert_eq!(deadline_after(t(0), Duration::MAX), None);
+    assert_eq!(deadline_after(t(0), Duration::from_secs(1)), Some(t(1000)));
+}

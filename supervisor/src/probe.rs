@@ -122,7 +122,8 @@ fn http_get(t: &HttpTarget) -> bool {
     while got < 16 {
         match s.read(&mut head[got..]) {
             Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
+            // `read` returns at most the room left in `head`: `got` stays <= 64.
+            Ok(n) => got = got.saturating_add(n),
         }
     }
     matches!(parse_status_line(&head[..got]), Some(200..=399))
@@ -168,7 +169,8 @@ impl Pending {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecRun {
     pub pid: i32,
-    pub deadline: Instant,
+    /// When to give up on it (`None`: never, only if the clock cannot represent it).
+    pub deadline: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Instant;
 use guest_config::Ready;
 use mio::{Interest, Token};
 
-use crate::machine::Action;
-use crate::notify::{parse_message, sender_belongs, NotifySocket};
+use crate::machine::{deadline_after, Action};
+use crate::notify::{parse_message, sender_belongs, NotifySocket, MAX_PER_WAKE};
 use crate::output::LineAssembler;
 use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
 use crate::spawn::{self, Spec};
@@ -16,6 +16,13 @@ use crate::status::{ExitStatus, ServiceState};
 use crate::supervisor::{Pipe, Service, Supervisor};
 use crate::users;
 
+/// One read from a service's pipe, on the stack.
+const PIPE_READ: usize = 8192;
+/// Reads per readiness event of a pipe.
+const READS_PER_EVENT: u32 = 16;
+/// Reads when the writer exited: enough for a full pipe at Linux's largest default size
+/// (`pipe-max-size`, 1 MiB = 128 reads), with room for a descendant still writing.
+const READS_AT_EXIT: u32 = 160;
 /// Retry delay for console output a slow sink did not take.
 const CONSOLE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -112,11 +119,19 @@ impl Supervisor {
             workdir: s.cfg.workdir.as_deref(),
             notify_socket: notify.as_deref(),
             capture: true,
+            no_new_privs: s.cfg.no_new_privileges,
         };
         let program = s.cfg.command.first().cloned().unwrap_or_default();
         match spawn::spawn(&spec) {
             Err(e) => {
-                let why = format!("{program}: {e}");
+                // The child's setup reports only an errno: say where else it may come from.
+                let why = match &s.cfg.workdir {
+                    Some(dir) => format!(
+                        "{program}: {e} (the command, or workdir {} as the service's user)",
+                        dir.display()
+                    ),
+                    None => format!("{program}: {e}"),
+                };
                 log::error!("service {}: cannot start {why}", s.name);
                 self.services[i].m.spawn_failed(why, now);
             }
@@ -143,7 +158,9 @@ impl Supervisor {
         registry: &mio::Registry,
     ) {
         let token = Token(self.next_token);
-        self.next_token += 1;
+        // One token per pipe ever opened: 2^64 of them is out of reach, and saturating
+        // keeps even that from panicking.
+        self.next_token = self.next_token.saturating_add(1);
         match registry.register(&mut rx, token, Interest::READABLE) {
             Ok(()) => {
                 self.pipes.insert(
@@ -164,16 +181,39 @@ impl Supervisor {
         }
     }
 
+    /// A pipe became readable: reads a bounded amount, so one chatty service cannot starve
+    /// the loop.
     pub(crate) fn read_pipe(&mut self, token: Token, registry: &mio::Registry) {
+        self.read_pipe_upto(token, registry, READS_PER_EVENT);
+    }
+
+    /// Service `svc`'s process exited: everything it wrote is in its pipes by now (a
+    /// write(2) to a pipe is complete before the writer can exit), so read it all before the
+    /// exit is reported, and a shutdown never powers off with a last line unread. Stops at
+    /// EOF (no writer left), when the pipe is empty (a live descendant may still write
+    /// later: the pipe stays watched) or after [`READS_AT_EXIT`] reads.
+    pub(crate) fn drain_pipes_of(&mut self, svc: usize, registry: &mio::Registry) {
+        let tokens: Vec<Token> = self
+            .pipes
+            .iter()
+            .filter(|(_, p)| p.svc == svc)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in tokens {
+            self.read_pipe_upto(token, registry, READS_AT_EXIT);
+        }
+    }
+
+    fn read_pipe_upto(&mut self, token: Token, registry: &mio::Registry, max_reads: u32) {
         let Some(pipe) = self.pipes.get_mut(&token) else {
             return;
         };
         let name = &self.services[pipe.svc].name;
-        let mut buf = [0u8; 8192];
-        // Bounded per event so one chatty service cannot starve the loop; the edge-triggered
-        // registration would lose the rest, so re-register below if we stop early.
+        let mut buf = [0u8; PIPE_READ];
+        // The edge-triggered registration would lose what is left when we stop early, so
+        // re-register then.
         let mut eof = false;
-        let mut rounds = 0;
+        let mut rounds = 0u32;
         loop {
             match pipe.rx.read(&mut buf) {
                 Ok(0) => {
@@ -182,9 +222,10 @@ impl Supervisor {
                 }
                 Ok(n) => {
                     let console = &mut self.console;
-                    pipe.asm.feed(&buf[..n], &mut |l| console.line(name, l));
-                    rounds += 1;
-                    if rounds >= 16 {
+                    pipe.asm
+                        .feed(&buf[..n], &mut |l, cut| console.line(name, l, cut));
+                    rounds = rounds.saturating_add(1);
+                    if rounds >= max_reads {
                         let _ = registry.reregister(&mut pipe.rx, token, Interest::READABLE);
                         break;
                     }
@@ -199,7 +240,7 @@ impl Supervisor {
         }
         if eof {
             let console = &mut self.console;
-            pipe.asm.finish(&mut |l| console.line(name, l));
+            pipe.asm.finish(&mut |l, cut| console.line(name, l, cut));
             if let Some(mut p) = self.pipes.remove(&token) {
                 let _ = registry.deregister(&mut p.rx);
             }
@@ -212,7 +253,9 @@ impl Supervisor {
             .join(format!("{}.notify", self.services[i].name));
         match NotifySocket::bind(&path) {
             Ok(mut n) => {
-                let token = Token(self.token_base + i);
+                let Some(token) = self.token_base.checked_add(i).map(Token) else {
+                    return;
+                };
                 if let Err(e) = registry.register(&mut n.sock, token, Interest::READABLE) {
                     log::error!(
                         "service {}: cannot watch {}: {e}",
@@ -232,19 +275,31 @@ impl Supervisor {
         }
     }
 
-    pub(crate) fn read_notify(&mut self, i: usize) {
-        let Some(sock) = &self.services[i].notify else {
+    /// Handles at most [`MAX_PER_WAKE`] datagrams of service `i`'s socket; if more may be
+    /// queued, re-arms the socket (edge-triggered) so the loop comes back after its other work.
+    pub(crate) fn read_notify(&mut self, i: usize, now: Instant, registry: &mio::Registry) {
+        let Some(mut sock) = self.services[i].notify.take() else {
             return;
         };
-        let messages = sock.recv_all();
         let s = &mut self.services[i];
-        for (sender, payload) in messages {
-            let Some(main) = s.m.main_pid() else { continue };
-            if !sender_belongs(sender, main, &self.proc_dir) {
-                log::warn!("service {}: ignored notify message from pid {sender}, not one of its processes", s.name);
-                continue;
+        let proc_dir = &self.proc_dir;
+        let more = sock.recv_some(MAX_PER_WAKE, &mut |sender, payload| {
+            let Some(main) = s.m.main_pid() else { return };
+            if !sender_belongs(sender, main, proc_dir) {
+                if let Some(suppressed) = s.notify_warn.hit(now) {
+                    let also = if suppressed > 0 {
+                        format!(" ({suppressed} more not logged)")
+                    } else {
+                        String::new()
+                    };
+                    log::warn!(
+                        "service {}: ignored notify message from pid {sender}, not one of its processes{also}",
+                        s.name
+                    );
+                }
+                return;
             }
-            let msg = parse_message(&payload);
+            let msg = parse_message(payload);
             if msg.status.is_some() {
                 s.notify_status = msg.status;
             }
@@ -252,7 +307,15 @@ impl Supervisor {
                 log::info!("service {} is ready (notify)", s.name);
                 s.m.ready();
             }
+        });
+        if more {
+            if let Some(token) = self.token_base.checked_add(i).map(Token) {
+                if let Err(e) = registry.reregister(&mut sock.sock, token, Interest::READABLE) {
+                    log::error!("service {}: cannot re-arm its notify socket: {e}", s.name);
+                }
+            }
         }
+        self.services[i].notify = Some(sock);
     }
 
     /// Whether `s` is waiting for a polled readiness proof.
@@ -290,12 +353,12 @@ impl Supervisor {
             PollProbe::File(path) => due && path.exists(),
             PollProbe::Exec(argv) => {
                 if let Some(run) = s.exec_run {
-                    if now >= run.deadline {
+                    if run.deadline.is_some_and(|d| now >= d) {
                         let _ = spawn::kill_group(run.pid, libc::SIGKILL);
                         // Its exit arrives through on_exit; no need to wake before then.
                         s.exec_run = Some(ExecRun {
                             pid: run.pid,
-                            deadline: now + PROBE_TIMEOUT,
+                            deadline: deadline_after(now, PROBE_TIMEOUT),
                         });
                     }
                 } else if due {
@@ -310,13 +373,24 @@ impl Supervisor {
             return true;
         }
         if due || s.next_probe.is_none() {
-            s.next_probe = Some(now + POLL_INTERVAL);
+            s.next_probe = deadline_after(now, POLL_INTERVAL);
         }
         false
     }
 
     /// Returns true if the pid was ours (a service's process or an `exec` probe).
-    pub(crate) fn handle_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) -> bool {
+    pub(crate) fn handle_exit(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        now: Instant,
+        registry: &mio::Registry,
+    ) -> bool {
+        if status != ExitStatus::NotExited {
+            if let Some(i) = self.services.iter().position(|s| s.m.owns(pid)) {
+                self.drain_pipes_of(i, registry);
+            }
+        }
         for s in &mut self.services {
             if s.exec_run.is_some_and(|r| r.pid == pid) {
                 if status == ExitStatus::NotExited {
@@ -358,7 +432,11 @@ impl Supervisor {
     }
 
     fn flush_console(&mut self, now: Instant) {
-        self.console_retry = self.console.flush().then(|| now + CONSOLE_RETRY);
+        self.console_retry = self
+            .console
+            .flush()
+            .then(|| deadline_after(now, CONSOLE_RETRY))
+            .flatten();
     }
 }
 
@@ -376,11 +454,12 @@ fn start_exec(
         workdir: s.cfg.workdir.as_deref(),
         notify_socket: None,
         capture: false,
+        no_new_privs: s.cfg.no_new_privileges,
     };
     match spawn::spawn(&spec) {
         Ok(started) => Some(ExecRun {
             pid: started.pid,
-            deadline: now + PROBE_TIMEOUT,
+            deadline: deadline_after(now, PROBE_TIMEOUT),
         }),
         Err(e) => {
             log::warn!(

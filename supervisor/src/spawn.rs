@@ -3,14 +3,17 @@
 //! `/dev/null`). Never waits for the child: the init's loop reaps it.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use mio::unix::pipe::{self, Receiver};
+use rustix::process::{Gid, Pid, Signal, Uid};
 
+use crate::sys::{self, ChildSetup};
 use crate::users::Creds;
 
 /// The only inherited environment: services see this `PATH` plus their own `env`.
@@ -25,6 +28,8 @@ pub struct Spec<'a> {
     pub notify_socket: Option<&'a Path>,
     /// Pipe stdout/stderr back (else `/dev/null`).
     pub capture: bool,
+    /// `PR_SET_NO_NEW_PRIVS` (the `no_new_privileges` key).
+    pub no_new_privs: bool,
 }
 
 /// A started process and the read ends of its output pipes.
@@ -41,7 +46,9 @@ fn output_pipe() -> io::Result<(Stdio, Receiver)> {
     Ok((Stdio::from(OwnedFd::from(tx)), rx))
 }
 
-/// fork + exec. The error names nothing: the caller adds the service and command.
+/// fork + exec, the child set up clean ([`sys::set_up_child`]: default signal dispositions
+/// and an empty mask, its own session, the identity, then `workdir` as that identity).
+/// The error names nothing: the caller adds the service and command.
 pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
     let Some((prog, args)) = spec.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
@@ -57,9 +64,6 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
     if let Some(sock) = spec.notify_socket {
         cmd.env("NOTIFY_SOCKET", sock);
     }
-    if let Some(dir) = spec.workdir {
-        cmd.current_dir(dir);
-    }
     cmd.stdin(Stdio::null());
     let (mut out_rx, mut err_rx) = (None, None);
     if spec.capture {
@@ -72,26 +76,24 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
     } else {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
-    let ids = spec.creds.map(|c| (c.uid, c.gid, c.groups.clone()));
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (setsid, setgroups, setgid, setuid) on values prepared
-    // before the fork; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some((uid, gid, groups)) = &ids {
-                if libc::setgroups(groups.len(), groups.as_ptr()) < 0
-                    || libc::setgid(*gid) < 0
-                    || libc::setuid(*uid) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let workdir = match spec.workdir {
+        Some(dir) => Some(CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "workdir holds a NUL byte")
+        })?),
+        None => None,
+    };
+    let ids = spec.creds.map(|c| {
+        let groups = c.groups.iter().copied().map(Gid::from_raw).collect();
+        (Uid::from_raw(c.uid), Gid::from_raw(c.gid), groups)
+    });
+    sys::set_up_child(
+        &mut cmd,
+        ChildSetup {
+            ids,
+            workdir,
+            no_new_privs: spec.no_new_privs,
+        },
+    );
     let child = cmd.spawn()?;
     // The std handle is dropped without waiting: the loop reaps every pid.
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
@@ -103,19 +105,20 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
 }
 
 /// Sends `signal` to the process group led by `pid` (services are session leaders). ESRCH
-/// (already gone) is not an error.
+/// (already gone) is not an error. A pid of 1 or less is refused (nothing is sent): it
+/// would mean every process, or our own group.
 pub fn kill_group(pid: i32, signal: i32) -> io::Result<()> {
     if pid <= 1 {
         return Ok(());
     }
-    // SAFETY: kill(2) with a negative pid signals a process group; no memory is passed.
-    // pid > 1, so this never targets every process (-1) or our own group (0).
-    let rc = unsafe { libc::kill(-pid, signal) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ESRCH) {
-            return Err(e);
-        }
+    let (Some(pid), Some(sig)) = (Pid::from_raw(pid), Signal::from_named_raw(signal)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("no such signal {signal}"),
+        ));
+    };
+    match rustix::process::kill_process_group(pid, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
 }

@@ -16,7 +16,7 @@ use mio::Token;
 
 use crate::error::Error;
 use crate::machine::Machine;
-use crate::notify::NotifySocket;
+use crate::notify::{NotifySocket, WarnLimit};
 use crate::output::{Console, LineAssembler};
 use crate::probe::{ExecRun, Pending, PollProbe};
 use crate::status::{ExitStatus, ServiceStatus, ServicesHealth};
@@ -64,6 +64,8 @@ pub(crate) struct Service {
     pub(crate) next_probe: Option<Instant>,
     pub(crate) notify: Option<NotifySocket>,
     pub(crate) notify_status: Option<String>,
+    /// Warnings about foreign notify senders, rate-limited.
+    pub(crate) notify_warn: WarnLimit,
 }
 
 pub(crate) struct Pipe {
@@ -117,8 +119,10 @@ fn resolve_deps(names: &[String], cfgs: &[&ServiceConfig]) -> Result<Vec<Vec<usi
             if !done[i] && left[i] == 0 {
                 done[i] = true;
                 progress = true;
+                // `dj` holds `i` at most once and `i` is done only once, so this never goes
+                // below zero; saturating says so without a panic path.
                 for (j, dj) in deps.iter().enumerate() {
-                    left[j] -= dj.iter().filter(|&&x| x == i).count();
+                    left[j] = left[j].saturating_sub(dj.iter().filter(|&&x| x == i).count());
                 }
             }
         }
@@ -168,6 +172,7 @@ impl Supervisor {
                 next_probe: None,
                 notify: None,
                 notify_status: None,
+                notify_warn: WarnLimit::default(),
                 name,
                 cfg,
             });
@@ -185,7 +190,7 @@ impl Supervisor {
         Supervisor {
             services: list,
             pipes: HashMap::new(),
-            next_token: opts.token_base + n,
+            next_token: opts.token_base.saturating_add(n),
             token_base: opts.token_base,
             console: Console::new(opts.console),
             console_retry: None,
@@ -221,7 +226,7 @@ impl Supervisor {
         now: Instant,
         registry: &mio::Registry,
     ) -> bool {
-        let ours = self.handle_exit(pid, status, now);
+        let ours = self.handle_exit(pid, status, now, registry);
         if ours {
             self.advance(now, registry);
         }
@@ -236,11 +241,11 @@ impl Supervisor {
         registry: &mio::Registry,
     ) -> bool {
         let Token(t) = event.token();
-        if t < self.token_base {
+        let Some(offset) = t.checked_sub(self.token_base) else {
             return false;
-        }
-        if t < self.token_base + self.services.len() {
-            self.read_notify(t - self.token_base);
+        };
+        if offset < self.services.len() {
+            self.read_notify(offset, now, registry);
         } else {
             self.read_pipe(event.token(), registry);
         }
@@ -260,7 +265,7 @@ impl Supervisor {
             .iter()
             .filter(|s| self.probing(s))
             .filter_map(|s| match s.exec_run {
-                Some(run) => Some(run.deadline),
+                Some(run) => run.deadline,
                 None => s.next_probe,
             });
         self.services
@@ -295,26 +300,30 @@ impl Supervisor {
         }
     }
 
-    /// Every service is down (no process of theirs left to reap).
+    /// The services' part in the guest's status.
+    pub fn health(&self, now: Instant) -> ServicesHealth {
+        ServicesHealth::of(&self.snapshot(now))
+    }
+
+    /// Every service is down (no process of theirs left to reap) and what they wrote has
+    /// reached the console: their pipes were drained when each exit was reaped, and the
+    /// console queue is empty. A console that takes nothing keeps this false; the init's
+    /// shutdown deadline bounds that wait.
     pub fn is_stopped(&self) -> bool {
         self.services
             .iter()
             .all(|s| s.m.is_down() && s.exec_run.is_none())
+            && self.console.is_empty()
     }
 
-    /// The longest `stop_timeout` (the init's shutdown grace is based on it).
+    /// The longest `stop_timeout` (the init's shutdown grace is based on it). At most
+    /// [`crate::machine::MAX_DELAY`], so adding a grace period to it cannot overflow.
     pub fn max_stop_timeout(&self) -> Duration {
         self.services
             .iter()
             .map(|s| s.m.stop_timeout())
             .max()
             .unwrap_or_default()
-    }
-
-    pub fn owns_pid(&self, pid: i32) -> bool {
-        self.services
-            .iter()
-            .any(|s| s.m.owns(pid) || s.exec_run.is_some_and(|r| r.pid == pid))
     }
 
     /// Each service as the health document shows it.
@@ -330,10 +339,10 @@ impl Supervisor {
                     last_exit: s.m.last_exit().cloned(),
                     ready: s.m.counts_as_ready(),
                     required: s.cfg.required,
-                    next_retry_ms: s
-                        .m
-                        .next_retry()
-                        .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                    next_retry_ms: s.m.next_retry().map(|t| {
+                        let ms = t.saturating_duration_since(now).as_millis();
+                        u64::try_from(ms).unwrap_or(u64::MAX)
+                    }),
                     budget_left: s.m.budget_left(now),
                     stopping: s.m.is_stopping(),
                     notify_status: s.notify_status.clone(),
@@ -342,11 +351,6 @@ impl Supervisor {
                 (s.name.clone(), st)
             })
             .collect()
-    }
-
-    /// The services' part in the guest's status.
-    pub fn health(&self, now: Instant) -> ServicesHealth {
-        ServicesHealth::of(&self.snapshot(now))
     }
 }
 
@@ -396,5 +400,25 @@ mod tests {
         assert!(s.is_stopped());
         assert!(s.next_deadline().is_none());
         assert_eq!(s.max_stop_timeout(), Duration::ZERO);
+    }
+
+    /// A sink that takes nothing yet.
+    struct Stalled;
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn not_stopped_while_service_output_waits_for_the_console() {
+        let mut s = Supervisor::with(Vec::new(), Options::new(Box::new(Stalled)));
+        assert!(s.is_stopped());
+        s.console.line("svc", b"last words", false);
+        assert!(s.console.flush(), "still queued");
+        assert!(!s.is_stopped());
     }
 }

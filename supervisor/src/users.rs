@@ -35,6 +35,12 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
+/// A uid or gid. `4294967295` is refused: it is `-1`, which setuid(2) and setgid(2) take as
+/// "leave unchanged", so a service named to run as it would keep the init's root identity.
+fn parse_id(s: &str) -> Option<u32> {
+    s.parse().ok().filter(|&id| id != u32::MAX)
+}
+
 fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -42,8 +48,8 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
             let f: Vec<&str> = l.split(':').collect();
             Some(PasswdEntry {
                 name: f.first()?.to_string(),
-                uid: f.get(2)?.parse().ok()?,
-                gid: f.get(3)?.parse().ok()?,
+                uid: parse_id(f.get(2)?)?,
+                gid: parse_id(f.get(3)?)?,
                 home: f.get(5).unwrap_or(&"/").to_string(),
             })
         })
@@ -57,7 +63,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
             let f: Vec<&str> = l.split(':').collect();
             Some(GroupEntry {
                 name: f.first()?.to_string(),
-                gid: f.get(2)?.parse().ok()?,
+                gid: parse_id(f.get(2)?)?,
                 members: f
                     .get(3)
                     .map(|m| {
@@ -91,7 +97,7 @@ fn resolve_in(
             .iter()
             .find(|g| g.name == name)
             .map(|g| g.gid)
-            .or_else(|| name.parse().ok())
+            .or_else(|| parse_id(name))
             .ok_or_else(|| Error::UnknownGroup {
                 service: service.to_string(),
                 group: name.to_string(),
@@ -100,8 +106,7 @@ fn resolve_in(
     };
     let Some(user) = user else {
         let gid = find_group(group.unwrap_or_default())?;
-        // SAFETY: getuid(2) cannot fail and touches no memory.
-        let uid = unsafe { libc::getuid() };
+        let uid = rustix::process::getuid().as_raw();
         return Ok(Some(Creds {
             uid,
             gid,
@@ -198,6 +203,20 @@ mod tests {
         let c = r(None, Some("audio")).unwrap().unwrap();
         assert_eq!(c.gid, 29);
         assert_eq!(r(None, Some("500")).unwrap().unwrap().gid, 500);
+    }
+
+    #[test]
+    fn minus_one_is_no_id() {
+        let passwd = "ghost:x:4294967295:0::/:/bin/false\nmix:x:5:4294967295::/:/bin/false\n";
+        let group = "neg:x:4294967295:\n";
+        let e = resolve_in("svc", Some("ghost"), None, passwd, group, Path::new("/etc"));
+        assert!(matches!(e, Err(Error::UnknownUser { .. })), "{e:?}");
+        let e = resolve_in("svc", Some("mix"), None, passwd, group, Path::new("/etc"));
+        assert!(matches!(e, Err(Error::UnknownUser { .. })), "{e:?}");
+        for g in ["neg", "4294967295"] {
+            let e = resolve_in("svc", None, Some(g), passwd, group, Path::new("/etc"));
+            assert!(matches!(e, Err(Error::UnknownGroup { .. })), "{g}: {e:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Host tests with real processes: the supervisor driven by `supervisor::host_loop` (not PID 1,
+//! Host tests with real processes: the supervisor driven by `support/host_loop.rs` (not PID 1,
 //! a child subreaper), running the `test-agent` binary.
 //!
 //! Needs the test agent built first: `cargo build -p test-agent` into the same target dir (it
@@ -6,6 +6,10 @@
 //! The loop reaps every child of this process, so the scenarios run one at a time under a
 //! mutex even when cargo runs tests on several threads. Conditions are awaited with generous
 //! deadlines; no test asserts timing.
+
+#[cfg(test)]
+#[path = "support/host_loop.rs"]
+mod host_loop;
 
 #[cfg(test)]
 mod scenarios {
@@ -17,8 +21,10 @@ mod scenarios {
     use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
     use std::time::Duration;
 
+    use crate::host_loop::{become_subreaper, HostLoop};
     use guest_config::ServiceConfig;
-    use supervisor::host_loop::{become_subreaper, HostLoop};
+    use nix::sys::wait::waitpid;
+    use nix::unistd::Pid;
     use supervisor::{LastExit, Options, ServicesHealth, Supervisor};
 
     const LONG: Duration = Duration::from_secs(20);
@@ -77,10 +83,18 @@ mod scenarios {
     }
 
     fn rig(services: Vec<(&str, ServiceConfig)>) -> Rig {
+        rig_in(services, None)
+    }
+
+    /// A rig whose `passwd` and `group` are read from `etc`.
+    fn rig_in(services: Vec<(&str, ServiceConfig)>, etc: Option<&std::path::Path>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let console = Capture::default();
         let mut opts = Options::new(Box::new(console.clone()));
         opts.notify_dir = dir.path().join("run");
+        if let Some(etc) = etc {
+            opts.etc_dir = etc.to_path_buf();
+        }
         let map: BTreeMap<String, ServiceConfig> = services
             .into_iter()
             .map(|(n, c)| (n.to_string(), c))
@@ -180,8 +194,8 @@ mod scenarios {
         let longest = text.lines().map(str::len).max().unwrap();
         assert_eq!(
             longest,
-            "[printer] ".len() + supervisor::output::MAX_LINE,
-            "long line cut at the cap"
+            "[printer] ".len() + supervisor::output::MAX_LINE + supervisor::output::CUT_MARK.len(),
+            "long line cut at the cap, marked"
         );
         assert_eq!(r.state("printer").last_exit, Some(LastExit::Code(0)));
         r.stop();
@@ -258,6 +272,44 @@ mod scenarios {
         r.wait_state("n", "ready");
         assert_eq!(r.state("n").notify_status.as_deref(), Some("serving"));
         assert!(r.dir.path().join("run/n.notify").exists());
+        r.stop();
+    }
+
+    #[test]
+    fn a_notify_flood_leaves_other_services_responsive() {
+        let _g = serial();
+        let mut r = rig(vec![
+            (
+                "flood",
+                svc(&["notify-flood", "--foreign", "1"], r#"ready = "notify""#),
+            ),
+            (
+                "n",
+                svc(
+                    &["notify", "--after", "300"],
+                    "ready = \"notify\"\nafter = [\"flood\"]",
+                ),
+            ),
+            (
+                "printer",
+                svc(&["print", "--lines", "2"], r#"restart = "never""#),
+            ),
+        ]);
+        r.wait_state("flood", "ready");
+        r.wait("the flood's own status", |r| {
+            r.state("flood")
+                .notify_status
+                .is_some_and(|s| s.starts_with("flood "))
+        });
+        r.wait_state("n", "ready");
+        r.wait("output while flooded", |r| {
+            r.console.text().contains("[printer] no newline at exit")
+        });
+        // The flood goes on: its status keeps changing, so the loop keeps reading it.
+        let seen = r.state("flood").notify_status;
+        r.wait("more of the flood", |r| {
+            r.state("flood").notify_status != seen
+        });
         r.stop();
     }
 
@@ -419,6 +471,50 @@ mod scenarios {
         assert!(r.lp.supervisor.is_stopped());
     }
 
+    /// The init's loop may reap a service (SIGCHLD) before it reads the service's pipe: the
+    /// last line written before the exit must still be on the console when the exit is
+    /// reported and the supervisor says it is stopped. Reproduced exactly: wait for the
+    /// process to be a zombie without turning the loop, reap it, hand the exit over, look.
+    #[test]
+    fn the_last_line_before_a_stop_is_never_lost() {
+        let _g = serial();
+        for round in 0..20 {
+            let mut r = rig(vec![("t", svc(&["term-last-line"], ""))]);
+            r.wait("the TERM handler", |r| {
+                r.console.text().contains("[t] armed")
+            });
+            let pid = r.state("t").pid.unwrap();
+            r.lp.begin_shutdown();
+            let stat = format!("/proc/{pid}/stat");
+            let end = std::time::Instant::now() + LONG;
+            loop {
+                let s = std::fs::read_to_string(&stat).unwrap_or_default();
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < end,
+                    "round {round}: {pid} did not exit"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let st = waitpid(Pid::from_raw(pid), None).unwrap();
+            let now = std::time::Instant::now();
+            let status = supervisor::ExitStatus::from_wait_status(st);
+            let registry = r.lp.registry().try_clone().unwrap();
+            assert!(r.lp.supervisor.on_exit(pid, status, now, &registry));
+            assert!(r.lp.supervisor.is_stopped(), "round {round}");
+            let text = r.console.text();
+            assert!(
+                text.contains("[t] GOT-TERM\n"),
+                "round {round}: last line lost:\n{text}"
+            );
+            assert_eq!(r.state("t").last_exit, Some(LastExit::Code(0)));
+        }
+    }
+
     #[test]
     fn orphaned_grandchildren_are_reaped() {
         let _g = serial();
@@ -469,11 +565,7 @@ mod scenarios {
     #[test]
     fn services_run_as_the_named_user() {
         let _g = serial();
-        // SAFETY: getuid only reads our uid.
-        if unsafe { libc::getuid() } != 0 {
-            eprintln!("skipped: needs root to change uid");
-            return;
-        }
+        require_root();
         let etc = tempfile::tempdir().unwrap();
         std::fs::write(
             etc.path().join("passwd"),
@@ -509,5 +601,170 @@ mod scenarios {
         assert!(text.contains("Groups:\t4343 4444"), "{text}");
         lp.begin_shutdown();
         assert!(lp.run_until(LONG, |l| l.supervisor.is_stopped()).unwrap());
+    }
+
+    /// Changing uid needs root. Not root is a failure that says so, never a silent pass.
+    fn require_root() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test needs root (it switches the service to another uid): run as root"
+        );
+    }
+
+    /// `[name] Key:\tvalue` from a service that printed its /proc/self/status.
+    fn status_field(console: &str, name: &str, key: &str) -> Option<String> {
+        let prefix = format!("[{name}] {key}:");
+        console
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// The harness plays an init that blocks and ignores signals (as vminit does): the
+    /// service must start with an empty mask and nothing ignored. `/bin/cat` reads the
+    /// status, since any Rust program (the test agent) ignores SIGPIPE itself at startup.
+    #[test]
+    fn services_start_with_default_signal_dispositions_and_mask() {
+        use nix::sys::signal::{
+            sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+        };
+        let _g = serial();
+        assert!(
+            std::path::Path::new("/bin/cat").exists(),
+            "this test runs /bin/cat as the service"
+        );
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGUSR1);
+        blocked.add(Signal::SIGTERM);
+        let mut old_mask = SigSet::empty();
+        // This thread's mask is what the forked child inherits.
+        nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&blocked),
+            Some(&mut old_mask),
+        )
+        .unwrap();
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let ignored = [Signal::SIGUSR2, Signal::SIGHUP, Signal::SIGINT];
+        let old: Vec<SigAction> = ignored
+            .iter()
+            // SAFETY: SIG_IGN runs no code in this process; the old action is restored below.
+            .map(|&s| unsafe { sigaction(s, &ignore) }.unwrap())
+            .collect();
+        let mut r = rig(vec![(
+            "sig",
+            toml::from_str(
+                r#"command = ["/bin/cat", "/proc/self/status"]
+restart = "never""#,
+            )
+            .unwrap(),
+        )]);
+        r.wait_state("sig", "exited");
+        r.wait("its status", |r| r.console.text().contains("[sig] SigCgt:"));
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None).unwrap();
+        for (s, a) in ignored.iter().zip(&old) {
+            // SAFETY: puts back the action that was in place before this test.
+            unsafe { sigaction(*s, a) }.unwrap();
+        }
+        let text = r.console.text();
+        assert_eq!(
+            status_field(&text, "sig", "SigBlk").as_deref(),
+            Some("0000000000000000"),
+            "{text}"
+        );
+        assert_eq!(
+            status_field(&text, "sig", "SigIgn").as_deref(),
+            Some("0000000000000000"),
+            "{text}"
+        );
+        r.stop();
+    }
+
+    #[test]
+    fn no_new_privileges_is_set_when_asked() {
+        let _g = serial();
+        let mut r = rig(vec![
+            (
+                "nnp",
+                svc(
+                    &["proc-status"],
+                    "restart = \"never\"\nno_new_privileges = true",
+                ),
+            ),
+            ("plain", svc(&["proc-status"], "restart = \"never\"")),
+        ]);
+        r.wait_state("nnp", "exited");
+        r.wait_state("plain", "exited");
+        r.wait("both statuses", |r| {
+            let t = r.console.text();
+            t.contains("[nnp] cwd ") && t.contains("[plain] cwd ")
+        });
+        let text = r.console.text();
+        assert_eq!(
+            status_field(&text, "nnp", "NoNewPrivs").as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            status_field(&text, "plain", "NoNewPrivs").as_deref(),
+            Some("0"),
+            "{text}"
+        );
+        r.stop();
+    }
+
+    /// `workdir` is entered as the service's user: a directory only that user may enter
+    /// works, one only root may enter fails as it would for that user.
+    #[test]
+    fn workdir_is_entered_after_the_user_switch() {
+        use std::os::unix::fs::PermissionsExt;
+        let _g = serial();
+        require_root();
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::write(
+            etc.path().join("passwd"),
+            "svc:x:4242:4343::/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(etc.path().join("group"), "svc:x:4343:\n").unwrap();
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mine = base.path().join("svc-only");
+        let roots = base.path().join("root-only");
+        for d in [&mine, &roots] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        std::os::unix::fs::chown(&mine, Some(4242), Some(4343)).unwrap();
+        let service = |dir: &std::path::Path| {
+            let mut c = svc(&["proc-status"], "restart = \"never\"");
+            c.user = Some("svc".into());
+            c.workdir = Some(dir.to_path_buf());
+            c
+        };
+        let mut r = rig_in(
+            vec![("mine", service(&mine)), ("roots", service(&roots))],
+            Some(etc.path()),
+        );
+        r.wait_state("mine", "exited");
+        r.wait("its cwd", |r| r.console.text().contains("[mine] cwd "));
+        let text = r.console.text();
+        assert!(
+            text.contains(&format!("[mine] cwd {}\n", mine.display())),
+            "{text}"
+        );
+        assert!(
+            status_field(&text, "mine", "Uid").is_some_and(|u| u.starts_with("4242")),
+            "{text}"
+        );
+        r.wait_state("roots", "failed");
+        let st = r.state("roots");
+        assert!(
+            matches!(&st.last_exit, Some(LastExit::SpawnError(e))
+                if e.contains("Permission denied") && e.contains("root-only")),
+            "{st:?}"
+        );
+        assert!(!text.contains("[roots] cwd"), "{text}");
+        r.stop();
     }
 }

@@ -13,7 +13,12 @@
 //!                                            a last line without newline, exits 0
 //! test-agent touch --path F --after MS       creates F, sleeps forever
 //! test-agent spin                            burns CPU forever (a hog)
-//! test-agent trap-term [--message M]         waits for SIGTERM, prints M (GOT-TERM), exits 0
+//! test-agent notify-flood [--foreign 1]      READY=1, then STATUS=flood N datagrams without
+//!                                            end (and from a process in another session,
+//!                                            a foreign sender, with --foreign 1)
+//! test-agent term-last-line                  on SIGTERM prints GOT-TERM and exits 0
+//! test-agent proc-status                     prints its /proc/self/status and cwd, exits 0
+//!                                            (SigIgn shows SIGPIPE: Rust's runtime sets it)
 //! ```
 
 use std::io::{Read, Write};
@@ -23,7 +28,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|trap-term [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -141,14 +146,6 @@ fn main() -> ExitCode {
             println!("created {path}");
             forever()
         }
-        "trap-term" => {
-            println!("waiting for SIGTERM");
-            let _ = std::io::stdout().flush();
-            wait_for_term();
-            println!("{}", o.str("message").unwrap_or("GOT-TERM"));
-            let _ = std::io::stdout().flush();
-            ExitCode::SUCCESS
-        }
         "spin" => {
             println!("spinning");
             let _ = std::io::stdout().flush();
@@ -157,22 +154,81 @@ fn main() -> ExitCode {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         }
+        "notify-flood" => notify_flood(o.num("foreign", 0) == 1),
+        "term-last-line" => term_last_line(),
+        "proc-status" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let cwd = std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| format!("error {e}"));
+            println!("{status}cwd {cwd}");
+            ExitCode::SUCCESS
+        }
         _ => usage(),
     }
 }
 
-/// Blocks SIGTERM and waits for it with sigwait(3): the last words are printed from normal
-/// code, not a signal handler.
-fn wait_for_term() {
-    // SAFETY: `set` is a local sigset_t initialised by sigemptyset before use; sigprocmask
-    // and sigwait only read it and write the signal number into the local `sig`.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let mut sig = 0;
-        libc::sigwait(&set, &mut sig);
+static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Traps SIGTERM; on it prints a last line and exits at once (the shutdown-loses-the-last-
+/// line case). `armed` says the handler is in place.
+fn term_last_line() -> ExitCode {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    println!("armed");
+    let _ = std::io::stdout().flush();
+    while !TERM.load(std::sync::atomic::Ordering::SeqCst) {
+        sleep(Duration::from_millis(5));
+    }
+    println!("GOT-TERM");
+    let _ = std::io::stdout().flush();
+    ExitCode::SUCCESS
+}
+
+/// Floods `$NOTIFY_SOCKET`: blocking sends, so the pace is the reader's.
+fn notify_flood(foreign: bool) -> ExitCode {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        eprintln!("no NOTIFY_SOCKET");
+        return ExitCode::from(1);
+    };
+    // SAFETY: fork(2) before any thread is started; the child only sends datagrams.
+    let foreign_child = foreign && unsafe { libc::fork() } == 0;
+    if foreign_child {
+        // SAFETY: setsid(2) takes no arguments: a new session makes this pid foreign to
+        // the service. PR_SET_PDEATHSIG takes a signal number: the stop of the service (its
+        // process group, which this child left) must still end it.
+        unsafe {
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        }
+    }
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("socket: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = sock.send_to(b"READY=1", &path);
+    println!("flooding {}", path.to_string_lossy());
+    let _ = std::io::stdout().flush();
+    let mut n: u64 = 0;
+    loop {
+        n = n.wrapping_add(1);
+        if sock
+            .send_to(format!("STATUS=flood {n}").as_bytes(), &path)
+            .is_err()
+        {
+            if foreign_child {
+                // The socket is gone: the service was stopped.
+                return ExitCode::SUCCESS;
+            }
+            sleep(Duration::from_millis(1));
+        }
     }
 }
 

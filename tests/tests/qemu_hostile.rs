@@ -221,7 +221,7 @@ fn a_shutdown_requested_during_the_boot_starts_no_service() {
 fn a_services_last_line_on_sigterm_reaches_the_console_before_poweroff() {
     let config = r#"
 [services.last-words]
-command = ["/bin/test-agent", "trap-term", "--message", "GOT-TERM"]
+command = ["/bin/test-agent", "term-last-line"]
 "#;
     for round in 0..3 {
         let (mut vm, _dir) = boot(&Guest::with_config(config), Machine::Q35, SLIRP_IP, &[]);

@@ -11,7 +11,7 @@ command = ["/bin/test-agent", "http", "--port", "8081"]
 ready = { tcp = "127.0.0.1:8081" }
 
 [services.api]
-command = ["/bin/test-agent", "trap-term", "--message", "GOT-TERM"]
+command = ["/bin/test-agent", "term-last-line"]
 after = ["db"]
 "#;
 

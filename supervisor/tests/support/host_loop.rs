@@ -1,5 +1,5 @@
-//! A small event loop for running a [`Supervisor`] off PID 1: in host tests, and as the shape
-//! the init's loop follows. It reaps with `waitpid(-1, WNOHANG)` on a short poll timeout
+//! A small event loop for running a `Supervisor` off PID 1 in the host tests (the init has
+//! its own, `init/src/event_loop.rs`). It reaps with `waitpid(-1, WNOHANG)` on a short poll timeout
 //! instead of a SIGCHLD handler (so it installs no signal handler), and can make the process
 //! a child subreaper so orphaned grandchildren come back to it. It reaps every child of the
 //! process: run one loop per process at a time.
@@ -12,8 +12,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::status::ExitStatus;
-use crate::supervisor::Supervisor;
+use supervisor::{ExitStatus, Supervisor};
 
 /// How often children are reaped while nothing else wakes the loop.
 const REAP_EVERY: Duration = Duration::from_millis(20);
@@ -21,12 +20,7 @@ const REAP_EVERY: Duration = Duration::from_millis(20);
 /// Makes this process the reaper of its orphaned descendants (prctl(2)
 /// `PR_SET_CHILD_SUBREAPER`).
 pub fn become_subreaper() -> io::Result<()> {
-    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
 pub struct HostLoop {
@@ -111,12 +105,12 @@ impl HostLoop {
         timeout: Duration,
         mut done: impl FnMut(&mut HostLoop) -> bool,
     ) -> io::Result<bool> {
-        let end = Instant::now() + timeout;
+        let end = Instant::now().checked_add(timeout);
         loop {
             if done(self) {
                 return Ok(true);
             }
-            if Instant::now() >= end {
+            if end.is_some_and(|e| Instant::now() >= e) {
                 return Ok(false);
             }
             self.turn()?;
