@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian/Ubuntu machine, builds the
 # static binaries and fetches the test kernel. Idempotent: a second run only checks.
-#   - Debian packages: QEMU, cpio, depmod (kmod), mtools/dosfstools/genisoimage/e2fsprogs for
-#     config drives, xz for the kernel, iproute2 for the netconf namespace tests.
+#   - Debian packages: QEMU (x86_64 and aarch64), cpio, depmod (kmod),
+#     mtools/dosfstools/genisoimage/e2fsprogs for config drives, xz for the kernel, iproute2
+#     for the netconf namespace tests.
 #   - the musl target (fallback: the gnu target with +crt-static, contract §1);
 #   - `vminit`, `test-agent`, `trivial-init` built static, release;
-#   - Debian's kernel package into .cache/kernel (qemu-harness fetch-kernel).
+#   - the same for arm64 guests: `aarch64-unknown-linux-musl`, linked by rust-lld
+#     (.cargo/config.toml), into target/aarch64-unknown-linux-musl/release;
+#   - Debian's kernel packages into .cache/kernel and .cache/kernel-arm64 (qemu-harness
+#     fetch-kernel); the arm64 one needs the arm64 architecture added to dpkg.
 # Prints the export line for VMINIT_STATIC_DIR when the fallback target is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +18,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_pkgs=()
-for pair in qemu-system-x86_64:qemu-system-x86 cpio:cpio depmod:kmod mcopy:mtools \
+for pair in qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm \
+            cpio:cpio depmod:kmod mcopy:mtools \
             mkfs.vfat:dosfstools genisoimage:genisoimage mkfs.ext4:e2fsprogs xz:xz-utils \
             ip:iproute2 busybox:busybox-static blkid:util-linux apt-get:apt; do
     cmd=${pair%%:*}; pkg=${pair##*:}
@@ -47,8 +52,26 @@ fi
 export VMINIT_STATIC_DIR="$PWD/target/$target/release"
 echo "$VMINIT_STATIC_DIR" > target/static-dir
 
+# arm64 guests (issue 16). No gnu fallback here: that would need a cross C toolchain, and
+# rust-lld with musl's self-contained objects needs none.
+arm64=aarch64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$arm64"; then
+    rustup target add "$arm64"
+fi
+cargo build --release --locked --target "$arm64" -p vminit -p test-agent
+
 # The kernel comes from Debian's archive: make sure the package lists know it.
 if [ ! -e .cache/kernel/current ] && ! apt-cache show linux-image-amd64 >/dev/null 2>&1; then
     $SUDO apt-get update -qq
 fi
 cargo run --release --locked -q -p qemu-harness -- fetch-kernel
+
+if [ ! -e .cache/kernel-arm64/current ]; then
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        $SUDO dpkg --add-architecture arm64
+    fi
+    if ! apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1; then
+        $SUDO apt-get update -qq
+    fi
+fi
+cargo run --release --locked -q -p qemu-harness -- fetch-kernel --arch arm64

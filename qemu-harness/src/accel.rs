@@ -59,6 +59,19 @@ impl Accel {
         }
     }
 
+    /// [`Accel::detect`] for a guest of `arch`. An arm64 guest runs under TCG unless
+    /// `$VMINIT_ACCEL` says `kvm` (an arm64 host with KVM): the KVM probe boots an x86 kernel,
+    /// and an x86 host cannot run arm64 guests under KVM anyway.
+    pub fn detect_for(arch: crate::Arch, kernel: &Path) -> Accel {
+        match arch {
+            crate::Arch::X86_64 => Self::detect(kernel),
+            crate::Arch::Aarch64 => match std::env::var(ACCEL_ENV).as_deref() {
+                Ok("kvm") => Accel::Kvm,
+                _ => Accel::Tcg,
+            },
+        }
+    }
+
     /// The value of QEMU's `-accel`.
     pub fn name(self) -> &'static str {
         match self {

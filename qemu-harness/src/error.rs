@@ -85,9 +85,10 @@ impl fmt::Display for Error {
             } => write!(f, "`{command}` failed ({status}): {}", stderr.trim_end()),
             Error::MissingBinary { name, searched } => write!(
                 f,
-                "static binary `{name}` not found at {}; build it with `cargo build --release \
-                 --target x86_64-unknown-linux-musl -p vminit -p test-agent` or point \
-                 VMINIT_STATIC_DIR at the directory holding it",
+                "static binary `{name}` not found at {}; build it with `./scripts/setup.sh` \
+                 (`cargo build --release --target x86_64-unknown-linux-musl` or \
+                 `aarch64-unknown-linux-musl`, `-p vminit -p test-agent`) or point \
+                 VMINIT_STATIC_DIR (VMINIT_STATIC_DIR_ARM64) at the directory holding it",
                 searched.display()
             ),
             Error::Kernel { path, reason } => write!(f, "kernel {}: {reason}", path.display()),

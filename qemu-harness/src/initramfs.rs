@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::arch::Arch;
 use crate::cmd;
 use crate::cpio::{self, Node};
 use crate::error::{Error, Result};
 use crate::moddep::ModIndex;
-use crate::paths::static_binary;
+use crate::paths::static_binary_for;
 
 /// The modules a virtio guest needs for its NIC, its disks and the config
 /// drive file systems; their dependencies are added by the closure.
@@ -45,7 +46,7 @@ pub const CONFIG_PATH: &str = "/etc/vminit/vminit.toml";
 pub enum Modules {
     /// No `/lib/modules` at all.
     None,
-    /// [`VIRTIO_MODULES`] and their dependencies.
+    /// [`VIRTIO_MODULES`] (for arm64, [`crate::VIRTIO_MODULES_ARM64`]) and their dependencies.
     Virtio,
     /// These names (or aliases) and their dependencies.
     Names(Vec<String>),
@@ -68,9 +69,14 @@ impl Modules {
 
     /// The requested names (empty for [`Modules::None`]).
     pub fn names(&self) -> Vec<&str> {
+        self.names_for(Arch::X86_64)
+    }
+
+    /// The requested names for a guest of `arch`.
+    pub fn names_for(&self, arch: Arch) -> Vec<&str> {
         match self {
             Modules::None => Vec::new(),
-            Modules::Virtio => VIRTIO_MODULES.to_vec(),
+            Modules::Virtio => arch.virtio_modules().to_vec(),
             Modules::Names(names) => names.iter().map(String::as_str).collect(),
         }
     }
@@ -81,6 +87,8 @@ impl Modules {
 #[derive(Debug, Clone)]
 pub struct Initramfs {
     entries: BTreeMap<String, (u32, Node)>,
+    /// Whose static binaries [`Initramfs::vminit_for`] and [`Initramfs::bin`] add.
+    arch: Arch,
 }
 
 impl Default for Initramfs {
@@ -93,8 +101,14 @@ impl Initramfs {
     /// An image with the mount points an init expects and a `/dev/console`
     /// node, so the kernel can open the console before devtmpfs exists.
     pub fn new() -> Self {
+        Self::for_arch(Arch::X86_64)
+    }
+
+    /// [`Initramfs::new`] for a guest of `arch`.
+    pub fn for_arch(arch: Arch) -> Self {
         let mut me = Initramfs {
             entries: BTreeMap::new(),
+            arch,
         };
         for dir in ["/dev", "/proc", "/sys", "/run", "/tmp", "/etc", "/mnt"] {
             me.dir(dir, 0o755);
@@ -107,8 +121,13 @@ impl Initramfs {
 
     /// An image whose `/init` is the static `vminit` binary.
     pub fn vminit() -> Result<Self> {
-        let mut me = Self::new();
-        me.init(&static_binary("vminit")?)?;
+        Self::vminit_for(Arch::X86_64)
+    }
+
+    /// An image for a guest of `arch` whose `/init` is that architecture's `vminit`.
+    pub fn vminit_for(arch: Arch) -> Result<Self> {
+        let mut me = Self::for_arch(arch);
+        me.init(&static_binary_for("vminit", arch)?)?;
         Ok(me)
     }
 
@@ -156,10 +175,10 @@ impl Initramfs {
         self.file(CONFIG_PATH, toml.as_bytes(), 0o644)
     }
 
-    /// Adds the static `name` binary (from [`static_binary`]) at `/bin/name`,
-    /// e.g. `bin("test-agent")`.
+    /// Adds the static `name` binary of the image's architecture (from
+    /// [`static_binary_for`]) at `/bin/name`, e.g. `bin("test-agent")`.
     pub fn bin(&mut self, name: &str) -> Result<&mut Self> {
-        let src = static_binary(name)?;
+        let src = static_binary_for(name, self.arch)?;
         self.file_from(&format!("/bin/{name}"), &src, 0o755)
     }
 
@@ -290,5 +309,7 @@ mod tests {
         assert_eq!(Modules::parse("none"), Modules::None);
         assert_eq!(Modules::parse("virtio").names(), VIRTIO_MODULES.to_vec());
         assert_eq!(Modules::parse("a,b,").names(), vec!["a", "b"]);
+        let arm64 = Modules::Virtio.names_for(Arch::Aarch64);
+        assert!(arm64.contains(&"gpio_keys") && !arm64.contains(&"button"));
     }
 }

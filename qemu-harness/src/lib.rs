@@ -3,15 +3,16 @@
 //!
 //! It owns: fetching and caching the test kernel ([`Kernel`]), building
 //! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
-//! launching QEMU on q35 or microvm ([`VmBuilder`]) and talking to the
-//! running VM ([`Vm`]: console, monitor, HTTP polling, shutdown, NIC
-//! captures read by [`pcap`]).
+//! launching QEMU on q35 or microvm, or an arm64 guest on virt
+//! ([`VmBuilder`], [`Arch`]), and talking to the running VM ([`Vm`]:
+//! console, monitor, HTTP polling, shutdown, NIC captures read by [`pcap`]).
 //! It does not own what the guest does: assertions about vminit belong to
 //! the tests crate.
 //!
 //! Host-side code: it runs as a normal process, never as PID 1.
 
 pub mod accel;
+mod arch;
 pub mod bench;
 pub mod boot_split;
 pub mod bzimage;
@@ -31,10 +32,14 @@ mod spawn;
 pub mod vm;
 
 pub use accel::Accel;
+pub use arch::{Arch, VIRTIO_MODULES_ARM64};
 pub use drive::{make_drive, make_drive_from_dir, DriveFs, DEFAULT_LABEL};
 pub use error::{Error, Result};
 pub use initramfs::{Initramfs, Modules, CONFIG_PATH, VIRTIO_MODULES};
 pub use kernel::Kernel;
-pub use paths::{static_binary, static_dir, workspace_root, STATIC_DIR_ENV};
+pub use paths::{
+    static_binary, static_binary_for, static_dir, static_dir_for, workspace_root,
+    STATIC_DIR_ARM64_ENV, STATIC_DIR_ENV,
+};
 pub use running::{Vm, BOOT_TIMEOUT};
 pub use vm::{KernelKind, Machine, VmBuilder, HEALTH_PORT};

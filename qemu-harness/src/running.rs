@@ -53,10 +53,15 @@ pub struct Vm {
     _workdir: tempfile::TempDir,
 }
 
-pub(crate) fn start(args: Vec<String>, plan: LaunchPlan, workdir: tempfile::TempDir) -> Result<Vm> {
+pub(crate) fn start(
+    program: &str,
+    args: Vec<String>,
+    plan: LaunchPlan,
+    workdir: tempfile::TempDir,
+) -> Result<Vm> {
     let stderr_path = workdir.path().join("qemu.stderr");
     let stderr = std::fs::File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let mut cmd = Command::new(program);
     for (i, a) in args.iter().enumerate() {
         let after_append = i > 0 && args.get(i - 1).is_some_and(|p| p == "-append");
         if after_append && !plan.append_raw.is_empty() {
@@ -74,7 +79,7 @@ pub(crate) fn start(args: Vec<String>, plan: LaunchPlan, workdir: tempfile::Temp
         .stderr(stderr);
     let launched = Instant::now();
     let child = spawn_tied(cmd).map_err(|source| Error::Spawn {
-        program: "qemu-system-x86_64".into(),
+        program: program.into(),
         source,
     })?;
     Ok(Vm {
@@ -320,7 +325,7 @@ impl Vm {
         self.monitor("sendkey ctrl-alt-delete").map(drop)
     }
 
-    /// Presses the ACPI power button.
+    /// Presses the power button (ACPI on x86; the `gpio-keys` KEY_POWER on arm64 virt).
     pub fn system_powerdown(&self) -> Result<()> {
         self.monitor("system_powerdown").map(drop)
     }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 
 use crate::accel::{host_tsc_khz, Accel};
+use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use crate::running::{self, Vm};
@@ -22,6 +23,20 @@ pub enum Machine {
     #[default]
     Q35,
     Microvm,
+    /// `qemu-system-aarch64 -M virt`: an arm64 guest with the device tree QEMU generates
+    /// (a direct `-kernel` boot has no UEFI, so no ACPI), PL011 serial, PCIe virtio devices
+    /// and the PL061 GPIO `gpio-keys` power button.
+    Virt,
+}
+
+impl Machine {
+    /// The guest architecture the machine emulates.
+    pub fn arch(self) -> Arch {
+        match self {
+            Machine::Q35 | Machine::Microvm => Arch::X86_64,
+            Machine::Virt => Arch::Aarch64,
+        }
+    }
 }
 
 impl std::str::FromStr for Machine {
@@ -30,8 +45,9 @@ impl std::str::FromStr for Machine {
         match s {
             "q35" => Ok(Machine::Q35),
             "microvm" => Ok(Machine::Microvm),
+            "virt" => Ok(Machine::Virt),
             other => Err(Error::Invalid(format!(
-                "unknown machine `{other}` (q35 or microvm)"
+                "unknown machine `{other}` (q35, microvm or virt)"
             ))),
         }
     }
@@ -52,12 +68,12 @@ pub enum KernelKind {
 pub struct VmBuilder {
     pub machine: Machine,
     pub kernel_kind: KernelKind,
-    /// The kernel; [`Kernel::get`] when `None`.
+    /// The kernel; [`Kernel::get_for`] the machine's architecture when `None`.
     pub kernel: Option<Kernel>,
     pub memory_mb: u32,
     pub cpus: u32,
     pub initrd: Option<PathBuf>,
-    /// Appended to the base cmdline (`console=ttyS0 panic=-1 ...`).
+    /// Appended to the base cmdline (`console=ttyS0 panic=-1 ...`; `ttyAMA0` on virt).
     pub append: String,
     /// Bytes appended after `append`, as they are: words that are not UTF-8, which a host can
     /// put on a guest's cmdline.
@@ -197,7 +213,11 @@ impl VmBuilder {
 
     /// The kernel cmdline: base words for the machine, then `append`.
     pub fn cmdline(&self, tsc_khz: u64) -> String {
-        let mut words = vec!["console=ttyS0".to_string(), "panic=-1".to_string()];
+        let console = match self.machine {
+            Machine::Q35 | Machine::Microvm => "console=ttyS0",
+            Machine::Virt => "console=ttyAMA0",
+        };
+        let mut words = vec![console.to_string(), "panic=-1".to_string()];
         if self.machine == Machine::Microvm {
             // No HPET or PM timer to calibrate the TSC against: without the
             // rate given, TCG boots often hang in calibration. With no
@@ -218,6 +238,7 @@ impl VmBuilder {
         let machine = match self.machine {
             Machine::Q35 => "q35".to_string(),
             Machine::Microvm => "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on".into(),
+            Machine::Virt => "virt".into(),
         };
         push(&[
             "-nodefaults",
@@ -229,6 +250,12 @@ impl VmBuilder {
         push(&["-M", &machine, "-accel", plan.accel.name()]);
         if plan.accel == Accel::Kvm {
             push(&["-cpu", "host"]);
+        } else if self.machine == Machine::Virt {
+            // virt's default CPU is a 32-bit cortex-a15. `max` with QEMU's own pointer
+            // authentication algorithm instead of the architected QARMA: the kernel signs
+            // return addresses in every function, and emulating QARMA makes TCG several
+            // times slower.
+            push(&["-cpu", "max,pauth-impdef=on"]);
         }
         push(&[
             "-m",
@@ -252,7 +279,7 @@ impl VmBuilder {
             push(&["-device", "i8042"]);
         }
         let suffix = match self.machine {
-            Machine::Q35 => "pci",
+            Machine::Q35 | Machine::Virt => "pci",
             Machine::Microvm => "device",
         };
         for (i, drive) in self.drives.iter().enumerate() {
@@ -281,9 +308,10 @@ impl VmBuilder {
 
     /// Launches QEMU. The returned [`Vm`] kills it when dropped.
     pub fn launch(&self) -> Result<Vm> {
+        let arch = self.machine.arch();
         let kernel = match &self.kernel {
             Some(k) => k.clone(),
-            None => Kernel::get()?,
+            None => Kernel::get_for(arch)?,
         };
         let kernel_path = match self.kernel_kind {
             KernelKind::Vmlinux => kernel.vmlinux.clone(),
@@ -305,14 +333,14 @@ impl VmBuilder {
             monitor: workdir.path().join("monitor.sock"),
             accel: match self.accel {
                 Some(accel) => accel,
-                None => Accel::detect(&kernel.vmlinux),
+                None => Accel::detect_for(arch, &kernel.vmlinux),
             },
             tsc_khz: host_tsc_khz().unwrap_or(DEFAULT_TSC_KHZ),
             forwards,
             append_raw: self.append_raw.clone(),
         };
         let args = self.qemu_args(&plan);
-        running::start(args, plan, workdir)
+        running::start(arch.qemu(), args, plan, workdir)
     }
 }
 
@@ -394,6 +422,24 @@ mod tests {
                 "virtio-net-device,netdev=n0"
             ]
         );
+    }
+
+    #[test]
+    fn virt_uses_pci_devices_the_pl011_console_and_a_64_bit_cpu() {
+        let b = VmBuilder::new()
+            .machine(Machine::Virt)
+            .nic(true)
+            .drive("/d.img");
+        let args = b.qemu_args(&plan());
+        assert_eq!(find(&args, "-M"), ["virt"]);
+        assert_eq!(find(&args, "-cpu"), ["max,pauth-impdef=on"]);
+        assert_eq!(find(&args, "-append"), ["console=ttyAMA0 panic=-1"]);
+        assert_eq!(
+            find(&args, "-device"),
+            ["virtio-blk-pci,drive=d0", "virtio-net-pci,netdev=n0"]
+        );
+        assert_eq!(Machine::Virt.arch(), Arch::Aarch64);
+        assert_eq!("virt".parse::<Machine>().unwrap(), Machine::Virt);
     }
 
     #[test]

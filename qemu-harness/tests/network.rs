@@ -20,7 +20,7 @@ fn net_boot(machine: Machine) {
     );
     let kernel = Kernel::get().unwrap();
     let modules = match machine {
-        Machine::Q35 => Modules::parse("virtio_pci,virtio_net"),
+        Machine::Q35 | Machine::Virt => Modules::parse("virtio_pci,virtio_net"),
         Machine::Microvm => Modules::parse("virtio_mmio,virtio_net"),
     };
     let mut img = Initramfs::new();

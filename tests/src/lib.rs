@@ -209,7 +209,17 @@ impl Guest {
 
     /// Writes the initramfs (vminit as `/init`, `/bin/test-agent`) into `dir`.
     pub fn build(&self, dir: &Path, kernel: &qemu_harness::Kernel) -> PathBuf {
-        let mut img = qemu_harness::Initramfs::vminit().expect("vminit initramfs");
+        self.build_for(dir, kernel, qemu_harness::Arch::X86_64)
+    }
+
+    /// [`Guest::build`] with the static binaries of `arch` (the modules are `kernel`'s).
+    pub fn build_for(
+        &self,
+        dir: &Path,
+        kernel: &qemu_harness::Kernel,
+        arch: qemu_harness::Arch,
+    ) -> PathBuf {
+        let mut img = qemu_harness::Initramfs::vminit_for(arch).expect("vminit initramfs");
         img.bin("test-agent").expect("test-agent");
         if let Some(c) = &self.config {
             img.config(c);
@@ -231,6 +241,7 @@ impl Guest {
 }
 
 /// Boots `guest` on `machine` with extra cmdline words and drives; the VM is killed on drop.
+/// The kernel and the static binaries are those of the machine's architecture.
 pub fn boot(
     guest: &Guest,
     machine: qemu_harness::Machine,
@@ -249,9 +260,10 @@ pub fn boot_with(
     drives: &[PathBuf],
     more: impl FnOnce(qemu_harness::VmBuilder, &Path) -> qemu_harness::VmBuilder,
 ) -> (qemu_harness::Vm, tempfile::TempDir) {
-    let kernel = qemu_harness::Kernel::get().expect("test kernel (run scripts/setup.sh)");
+    let arch = machine.arch();
+    let kernel = qemu_harness::Kernel::get_for(arch).expect("test kernel (run scripts/setup.sh)");
     let dir = tempfile::tempdir().expect("tempdir");
-    let initrd = guest.build(dir.path(), &kernel);
+    let initrd = guest.build_for(dir.path(), &kernel, arch);
     let mut b = qemu_harness::VmBuilder::new()
         .machine(machine)
         .kernel(kernel)

@@ -10,23 +10,24 @@ use std::time::{Duration, Instant};
 
 use qemu_harness::bench::{self, vminit_net_append};
 use qemu_harness::{
-    make_drive, static_binary, DriveFs, Error, Initramfs, Kernel, KernelKind, Machine, Modules,
-    Result, Vm, VmBuilder, BOOT_TIMEOUT, DEFAULT_LABEL,
+    make_drive, static_binary_for, Arch, DriveFs, Error, Initramfs, Kernel, KernelKind, Machine,
+    Modules, Result, Vm, VmBuilder, BOOT_TIMEOUT, DEFAULT_LABEL,
 };
 
 const USAGE: &str = "\
 usage: qemu-harness <command> [options]
 
 commands:
-  fetch-kernel                       fetch/cache the test kernel, print its paths
-  initramfs --out F [--init BIN] [--config FILE] [--modules virtio|none|a,b,c]
-            [--file SRC:DST]... [--test-agent]
+  fetch-kernel [--arch x86_64|arm64] fetch/cache the test kernel, print its paths
+  initramfs --out F [--arch x86_64|arm64] [--init BIN] [--config FILE]
+            [--modules virtio|none|a,b,c] [--file SRC:DST]... [--test-agent]
   drive --fs vfat|iso9660|ext4 --out F [--label L] FILE...
   run [--config FILE] [--drive-config FILE [--drive-fs vfat|iso9660|ext4]]
-      [--append ARGS] [--machine q35|microvm] [--bzimage] [--init BIN]
+      [--append ARGS] [--machine q35|microvm|virt] [--bzimage] [--init BIN]
       [--modules virtio|none|a,b,c] [--forward GUEST_PORT]... [--memory MB]
                                      boot, print /health when it answers, keep
-                                     the VM up until Ctrl-C (then shut it down)
+                                     the VM up until Ctrl-C (then shut it down);
+                                     virt boots an arm64 guest (TCG)
   bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
              [--modules virtio|job|a,b,c]
                                      launch->trivial-init line (bare, and with vminit's
@@ -37,7 +38,8 @@ commands:
 
 common: --kernel F [--modules-dir D]   use this kernel instead of the cached Debian one
 env: VMINIT_STATIC_DIR, VMINIT_KERNEL_CACHE, VMINIT_KERNEL_PACKAGE, VMINIT_KERNEL,
-     VMINIT_MODULES_DIR, VMINIT_ACCEL=kvm|tcg";
+     VMINIT_MODULES_DIR, VMINIT_ACCEL=kvm|tcg; for arm64 VMINIT_STATIC_DIR_ARM64,
+     VMINIT_KERNEL_CACHE_ARM64";
 
 /// Parsed `--flag value` options and positional arguments.
 #[derive(Default)]
@@ -93,10 +95,19 @@ impl Args {
     }
 }
 
-fn kernel(args: &Args) -> Result<Kernel> {
+fn kernel(args: &Args, arch: Arch) -> Result<Kernel> {
     match args.one("--kernel") {
         Some(k) => Kernel::from_paths(k.as_ref(), args.one("--modules-dir").map(AsRef::as_ref)),
-        None => Kernel::get(),
+        None => Kernel::get_for(arch),
+    }
+}
+
+/// `--arch`, else the architecture of `--machine` (x86_64 by default).
+fn arch(args: &Args) -> Result<Arch> {
+    match (args.one("--arch"), args.one("--machine")) {
+        (Some(arch), _) => arch.parse(),
+        (None, Some(machine)) => Ok(machine.parse::<Machine>()?.arch()),
+        (None, None) => Ok(Arch::X86_64),
     }
 }
 
@@ -109,11 +120,11 @@ fn read(path: &str) -> Result<Vec<u8>> {
 }
 
 /// The initramfs the `initramfs` and `run` commands build.
-fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
-    let mut img = Initramfs::new();
+fn build_image(args: &Args, kernel: &Kernel, arch: Arch) -> Result<Initramfs> {
+    let mut img = Initramfs::for_arch(arch);
     match args.one("--init") {
         Some(init) => img.init(init.as_ref())?,
-        None => img.init(&static_binary("vminit")?)?,
+        None => img.init(&static_binary_for("vminit", arch)?)?,
     };
     if let Some(config) = args.one("--config") {
         img.file(qemu_harness::CONFIG_PATH, read(config)?, 0o644);
@@ -128,7 +139,7 @@ fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
                 "--modules needs a module tree: pass --modules-dir or --modules none".into(),
             )
         })?;
-        img.modules(&kernel.release, dir, &modules.names())?;
+        img.modules(&kernel.release, dir, &modules.names_for(arch))?;
     }
     // Last, so that a file can replace what `--modules` wrote (an index, say).
     for spec in args.all("--file") {
@@ -141,7 +152,7 @@ fn build_image(args: &Args, kernel: &Kernel) -> Result<Initramfs> {
 }
 
 fn fetch_kernel(args: &Args) -> Result<()> {
-    let k = kernel(args)?;
+    let k = kernel(args, arch(args)?)?;
     println!("release     {}", k.release);
     println!("vmlinuz     {}", k.vmlinuz.display());
     println!("vmlinux     {}", k.vmlinux.display());
@@ -154,8 +165,9 @@ fn fetch_kernel(args: &Args) -> Result<()> {
 
 fn initramfs(args: &Args) -> Result<()> {
     let out = args.required("--out")?;
-    let k = kernel(args)?;
-    build_image(args, &k)?.write(out.as_ref())?;
+    let arch = arch(args)?;
+    let k = kernel(args, arch)?;
+    build_image(args, &k, arch)?.write(out.as_ref())?;
     println!("{out}");
     Ok(())
 }
@@ -183,14 +195,14 @@ fn drive(args: &Args) -> Result<()> {
 
 fn run(args: &Args) -> Result<()> {
     let machine: Machine = args.one("--machine").unwrap_or("q35").parse()?;
-    let k = kernel(args)?;
+    let k = kernel(args, machine.arch())?;
     let work = tempfile::tempdir().map_err(|source| Error::Io {
         op: "create temp dir",
         path: "/tmp".into(),
         source,
     })?;
     let initrd = work.path().join("initramfs.cpio");
-    build_image(args, &k)?.write(&initrd)?;
+    build_image(args, &k, machine.arch())?.write(&initrd)?;
     let kind = if args.has("--bzimage") {
         KernelKind::BzImage
     } else {
@@ -280,7 +292,7 @@ fn run(args: &Args) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    shut_down(&mut vm);
+    shut_down(&mut vm, machine);
     Ok(())
 }
 
@@ -373,8 +385,18 @@ fn print_endpoints(vm: &Vm, args: &Args) {
 }
 
 /// ctrl-alt-delete (vminit's graceful shutdown, contract §5), then the ACPI
-/// power button, then SIGKILL.
-fn shut_down(vm: &mut Vm) {
+/// power button, then SIGKILL. virt has no keyboard: its power button is the graceful path.
+fn shut_down(vm: &mut Vm, machine: Machine) {
+    if machine == Machine::Virt {
+        eprintln!("shutting down: system_powerdown");
+        let clean = vm.system_powerdown().is_ok() && vm.wait_exit(BOOT_TIMEOUT).is_ok();
+        if !clean {
+            eprintln!("still running; killing QEMU");
+        }
+        let status = vm.kill();
+        eprintln!("QEMU ended: {status:?}");
+        return;
+    }
     eprintln!("shutting down: ctrl-alt-delete");
     let clean = vm.send_ctrl_alt_del().is_ok() && vm.wait_exit(Duration::from_secs(30)).is_ok();
     if !clean {
@@ -390,7 +412,13 @@ fn shut_down(vm: &mut Vm) {
 
 fn bench_boot(args: &Args) -> Result<()> {
     let machine: Machine = args.one("--machine").unwrap_or("q35").parse()?;
-    let k = kernel(args)?;
+    if machine.arch() != Arch::X86_64 {
+        // Its baselines (busybox, systemd) are x86 images.
+        return Err(Error::Invalid(
+            "bench-boot: q35 or microvm only; for virt, see BENCHMARKS.md".into(),
+        ));
+    }
+    let k = kernel(args, machine.arch())?;
     let mut kinds = vec![KernelKind::Vmlinux];
     if args.has("--bzimage") {
         kinds.push(KernelKind::BzImage);
