@@ -30,7 +30,8 @@
 //! Health semantics: a failure leaves `state = error` with the console line in `error`; a
 //! gateway that does not answer ARP leaves `state = up` with the warning in `error` (every
 //! setting is in place and the fault is on the host, which may fix it while the guest runs;
-//! see [`NetError::is_warning`]); `ip=off` gives `unconfigured`; a lost lease gives `down`
+//! see [`NetError::is_warning`]); `ip=off` gives `unconfigured` (with the host name set, if
+//! the source names one, and nothing else); a lost lease gives `down`
 //! while the thread re-discovers, after a pause of 1 s doubling to 60 s while leases keep
 //! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s
 //! ([`Env::retry`]), and stays `error` (no flapping through `down`) until one succeeds.
