@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use guest_config::{InterfaceSelector, NetworkPlan};
+use guest_config::{DhcpClientId, InterfaceSelector, NetworkPlan};
 use netlink_packet_route::route::RouteProtocol;
 
 use crate::dhcp::{self, Lease};
@@ -301,8 +301,14 @@ impl<'a> Exec<'a> {
             source: std::io::Error::from_raw_os_error(libc::EINVAL),
         })?;
         let sock = dhcp::DhcpSocket::open(&link.name)?;
+        let client_id = self
+            .plan
+            .dhcp_client_id
+            .as_ref()
+            .map(DhcpClientId::to_bytes);
         let opts = dhcp::ClientOpts {
             hostname: self.plan.hostname.as_deref(),
+            client_id: client_id.as_deref(),
             limits: self.env.lease_limits,
         };
         let lease = dhcp::acquire(&sock, &mac, opts, &*self.env.clock, self.env.dhcp_timeout)?;
