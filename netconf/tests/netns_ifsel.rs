@@ -143,12 +143,12 @@ mod tests {
         let sysfs = FakeSysfs::with_nics(&["enp0s2"]);
         let (resolv, root) = (tmpfile("resolv"), sysfs.root.clone());
         let shared = Arc::new(Mutex::new(NetworkState::default()));
-        let s = shared.clone();
+        let (s, r) = (shared.clone(), resolv.clone());
         let handle = ns.enter(move || {
             let mut plan = static_plan(InterfaceSelector::OnlyEthernet);
             plan.carrier_timeout = Duration::from_millis(500);
             plan.hostname = None;
-            let mut e = env(resolv, None);
+            let mut e = env(r, None);
             e.sys_class_net = root;
             e.retry = Backoff::new(Duration::from_secs(120), Duration::from_secs(120));
             netconf::spawn(plan, e, s, Box::new(|| {})).unwrap()
@@ -193,5 +193,6 @@ mod tests {
         );
         assert_eq!(back.state, LinkState::Up, "did not come back: {back:?}");
         handle.stop();
+        let _ = std::fs::remove_file(resolv);
     }
 }
