@@ -129,7 +129,8 @@ pub fn check_config_text(text: &str, path: &Path) -> Result<Summary, Vec<ConfigE
     }
 }
 
-/// A network plan in one phrase: `192.0.2.10/24 via 192.0.2.1 on eth0`.
+/// A network plan in one phrase: `192.0.2.10/24 via 192.0.2.1 on eth0`, `DHCP on the VM's
+/// one Ethernet interface` (no device named: whatever its name, found at bring-up).
 pub fn describe(p: &NetworkPlan) -> String {
     let how = match &p.method {
         AddressMethod::Off => "no address".to_string(),
@@ -194,7 +195,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.kind, ConfigKind::Drive);
         assert_eq!(s.services, vec!["a"]);
-        assert!(s.to_string().contains("network: DHCP on eth0"), "{s}");
+        assert!(
+            s.to_string()
+                .contains("network: DHCP on the VM's one Ethernet interface"),
+            "{s}"
+        );
         let e = check_config_text(
             "env = {}\n[services.a]\ncommand = [\"x\"]\nafter = [\"b\"]\n[services.b]\ncommand = [\"x\"]\nafter = [\"a\"]\n",
             Path::new("d"),
@@ -225,7 +230,7 @@ mod tests {
         .unwrap();
         let s = check_config_file(&p).unwrap().to_string();
         assert!(
-            s.ends_with("network: 192.0.2.10/24 via 192.0.2.1 on eth0"),
+            s.ends_with("network: 192.0.2.10/24 via 192.0.2.1 on the VM's one Ethernet interface"),
             "{s}"
         );
     }

@@ -1,5 +1,5 @@
-//! The network plan: the one authoritative description of how `eth0` (or another interface)
-//! is to be configured, produced by arbitration between the kernel cmdline `ip=` and the config
+//! The network plan: the one authoritative description of how the VM's interface (named,
+//! found by MAC, or the one Ethernet interface whatever its name) is to be configured, produced by arbitration between the kernel cmdline `ip=` and the config
 //! drive's `[network]` (contract §2). Owns the types only; `netconf` applies a plan, and the
 //! arbitration itself lives next to the grammars that produce the two sources.
 
@@ -37,12 +37,19 @@ impl fmt::Display for NetworkSource {
 pub enum InterfaceSelector {
     Name(String),
     Mac([u8; 6]),
+    /// The VM's one Ethernet interface, whatever its name (contract §2: an empty `ip=`
+    /// device field, a drive `[network]` without `interface` or `mac`). netconf resolves it
+    /// at bring-up: an `ARPHRD_ETHER` link backed by a device (a NIC, not a bridge, veth or
+    /// other virtual link); two or more is an error naming them. Names are not a contract
+    /// with the host: udev in an initrd renames `eth0` to `enp0s2` and the like.
+    OnlyEthernet,
 }
 
 impl fmt::Display for InterfaceSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InterfaceSelector::Name(n) => f.write_str(n),
+            InterfaceSelector::OnlyEthernet => f.write_str("the VM's one Ethernet interface"),
             InterfaceSelector::Mac(m) => write!(
                 f,
                 "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",

@@ -5,12 +5,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use guest_config::{InterfaceSelector, NetworkPlan};
+use guest_config::{DhcpClientId, NetworkPlan};
 use netlink_packet_route::route::RouteProtocol;
 
 use crate::dhcp::{self, Lease};
 use crate::error::{NetError, Result};
 use crate::files::{self, WriteOutcome};
+use crate::nic::{self, Choice};
 use crate::plan::{self, Step};
 use crate::rtnl::{Link, LinkMonitor, Rtnl};
 use crate::state::{boottime_ms, LinkState, NetworkState};
@@ -168,9 +169,10 @@ impl<'a> Exec<'a> {
 
     fn link(&self) -> Result<&Link> {
         self.link.as_ref().ok_or_else(|| NetError::NoInterface {
-            wanted: self.plan.interface.to_string(),
+            wanted: self.plan.interface.clone(),
             waited: std::time::Duration::ZERO,
             present: Vec::new(),
+            nics: Vec::new(),
             driver: None,
         })
     }
@@ -215,29 +217,44 @@ impl<'a> Exec<'a> {
         Ok(None)
     }
 
-    /// Waits (bounded by the carrier timeout) for the planned interface to appear.
+    /// Waits (bounded by the carrier timeout) for the planned interface to appear; for
+    /// [`guest_config::InterfaceSelector::OnlyEthernet`], for the one Ethernet NIC (several is an error at
+    /// once: waiting does not make one of them the right one).
     fn find_interface(&mut self, st: &mut NetworkState) -> Result<()> {
         // Subscribed before the first look, so an interface registered in between still
         // wakes the wait.
         let mut mon = self.monitor()?;
         let sel = self.plan.interface.clone();
+        let root = &self.env.sys_class_net;
         let found = wait::wait_for(
             &mut self.rtnl,
             &mut mon,
             &*self.env.clock,
             self.plan.carrier_timeout,
-            |r| Ok(r.links()?.into_iter().find(|l| matches(&sel, l))),
+            |r| {
+                Ok(match nic::choose(&sel, &nic::read(root, r.links()?)) {
+                    Choice::Found(l) => Some(Ok(l)),
+                    Choice::Several(nics) => Some(Err(nics)),
+                    Choice::Absent => None,
+                })
+            },
         );
         self.monitor = Some(mon);
-        let Some(link) = found? else {
-            let present = self.rtnl.links()?.into_iter().map(|l| l.name).collect();
-            return Err(NetError::NoInterface {
-                wanted: sel.to_string(),
-                waited: self.plan.carrier_timeout,
-                present,
-                driver: self.env.driver_diagnosis.as_ref().and_then(|f| f()),
-            });
+        let link = match found? {
+            Some(Ok(link)) => link,
+            Some(Err(nics)) => return Err(NetError::SeveralInterfaces { nics }),
+            None => {
+                let links = nic::read(root, self.rtnl.links()?);
+                return Err(NetError::NoInterface {
+                    wanted: sel,
+                    waited: self.plan.carrier_timeout,
+                    present: links.iter().map(|l| l.link.name.clone()).collect(),
+                    nics: nic::nics(&links),
+                    driver: self.env.driver_diagnosis.as_ref().and_then(|f| f()),
+                });
+            }
         };
+        // The real name, whatever the selector: `network.interface` of the health JSON.
         st.interface = Some(link.name.clone());
         st.timings.link_found_ms = boottime_ms();
         self.link = Some(link);
@@ -301,8 +318,14 @@ impl<'a> Exec<'a> {
             source: std::io::Error::from_raw_os_error(libc::EINVAL),
         })?;
         let sock = dhcp::DhcpSocket::open(&link.name)?;
+        let client_id = self
+            .plan
+            .dhcp_client_id
+            .as_ref()
+            .map(DhcpClientId::to_bytes);
         let opts = dhcp::ClientOpts {
             hostname: self.plan.hostname.as_deref(),
+            client_id: client_id.as_deref(),
             limits: self.env.lease_limits,
         };
         let lease = dhcp::acquire(&sock, &mac, opts, &*self.env.clock, self.env.dhcp_timeout)?;
@@ -519,14 +542,6 @@ pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
     }
 }
 
-/// Whether `l` is the interface the selector names.
-pub fn matches(sel: &InterfaceSelector, l: &Link) -> bool {
-    match sel {
-        InterfaceSelector::Name(n) => l.name == *n,
-        InterfaceSelector::Mac(m) => l.mac == Some(*m),
-    }
-}
-
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
     let mask = u32::MAX
         .checked_shl(32 - u32::from(prefix.min(32)))
@@ -544,22 +559,5 @@ mod tests {
         assert!(same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 24));
         assert!(!same_subnet(a, Ipv4Addr::new(10, 0, 3, 2), 24));
         assert!(same_subnet(a, Ipv4Addr::new(192, 0, 2, 1), 0));
-    }
-
-    #[test]
-    fn selector_by_name_or_mac() {
-        let l = Link {
-            index: 2,
-            name: "eth0".into(),
-            mac: Some([2, 0, 0, 0, 0, 1]),
-            up: false,
-            carrier: false,
-            operstate: "down".into(),
-            mtu: 1500,
-        };
-        assert!(matches(&InterfaceSelector::Name("eth0".into()), &l));
-        assert!(!matches(&InterfaceSelector::Name("eth1".into()), &l));
-        assert!(matches(&InterfaceSelector::Mac([2, 0, 0, 0, 0, 1]), &l));
-        assert!(!matches(&InterfaceSelector::Mac([2, 0, 0, 0, 0, 2]), &l));
     }
 }

@@ -8,6 +8,10 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use guest_config::InterfaceSelector;
+
+use crate::nic::Nic;
+
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, NetError>;
 
@@ -24,13 +28,19 @@ pub enum NetError {
         interface: String,
         source: io::Error,
     },
-    /// The interface did not appear within the wait. `driver` is the module loader's diagnosis.
+    /// The interface did not appear within the wait. `present`: every link's name; `nics`:
+    /// the Ethernet interfaces backed by a device that are there (the NIC under another name
+    /// than the one wanted, typically); `driver`: the module loader's diagnosis.
     NoInterface {
-        wanted: String,
+        wanted: InterfaceSelector,
         waited: Duration,
         present: Vec<String>,
+        nics: Vec<Nic>,
         driver: Option<String>,
     },
+    /// The plan names no interface ([`InterfaceSelector::OnlyEthernet`]) and the VM has two
+    /// or more Ethernet interfaces: which one is meant is the host's to say.
+    SeveralInterfaces { nics: Vec<Nic> },
     /// The interface is up but has no carrier after the wait.
     NoCarrier { interface: String, waited: Duration },
     /// The IPv4 gateway did not answer an ARP request. A warning: addresses and routes are set.
@@ -106,14 +116,27 @@ impl fmt::Display for NetError {
                 wanted,
                 waited,
                 present,
+                nics,
                 driver,
             } => {
-                write!(
-                    f,
-                    "network: no interface {wanted} after {}; present: [{}]",
-                    secs(*waited),
-                    present.join(", ")
-                )?;
+                match wanted {
+                    InterfaceSelector::OnlyEthernet => write!(
+                        f,
+                        "network: no Ethernet interface after {} (bridges, veths and other \
+                         links without a device do not count); present: [{}]",
+                        secs(*waited),
+                        present.join(", ")
+                    )?,
+                    _ => write!(
+                        f,
+                        "network: no interface {wanted} after {}; present: [{}]",
+                        secs(*waited),
+                        present.join(", ")
+                    )?,
+                }
+                if !nics.is_empty() {
+                    return renamed_hint(f, wanted, nics);
+                }
                 match driver {
                     Some(d) => write!(f, "; driver: {d}"),
                     None => write!(
@@ -122,6 +145,13 @@ impl fmt::Display for NetError {
                     ),
                 }
             }
+            NetError::SeveralInterfaces { nics } => write!(
+                f,
+                "network: no interface named and the VM has {} Ethernet interfaces: {}; name \
+                         one in the ip= device field or the drive's [network] interface or mac",
+                nics.len(),
+                list(nics)
+            ),
             NetError::NoCarrier { interface, waited } => write!(
                 f,
                 "network: {interface} has no carrier after {}: the host side of the link is not \
@@ -214,6 +244,45 @@ impl std::error::Error for NetError {
     }
 }
 
+/// The rest of a "no interface" line when a NIC is there under another name (or MAC): which,
+/// and how to point the plan at it. `net.ifnames=0` is suggested only for an `ethN` wanted:
+/// it gives back the kernel's names, which is all it can fix.
+fn renamed_hint(
+    f: &mut fmt::Formatter<'_>,
+    wanted: &InterfaceSelector,
+    nics: &[Nic],
+) -> fmt::Result {
+    let (is, it) = if nics.len() == 1 {
+        ("the VM's Ethernet interface is", "it")
+    } else {
+        ("the VM's Ethernet interfaces are", "one")
+    };
+    write!(f, "; {is} {}: ", list(nics))?;
+    match wanted {
+        InterfaceSelector::Name(n) if n.starts_with("eth") => write!(
+            f,
+            "name {it} in ip= (device field) or the drive's [network] interface, or boot \
+                         with net.ifnames=0 to keep the kernel's ethN names"
+        ),
+        InterfaceSelector::Name(_) => write!(
+            f,
+            "name {it} in ip= (device field) or the drive's [network] interface"
+        ),
+        InterfaceSelector::Mac(_) => write!(
+            f,
+            "check the drive's [network] mac, or name {it} in interface instead"
+        ),
+        InterfaceSelector::OnlyEthernet => Ok(()),
+    }
+}
+
+fn list(nics: &[Nic]) -> String {
+    nics.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
@@ -278,9 +347,10 @@ mod tests {
     #[test]
     fn messages_name_the_cause() {
         let e = NetError::NoInterface {
-            wanted: "eth0".into(),
+            wanted: InterfaceSelector::Name("eth0".into()),
             waited: Duration::from_secs(5),
             present: vec!["lo".into()],
+            nics: Vec::new(),
             driver: Some("virtio_net: module not found".into()),
         };
         let s = e.to_string();
@@ -303,6 +373,54 @@ mod tests {
         };
         assert!(e.to_string().contains("(EPERM)"));
         assert!(!e.is_warning());
+        let ens3 = Nic {
+            name: "ens3".into(),
+            mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            driver: Some("virtio_net".into()),
+        };
+        let renamed = NetError::NoInterface {
+            wanted: InterfaceSelector::Name("eth0".into()),
+            waited: Duration::from_secs(5),
+            present: vec!["lo".into(), "ens3".into()],
+            nics: vec![ens3.clone()],
+            driver: None,
+        };
+        assert_eq!(
+            renamed.to_string(),
+            "network: no interface eth0 after 5 s; present: [lo, ens3]; the VM's Ethernet \
+             interface is ens3 (driver virtio_net, MAC 52:54:00:12:34:56): name it in ip= \
+             (device field) or the drive's [network] interface, or boot with net.ifnames=0 to \
+             keep the kernel's ethN names"
+        );
+        let none = NetError::NoInterface {
+            wanted: InterfaceSelector::OnlyEthernet,
+            waited: Duration::from_secs(5),
+            present: vec!["lo".into(), "br0".into()],
+            nics: Vec::new(),
+            driver: None,
+        };
+        let s = none.to_string();
+        assert!(
+            s.starts_with("network: no Ethernet interface after 5 s")
+                && s.contains("present: [lo, br0]")
+                && s.contains("is the NIC attached"),
+            "{s}"
+        );
+        let mut eth1 = ens3.clone();
+        eth1.name = "ens4".into();
+        eth1.mac = None;
+        eth1.driver = None;
+        let two = NetError::SeveralInterfaces {
+            nics: vec![ens3, eth1],
+        };
+        let s = two.to_string();
+        assert!(
+            s.contains(
+                "2 Ethernet interfaces: ens3 (driver virtio_net, MAC 52:54:00:12:34:56), \
+                        ens4 (driver unknown, MAC none)"
+            ),
+            "{s}"
+        );
         let w = NetError::GatewayNoArp {
             interface: "eth0".into(),
             gateway: Ipv4Addr::new(10, 0, 2, 2),

@@ -1,11 +1,13 @@
 //! `netconf` applies one [`NetworkPlan`] (contract §2) to the kernel over rtnetlink, with a
 //! DHCPv4 client for `dhcp` plans, and says in one console line what is wrong when it cannot.
 //!
-//! Owns: bring-up of `lo` and the one planned interface (find by name or MAC, MTU, up,
-//! carrier), its addresses and default routes, `/etc/resolv.conf` (written atomically, a
+//! Owns: bring-up of `lo` and the one planned interface (find by name, by MAC, or as the
+//! VM's one Ethernet interface whatever its name: `nic.rs`; MTU, up, carrier), its addresses and default routes, `/etc/resolv.conf` (written atomically, a
 //! symlink there replaced: see `files.rs`), the hostname, the DHCP lease lifecycle (the
 //! server's strings checked and its timers clamped: `dhcp::names`, [`dhcp::LeaseLimits`]),
-//! and the diagnostics (no interface, no carrier, gateway silent to ARP, no DHCP offer).
+//! and the diagnostics (no interface, and which NIC is there under another name; several
+//! Ethernet interfaces where the plan names none; no carrier, gateway silent to ARP, no
+//! DHCP offer).
 //! Does not own: choosing the plan (guest-config's arbitration), loading NIC drivers (the
 //! module loader, whose diagnosis comes in through [`Env::driver_diagnosis`]), or the
 //! health endpoint (the init reads [`NetworkState`]).
@@ -30,7 +32,8 @@
 //! Health semantics: a failure leaves `state = error` with the console line in `error`; a
 //! gateway that does not answer ARP leaves `state = up` with the warning in `error` (every
 //! setting is in place and the fault is on the host, which may fix it while the guest runs;
-//! see [`NetError::is_warning`]); `ip=off` gives `unconfigured`; a lost lease gives `down`
+//! see [`NetError::is_warning`]); `ip=off` gives `unconfigured` (with the host name set, if
+//! the source names one, and nothing else); a lost lease gives `down`
 //! while the thread re-discovers, after a pause of 1 s doubling to 60 s while leases keep
 //! being lost. A failed bring-up under [`spawn`] is retried after 5 s, doubling to 60 s
 //! ([`Env::retry`]), and stays `error` (no flapping through `down`) until one succeeds.
@@ -56,6 +59,7 @@ pub mod dhcp;
 mod error;
 mod files;
 mod follow;
+mod nic;
 pub mod plan;
 mod rtnl;
 mod runner;
@@ -71,6 +75,7 @@ use std::time::{Duration, Instant};
 pub use error::{NetError, Result};
 pub use follow::Backoff;
 pub use guest_config::NetworkPlan;
+pub use nic::Nic;
 pub use rtnl::{Addr, DefaultRoute, Link, LinkMonitor, Rtnl};
 pub use runner::{spawn, NetworkHandle};
 pub use state::{boottime_ms, LinkState, NetworkState, Timings};
@@ -120,6 +125,12 @@ pub struct Env {
     pub hostname: Option<Box<dyn Hostname>>,
     /// The module loader's account of why a NIC driver is missing, for the no-interface error.
     pub driver_diagnosis: Option<Box<dyn Fn() -> Option<String> + Send + Sync>>,
+    /// Where `<if>/device` (and its `driver`) tell a NIC from a virtual link (default
+    /// `/sys/class/net`): how [`InterfaceSelector::OnlyEthernet`](guest_config::InterfaceSelector)
+    /// finds the VM's interface, and which interfaces a "no interface" error points at.
+    /// sysfs shows the namespace that mounted it, so tests in a namespace of their own pass a
+    /// tree of their own.
+    pub sys_class_net: PathBuf,
     pub clock: Box<dyn Clock>,
     /// How long DHCP may take to get a lease (DISCOVERs and REQUESTs with retransmits).
     pub dhcp_timeout: Duration,
@@ -139,6 +150,7 @@ impl Env {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             hostname: Some(Box::new(SystemHostname)),
             driver_diagnosis: None,
+            sys_class_net: PathBuf::from("/sys/class/net"),
             clock: Box::new(SystemClock),
             dhcp_timeout: Duration::from_secs(30),
             arp_timeout: Some(Duration::from_millis(1500)),

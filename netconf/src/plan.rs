@@ -39,7 +39,11 @@ pub enum Step {
 pub fn link_steps(plan: &NetworkPlan) -> Vec<Step> {
     let mut s = vec![Step::LoopbackUp];
     if plan.method == AddressMethod::Off {
-        // `ip=off`: the source wants no address; the interface is not touched at all.
+        // `ip=off`: the source wants no address; the interface is not touched at all. The
+        // host name is still set: the kernel sets the `ip=` hostname field while parsing,
+        // whatever it configures after, and a guest moved from CONFIG_IP_PNP to vminit
+        // must keep its name.
+        s.extend(plan.hostname.clone().map(Step::Hostname));
         return s;
     }
     s.push(Step::FindInterface);
@@ -290,6 +294,18 @@ mod tests {
         let p = plan(AddressMethod::Off);
         assert_eq!(link_steps(&p), vec![Step::LoopbackUp]);
         assert!(config_steps(&p, Some(&lease())).is_empty());
+    }
+
+    #[test]
+    fn off_still_sets_the_hostname_and_nothing_else() {
+        let mut p = plan(AddressMethod::Off);
+        p.hostname = Some("vm-off".into());
+        // DNS and MTU are in the plan too; under `off` neither is applied.
+        assert_eq!(
+            link_steps(&p),
+            vec![Step::LoopbackUp, Step::Hostname("vm-off".into())]
+        );
+        assert!(config_steps(&p, None).is_empty());
     }
 
     #[test]

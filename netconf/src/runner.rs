@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use guest_config::NetworkPlan;
+use guest_config::{DhcpClientId, InterfaceSelector, NetworkPlan};
 
 use crate::apply::{self, bring_up_then_probe, log_refused, Exec};
 use crate::dhcp::{self, Lease, LeasePhase};
 use crate::error::NetError;
 use crate::follow::{link_at_failure, worth_retrying, Act, Backoff, Holding, LinkSeen};
+use crate::nic::{self, Choice};
 use crate::rtnl::{Link, Rtnl};
 use crate::state::{LinkState, NetworkState};
 use crate::wait::deadline;
@@ -268,7 +269,7 @@ impl Runner<'_> {
         let end = deadline(clock.now(), delay);
         // Carrier that came between the failure and this first reading has sent no event
         // this thread will see: compare with the failure itself.
-        let first = self.link_seen();
+        let first = self.link_seen(None);
         if let (Some(b), Some(s)) = (failed_at, first) {
             if worth_retrying(b, s) {
                 return false;
@@ -284,7 +285,7 @@ impl Runner<'_> {
                 Wake::Stop => return true,
                 Wake::Timeout => {}
                 Wake::Link => {
-                    let seen = self.link_seen();
+                    let seen = self.link_seen(None);
                     if let (Some(b), Some(s)) = (before, seen) {
                         if worth_retrying(b, s) {
                             log::info!(
@@ -305,19 +306,27 @@ impl Runner<'_> {
         }
     }
 
-    /// The planned interface as the kernel has it now; `None` if it cannot be read.
-    fn link_seen(&mut self) -> Option<LinkSeen> {
+    /// The planned interface as the kernel has it now; `None` if it cannot be read. `held`:
+    /// the link a bring-up found, followed by name once found when the plan names none (a
+    /// second NIC hot-plugged later must not make the one in use look gone).
+    fn link_seen(&mut self, held: Option<&Link>) -> Option<LinkSeen> {
+        let sel = match (&self.plan.interface, held) {
+            (InterfaceSelector::OnlyEthernet, Some(l)) => InterfaceSelector::Name(l.name.clone()),
+            (sel, _) => sel.clone(),
+        };
         let rtnl = match self.rtnl.as_mut() {
             Some(r) => r,
             None => self.rtnl.insert(apply::open_rtnl().ok()?),
         };
         match rtnl.links() {
-            Ok(links) => Some(LinkSeen::of(
-                links
-                    .iter()
-                    .find(|l| apply::matches(&self.plan.interface, l))
-                    .map(|l| l.carrier),
-            )),
+            Ok(links) => {
+                // Several candidates count as absent: a retry waits for one to go.
+                let found = match nic::choose(&sel, &nic::read(&self.env.sys_class_net, links)) {
+                    Choice::Found(l) => Some(l.carrier),
+                    Choice::Absent | Choice::Several(_) => None,
+                };
+                Some(LinkSeen::of(found))
+            }
             Err(_) => {
                 self.rtnl = None; // reopened next time
                 None
@@ -368,7 +377,7 @@ impl Runner<'_> {
                 Wake::Stop => return Held::Stopped,
                 Wake::Link | Wake::Timeout => {}
             }
-            if let Some(seen) = self.link_seen() {
+            if let Some(seen) = self.link_seen(Some(link)) {
                 match h.link(seen) {
                     Act::CarrierLost => {
                         let e = NetError::LinkLost {
@@ -464,8 +473,14 @@ impl Runner<'_> {
             return Ok(now);
         };
         let chunk_end = until.min(deadline(now, STOP_CHECK));
+        let client_id = self
+            .plan
+            .dhcp_client_id
+            .as_ref()
+            .map(DhcpClientId::to_bytes);
         let opts = dhcp::ClientOpts {
             hostname: self.plan.hostname.as_deref(),
+            client_id: client_id.as_deref(),
             limits: self.env.lease_limits,
         };
         let clock = &*self.env.clock;

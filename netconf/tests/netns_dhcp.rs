@@ -1,7 +1,7 @@
 //! The DHCP client against busybox udhcpd over a veth pair between two namespaces the tests
 //! create and delete: lease applied, no offer, renewal keeps the lease, expiry removes it,
 //! a short lease is held for the floor, the server's bad names are refused, a leased
-//! interface follows its carrier.
+//! interface follows its carrier, the planned client identifier (option 61) is what goes out.
 //! Needs root, ip(8) and busybox.
 
 #[cfg(test)]
@@ -73,6 +73,43 @@ mod tests {
         assert!(
             took >= Duration::from_secs(2) && took < Duration::from_secs(4),
             "{took:?}"
+        );
+    }
+
+    /// udhcpd neither logs nor stores option 61, so a plain UDP socket on port 67 in the
+    /// host namespace reads what the client sends (it answers nothing: no offer follows).
+    #[test]
+    fn the_planned_client_id_is_on_the_wire() {
+        use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+        use dhcproto::{Decodable, Decoder};
+
+        let (guest, host) = guest_and_host();
+        // A socket stays in the namespace it was made in, whichever thread reads it.
+        let listener = host.enter(|| std::net::UdpSocket::bind("0.0.0.0:67").unwrap());
+        listener
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let resolv = tmpfile("resolv");
+        let r = resolv.clone();
+        guest.enter(move || {
+            let mut e = env(r, None);
+            e.dhcp_timeout = Duration::from_millis(500);
+            let mut plan = dhcp_plan();
+            plan.dhcp_client_id = Some(guest_config::DhcpClientId {
+                kind: 0,
+                value: "vm-42".into(),
+            });
+            let _ = apply(&plan, &e); // no offer: only the DISCOVER matters
+        });
+        let mut buf = [0u8; 1500];
+        let (n, _) = listener
+            .recv_from(&mut buf)
+            .expect("no DISCOVER reached port 67");
+        let m = Message::decode(&mut Decoder::new(&buf[..n])).unwrap();
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(b"\x00vm-42".to_vec()))
         );
     }
 

@@ -373,4 +373,30 @@ mod tests {
         );
         let _ = std::fs::remove_file(resolv);
     }
+
+    #[test]
+    fn off_sets_the_hostname_and_leaves_the_interface_alone() {
+        let ns = Netns::new();
+        add_nic(&ns.name, "eth0", None);
+        let resolv = tmpfile("resolv");
+        let host = Arc::new(Mutex::new("old".to_string()));
+        let (r, h) = (resolv.clone(), host.clone());
+        let st = ns.enter(move || {
+            let plan = NetworkPlan {
+                method: AddressMethod::Off,
+                hostname: Some("vm-off".into()),
+                ..static_plan(InterfaceSelector::Name("eth0".into()))
+            };
+            apply(&plan, &env(r, Some(h))).unwrap()
+        });
+        assert_eq!(st.state, LinkState::Unconfigured);
+        assert_eq!(*host.lock().unwrap(), "vm-off");
+        assert!(
+            st.changes.contains(&"hostname vm-off".to_string()),
+            "{st:?}"
+        );
+        let link = ns.ip_out(&["link", "show", "eth0"]);
+        assert!(link.contains("mtu 1500") && !link.contains(",UP"), "{link}");
+        assert!(!resolv.exists(), "off wrote {}", resolv.display());
+    }
 }

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use crate::doc::Origin;
 use crate::duration::Dur;
 use crate::error::{ConfigError, Problem};
-use crate::ip::DEFAULT_DEVICE;
 use crate::names::check_ifname;
 use crate::network::{
     AddressMethod, InterfaceSelector, IpNet, NetworkPlan, NetworkSource, DEFAULT_CARRIER_TIMEOUT,
@@ -182,7 +181,9 @@ impl RawNetwork {
 }
 
 fn interface(name: Option<String>, mac: Option<String>, err: &mut Errors) -> InterfaceSelector {
-    let default = || InterfaceSelector::Name(DEFAULT_DEVICE.into());
+    // Neither key: the VM's one Ethernet interface, whatever its name (contract §2). The
+    // same after an error, where the value is never used.
+    let default = || InterfaceSelector::OnlyEthernet;
     match (name, mac) {
         (Some(_), Some(_)) => {
             err.add("mac", "give interface or mac, not both".into());

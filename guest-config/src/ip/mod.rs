@@ -18,8 +18,10 @@
 //! - No client address and `autoconf` empty means the kernel default, `on`: DHCP.
 //! - The hostname field is checked as an RFC 1123 name; as in the kernel, the part before
 //!   the first dot is the host name and the rest the (NIS) domain, kept but not applied.
-//! - An empty `device` means `eth0` (the kernel tries every interface; a microVM has one,
-//!   and naming it keeps the carrier diagnostics precise).
+//! - An empty `device` means the VM's one Ethernet interface, whatever its name
+//!   ([`InterfaceSelector::OnlyEthernet`]): the kernel tries every interface; a microVM has
+//!   one, and an initrd's udev may have renamed it (`enp0s2`). Two or more is an error at
+//!   bring-up naming them (the kernel would race DHCP on all of them).
 //! - A static address without netmask gets the kernel's classful default (class A /8,
 //!   B /16, C /24; D and E are an error, as in the kernel's `ic_defaults()`).
 //! - A gateway outside the client's subnet is an error, as the kernel's
@@ -55,9 +57,6 @@ pub const FIELDS: [&str; 10] = [
     "dns1-ip",
     "ntp0-ip",
 ];
-
-/// The interface used when `ip=` names none.
-pub const DEFAULT_DEVICE: &str = "eth0";
 
 /// What addresses `ip=` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,11 +472,10 @@ impl IpConfig {
         };
         NetworkPlan {
             source: NetworkSource::Cmdline,
-            interface: InterfaceSelector::Name(
-                self.device
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_DEVICE.to_string()),
-            ),
+            interface: self
+                .device
+                .clone()
+                .map_or(InterfaceSelector::OnlyEthernet, InterfaceSelector::Name),
             method,
             dns: self.dns.iter().map(|&a| IpAddr::V4(a)).collect(),
             mtu: None,

@@ -83,6 +83,19 @@ fn empty_fields_and_defaults() {
     );
     // no client, autoconf off: no address
     assert_eq!(parse(":::::eth0:off").unwrap().mode, IpMode::Off);
+    // no device: the VM's one Ethernet interface, whatever its name (not eth0)
+    for v in [
+        "10.0.2.15::10.0.2.2:255.255.255.0:::off",
+        "::::vm1::dhcp",
+        "dhcp",
+        "on",
+    ] {
+        assert_eq!(
+            parse(v).unwrap().to_plan().interface,
+            InterfaceSelector::OnlyEthernet,
+            "{v}"
+        );
+    }
     // client only, autoconf omitted: static with classful mask
     let cases = [("10.1.2.3", 8), ("172.16.5.4", 16), ("192.168.1.10", 24)];
     for (a, p) in cases {

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::lease::{Lease, LeaseLimits};
-use super::msg::{self, Reply, RequestKind};
+use super::msg::{self, Ident, Reply, RequestKind};
 use crate::error::{NetError, Result};
 use crate::Clock;
 
@@ -32,8 +32,20 @@ pub fn retransmit_delay(attempt: u32) -> Duration {
 pub struct ClientOpts<'a> {
     /// Sent as option 12, so the server may register it.
     pub hostname: Option<&'a str>,
+    /// Option 61's payload (type byte, then value: [`guest_config::DhcpClientId::to_bytes`]);
+    /// `None` sends hardware type 1 and the MAC.
+    pub client_id: Option<&'a [u8]>,
     /// Floors under the lease's timers.
     pub limits: LeaseLimits,
+}
+
+impl ClientOpts<'_> {
+    fn ident(&self) -> Ident<'_> {
+        Ident {
+            hostname: self.hostname,
+            client_id: self.client_id,
+        }
+    }
 }
 
 pub struct DhcpSocket {
@@ -130,7 +142,7 @@ pub fn acquire(
     let mut attempt = 0u32;
     while clock.now() < deadline {
         let xid = new_xid(mac, attempt);
-        sock.send(&msg::discover(xid, mac, opts.hostname), Ipv4Addr::BROADCAST)?;
+        sock.send(&msg::discover(xid, mac, opts.ident()), Ipv4Addr::BROADCAST)?;
         let wait_until =
             crate::wait::deadline(clock.now(), retransmit_delay(attempt)).min(deadline);
         attempt = attempt.saturating_add(1);
@@ -229,7 +241,7 @@ fn request(
     let mut attempt = 0u32;
     while attempt < max_attempts && clock.now() < deadline {
         let sent = clock.now();
-        sock.send(&msg::request(xid, mac, kind, opts.hostname), to)?;
+        sock.send(&msg::request(xid, mac, kind, opts.ident()), to)?;
         let wait_until = crate::wait::deadline(sent, retransmit_delay(attempt)).min(deadline);
         attempt = attempt.saturating_add(1);
         match sock.recv_reply(xid, mac, wait_until, clock)? {

@@ -29,7 +29,25 @@ pub enum RequestKind {
     Rebinding { ciaddr: Ipv4Addr },
 }
 
-fn base(xid: u32, mac: &[u8; 6], kind: MessageType, broadcast: bool) -> Message {
+/// Option 61 as sent when the plan names none: hardware type 1 (Ethernet), then the MAC.
+pub fn default_client_id(mac: &[u8; 6]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(7);
+    id.push(1);
+    id.extend_from_slice(mac);
+    id
+}
+
+/// Options every message of this client carries, whatever its kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ident<'a> {
+    /// Option 12.
+    pub hostname: Option<&'a str>,
+    /// Option 61's payload (type byte, then value); `None`: [`default_client_id`]. The same
+    /// in every message of a lease's life: servers key leases on it (RFC 2131 §4.2).
+    pub client_id: Option<&'a [u8]>,
+}
+
+fn base(xid: u32, mac: &[u8; 6], kind: MessageType, broadcast: bool, id: Ident<'_>) -> Message {
     let mut m = Message::default();
     m.set_opcode(Opcode::BootRequest)
         .set_xid(xid)
@@ -41,47 +59,43 @@ fn base(xid: u32, mac: &[u8; 6], kind: MessageType, broadcast: bool) -> Message 
         });
     let opts = m.opts_mut();
     opts.insert(DhcpOption::MessageType(kind));
-    let mut client_id = vec![1u8]; // htype ethernet, then the MAC (RFC 2132 §9.14)
-    client_id.extend_from_slice(mac);
+    let client_id = id
+        .client_id
+        .map_or_else(|| default_client_id(mac), <[u8]>::to_vec);
     opts.insert(DhcpOption::ClientIdentifier(client_id));
     opts.insert(DhcpOption::ParameterRequestList(PARAMS.to_vec()));
     opts.insert(DhcpOption::MaxMessageSize(1500));
+    if let Some(h) = id.hostname {
+        opts.insert(DhcpOption::Hostname(h.to_string()));
+    }
     m
 }
 
 /// DHCPDISCOVER. The broadcast flag asks for broadcast replies: until the address is
 /// configured the kernel would drop a unicast reply to it.
-pub fn discover(xid: u32, mac: &[u8; 6], hostname: Option<&str>) -> Message {
-    let mut m = base(xid, mac, MessageType::Discover, true);
-    if let Some(h) = hostname {
-        m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
-    }
-    m
+pub fn discover(xid: u32, mac: &[u8; 6], id: Ident<'_>) -> Message {
+    base(xid, mac, MessageType::Discover, true, id)
 }
 
-pub fn request(xid: u32, mac: &[u8; 6], kind: RequestKind, hostname: Option<&str>) -> Message {
-    let mut m = match kind {
+pub fn request(xid: u32, mac: &[u8; 6], kind: RequestKind, id: Ident<'_>) -> Message {
+    match kind {
         RequestKind::Selecting { offered, server } => {
-            let mut m = base(xid, mac, MessageType::Request, true);
+            let mut m = base(xid, mac, MessageType::Request, true, id);
             m.opts_mut().insert(DhcpOption::RequestedIpAddress(offered));
             m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
             m
         }
         RequestKind::Renewing { ciaddr } => {
-            let mut m = base(xid, mac, MessageType::Request, false);
+            let mut m = base(xid, mac, MessageType::Request, false, id);
             m.set_ciaddr(ciaddr);
             m
         }
         RequestKind::Rebinding { ciaddr } => {
-            let mut m = base(xid, mac, MessageType::Request, true);
+            let mut m = base(xid, mac, MessageType::Request, true, id);
             m.set_ciaddr(ciaddr);
             m
         }
-    };
-    if let Some(h) = hostname {
-        m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
     }
-    m
 }
 
 pub fn encode(m: &Message) -> Result<Vec<u8>, String> {
@@ -214,7 +228,14 @@ mod tests {
 
     #[test]
     fn discover_round_trips_and_asks_for_broadcast() {
-        let d = discover(7, &MAC, Some("vm1"));
+        let d = discover(
+            7,
+            &MAC,
+            Ident {
+                hostname: Some("vm1"),
+                client_id: None,
+            },
+        );
         let bytes = encode(&d).unwrap();
         let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
         assert_eq!(back.xid(), 7);
@@ -228,22 +249,78 @@ mod tests {
     fn requests_differ_by_state() {
         let offered = Ipv4Addr::new(10, 0, 2, 15);
         let server = Ipv4Addr::new(10, 0, 2, 2);
-        let s = request(1, &MAC, RequestKind::Selecting { offered, server }, None);
+        let s = request(
+            1,
+            &MAC,
+            RequestKind::Selecting { offered, server },
+            Ident::default(),
+        );
         assert!(s.ciaddr().is_unspecified());
         assert!(s.opts().contains(OptionCode::RequestedIpAddress));
         assert!(s.opts().contains(OptionCode::ServerIdentifier));
-        let r = request(1, &MAC, RequestKind::Renewing { ciaddr: offered }, None);
+        let r = request(
+            1,
+            &MAC,
+            RequestKind::Renewing { ciaddr: offered },
+            Ident::default(),
+        );
         assert_eq!(r.ciaddr(), offered);
         assert!(!r.flags().broadcast());
         assert!(!r.opts().contains(OptionCode::ServerIdentifier));
         assert!(!r.opts().contains(OptionCode::RequestedIpAddress));
-        let b = request(1, &MAC, RequestKind::Rebinding { ciaddr: offered }, None);
+        let b = request(
+            1,
+            &MAC,
+            RequestKind::Rebinding { ciaddr: offered },
+            Ident::default(),
+        );
         assert!(b.flags().broadcast());
+    }
+
+    /// Option 61 of `m` as it goes on the wire.
+    fn client_id_sent(m: &Message) -> Vec<u8> {
+        let bytes = encode(m).unwrap();
+        let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
+        match back.opts().get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) => id.clone(),
+            other => panic!("no client identifier: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_planned_client_id_goes_in_every_message() {
+        let ours: &[u8] = b"\x00vm-42";
+        let id = Ident {
+            hostname: None,
+            client_id: Some(ours),
+        };
+        let ciaddr = Ipv4Addr::new(10, 0, 2, 15);
+        let server = Ipv4Addr::new(10, 0, 2, 2);
+        let all = [
+            discover(1, &MAC, id),
+            request(
+                1,
+                &MAC,
+                RequestKind::Selecting {
+                    offered: ciaddr,
+                    server,
+                },
+                id,
+            ),
+            request(1, &MAC, RequestKind::Renewing { ciaddr }, id),
+            request(1, &MAC, RequestKind::Rebinding { ciaddr }, id),
+        ];
+        for m in &all {
+            assert_eq!(client_id_sent(m), ours, "{:?}", m.opts().msg_type());
+        }
+        // Without one: hardware type 1 and the MAC, as before.
+        let d = discover(1, &MAC, Ident::default());
+        assert_eq!(client_id_sent(&d), [1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]);
     }
 
     #[test]
     fn classify_filters_foreign_replies() {
-        let d = discover(42, &MAC, None);
+        let d = discover(42, &MAC, Ident::default());
         let offer = reply(&d, MessageType::Offer, Ipv4Addr::new(10, 0, 2, 15));
         assert_eq!(
             classify(&offer, 42, &MAC),
@@ -272,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_non_utf8_string_option_is_set_aside_and_the_rest_still_read() {
-        let d = discover(42, &MAC, None);
+        let d = discover(42, &MAC, Ident::default());
         let mut r = d.clone();
         r.set_opcode(Opcode::BootReply)
             .set_yiaddr(Ipv4Addr::new(10, 0, 2, 15));

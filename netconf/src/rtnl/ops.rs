@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use guest_config::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage, State};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -29,6 +29,9 @@ pub struct Link {
     pub carrier: bool,
     pub operstate: String,
     pub mtu: u32,
+    /// `ARPHRD_ETHER` and not `IFF_LOOPBACK`: an Ethernet link (a NIC, or a virtual one
+    /// such as a bridge or veth: `nic.rs` tells them apart).
+    pub ethernet: bool,
 }
 
 /// One address on an interface.
@@ -182,6 +185,8 @@ fn link_from(l: &LinkMessage) -> Link {
         carrier: l.header.flags.contains(LinkFlags::LowerUp),
         operstate: "unknown".to_string(),
         mtu: 0,
+        ethernet: l.header.link_layer_type == LinkLayerType::Ether
+            && !l.header.flags.contains(LinkFlags::Loopback),
     };
     for a in &l.attributes {
         match a {

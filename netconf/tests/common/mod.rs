@@ -130,11 +130,43 @@ pub fn env(resolv: PathBuf, hostname: Option<Arc<Mutex<String>>>) -> Env {
         resolv_conf: resolv,
         hostname: hostname.map(|h| Box::new(FakeHostname(h)) as Box<dyn netconf::Hostname>),
         driver_diagnosis: None,
+        // No tree: no link counts as a NIC (the host's own /sys/class/net shows the host's
+        // namespace, whose eth0 is not the test's). Tests that need NICs use `FakeSysfs`.
+        sys_class_net: tmpfile("no-sysfs"),
         clock: Box::new(SystemClock),
         dhcp_timeout: Duration::from_secs(10),
         arp_timeout: None,
         lease_limits: netconf::dhcp::LeaseLimits::default(),
         retry: netconf::Backoff::new(Duration::from_secs(5), Duration::from_secs(60)),
+    }
+}
+
+/// A `/sys/class/net` of the test's own: each named interface gets `device/` and a
+/// `device/driver` link to `virtio_net`, which is how netconf tells a NIC from a veth.
+/// Removed when dropped.
+pub struct FakeSysfs {
+    pub root: PathBuf,
+}
+
+impl FakeSysfs {
+    pub fn with_nics(names: &[&str]) -> FakeSysfs {
+        let root = tmpfile("sysfs");
+        for n in names {
+            let dev = root.join(n).join("device");
+            std::fs::create_dir_all(&dev).unwrap();
+            std::os::unix::fs::symlink(
+                "../../../bus/virtio/drivers/virtio_net",
+                dev.join("driver"),
+            )
+            .unwrap();
+        }
+        FakeSysfs { root }
+    }
+}
+
+impl Drop for FakeSysfs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
