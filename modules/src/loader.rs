@@ -152,6 +152,16 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         &self.report
     }
 
+    /// The report so far, as [`Self::into_report`] gives it, for a loader that goes on (the
+    /// init keeps it for the rest stage).
+    pub fn snapshot(&self) -> Report {
+        let mut report = self.report.clone();
+        if let Ok(index) = &self.index {
+            report.index_format = index.format();
+        }
+        report
+    }
+
     /// The report, with the index's final form (a trie found damaged is read as text).
     pub fn into_report(mut self) -> Report {
         if let Ok(index) = &self.index {
