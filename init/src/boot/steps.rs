@@ -62,7 +62,17 @@ impl ModulesStage {
         ModulesDone {
             doc,
             ms: self.ms,
-            diagnosis: modules::diagnose_network(&r),
+            diagnosis: match self.mode {
+                // No device was looked at: the sysfs-based diagnosis would say "no network
+                // card visible", which is not the cause. Used only when the interface is
+                // missing.
+                ColdplugMode::None => Some(
+                    "no driver is loaded by device ([modules] coldplug = \"none\"); \
+                     name the network driver in [modules] load or vminit.modules="
+                        .to_string(),
+                ),
+                ColdplugMode::All | ColdplugMode::Essential => modules::diagnose_network(&r),
+            },
             rest,
         }
     }
