@@ -1,5 +1,5 @@
 //! The image config, `/etc/vminit/vminit.toml` (contract §2): log level, shutdown mode, the
-//! health listener, extra modules and the services. Owns its schema and its loading with
+//! health listener, module coldplug and extra modules ([`ModulesConfig`]), and the services. Owns its schema and its loading with
 //! located errors; it holds no `[network]`, which is refused with an error pointing at the
 //! two places the network may come from. Relations between services are checked in
 //! [`mod@crate::validate`].
@@ -50,15 +50,82 @@ pub struct HealthConfig {
     pub expose_logs: bool,
 }
 
+/// `[modules]`: which device drivers the boot loads by itself, and the modules and
+/// parameters the image adds.
+///
+/// ```toml
+/// [modules]
+/// coldplug = "all"          # "all" (default) | "essential" | "none"
+/// load = ["ext4"]
+/// options = { virtio_net = "napi_tx=1" }
+/// ```
+///
+/// `coldplug`: `all` loads the drivers of the devices the job needs (network, block, vsock,
+/// rng, console, virtio transports, the power button) before the network and the services
+/// start, and every other device's driver later, in the background at low priority, once
+/// the status has left `starting`; `essential` loads only the first set; `none` loads no
+/// driver by modalias at all, only `vminit.modules=` and `load` (nor the modules given a
+/// `device=` parameter, such as Firecracker's `virtio_mmio.device=`: name them in `load`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModulesConfig {
+    /// Which devices the boot loads drivers for by their modalias.
+    #[serde(default)]
+    pub coldplug: ColdplugMode,
     /// Modules to load at boot, in order, in addition to what the devices need.
     #[serde(default)]
     pub load: Vec<String>,
     /// Parameters by module, as on a modprobe.d `options` line: `"p=v p2=\"a b\""`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// `[modules] coldplug` (see [`ModulesConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColdplugMode {
+    /// Essential drivers during the boot, the rest in the background once it has settled.
+    #[default]
+    All,
+    /// Essential drivers only.
+    Essential,
+    /// No driver by modalias.
+    None,
+}
+
+impl ColdplugMode {
+    pub const NAMES: &'static str = "all, essential or none";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColdplugMode::All => "all",
+            ColdplugMode::Essential => "essential",
+            ColdplugMode::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for ColdplugMode {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "all" => Ok(ColdplugMode::All),
+            "essential" => Ok(ColdplugMode::Essential),
+            "none" => Ok(ColdplugMode::None),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for ColdplugMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ColdplugMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::settings::de_named(d, "coldplug mode", ColdplugMode::NAMES)
+    }
 }
 
 impl ModulesConfig {

@@ -36,7 +36,7 @@ pub use cmdline::{Cmdline, VminitArgs};
 pub use drive::DriveConfig;
 pub use duration::{parse_duration, Dur, DurationError};
 pub use error::{ConfigError, Pos, Problem};
-pub use image::ImageConfig;
+pub use image::{ColdplugMode, ImageConfig, ModulesConfig};
 pub use ip::{IpConfig, IpError};
 pub use merge::{merge_services, resolve_services, Resolved};
 pub use network::{

@@ -105,7 +105,7 @@ impl fmt::Display for ShutdownMode {
     }
 }
 
-fn de_named<'de, D: Deserializer<'de>, T: FromStr>(
+pub(crate) fn de_named<'de, D: Deserializer<'de>, T: FromStr>(
     d: D,
     what: &str,
     names: &str,

@@ -1,5 +1,6 @@
 //! The init's one event loop: a `mio` poll over signals (SIGCHLD, SIGTERM, SIGINT, SIGPWR),
-//! the power buttons ([`crate::power_button`]), a waker (health `/livez` pings, network state changes, faults from other threads), and the
+//! the power buttons ([`crate::power_button`]), a waker (health `/livez` pings, network state
+//! changes, faults and the late module report from other threads), and the
 //! supervisor's sources. It sleeps until the next event or the next deadline: idle, it does
 //! not wake.
 //!
@@ -384,8 +385,12 @@ impl EventLoop {
         let n = self.network_state();
         let services = self.supervisor.snapshot(now);
         let faults = self.shared.take_faults();
+        let late_modules = self.shared.take_modules();
         let doc = &mut self.published.doc;
         doc.errors.extend(faults);
+        if let Some(m) = late_modules {
+            doc.modules = m;
+        }
         doc.status = status::overall(
             &services,
             NetworkView {
@@ -413,6 +418,10 @@ impl EventLoop {
         // not the boot's work: polls are answered at normal priority next to them.
         if doc.status != Status::Starting || doc.network.state != LinkState::Down {
             self.shared.mark_settled();
+        }
+        // The rest of the drivers wait for this (crate::late_modules).
+        if doc.status != Status::Starting {
+            self.shared.mark_left_starting();
         }
         if !self.notified_ready && doc.status != Status::Starting {
             self.notified_ready = true;

@@ -94,6 +94,7 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
         services,
         modules: ModulesDoc::default(),
         modules_ms: None,
+        modules_rest: None,
         run_dir: opts.run_dir.unwrap_or_else(|| PathBuf::from("/run/vminit")),
     });
     ExitCode::SUCCESS

@@ -12,6 +12,7 @@ mod event_loop;
 mod guard;
 mod health;
 mod host;
+mod late_modules;
 mod logger;
 mod modprobe;
 mod mounts;

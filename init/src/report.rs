@@ -1,5 +1,7 @@
 //! The module loader's report in the health document's `modules` section: what was loaded
-//! (name, ms), what failed (name, reason), devices left without a driver.
+//! (name, ms), what failed (name, reason), what found no hardware, devices left without a
+//! driver; and its console lines: one info line per coldplug stage, the details at debug,
+//! failures as errors.
 
 use serde::Serialize;
 
@@ -10,9 +12,14 @@ pub struct ModulesDoc {
     pub tree_missing: bool,
     pub loaded: Vec<LoadedDoc>,
     pub failed: Vec<FailedDoc>,
+    /// Modules whose init found no device to drive (ENODEV, ENXIO): not loaded, not an error.
+    pub no_device: Vec<String>,
     pub unmatched: Vec<DeviceDoc>,
     pub builtin: Vec<String>,
     pub total_ms: f64,
+    /// The rest of the drivers (`[modules] coldplug = "all"`) are still to be loaded in the
+    /// background; this document is replaced when they are.
+    pub rest_pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,22 +76,56 @@ impl ModulesDoc {
                     location: d.location.clone(),
                 })
                 .collect(),
+            no_device: r.no_device.clone(),
             builtin: r.builtin.clone(),
             total_ms: r.total_ms.round(),
+            rest_pending: false,
         }
     }
 }
 
-/// One console line for what was loaded, one per failure, a warning per device the guest
-/// needs that has no driver.
-pub fn log_module_report(r: &modules::Report) {
-    let loaded: Vec<&str> = r.loaded.iter().map(|l| l.name.as_str()).collect();
-    log::info!(
-        "modules: loaded {} [{}] in {:.0} ms",
-        loaded.len(),
-        loaded.join(" "),
-        r.total_ms
-    );
+/// How far a loader's report had got before a stage, so that the stage logs only its own part.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Seen {
+    loaded: usize,
+    failed: usize,
+    no_device: usize,
+    total_ms: f64,
+}
+
+impl Seen {
+    pub fn of(r: &modules::Report) -> Seen {
+        Seen {
+            loaded: r.loaded.len(),
+            failed: r.failed.len(),
+            no_device: r.no_device.len(),
+            total_ms: r.total_ms,
+        }
+    }
+}
+
+/// The stage's one info line, e.g. `modules: loaded 9 (essential) in 210 ms`.
+pub fn stage_line(r: &modules::Report, stage: &str, before: Seen) -> String {
+    format!(
+        "modules: loaded {} ({stage}) in {:.0} ms",
+        r.loaded.len().saturating_sub(before.loaded),
+        (r.total_ms - before.total_ms).max(0.0)
+    )
+}
+
+/// The console lines for one stage (what `r` gained since `before`): one info line with the
+/// count and the time, the module names and the loader's figures at debug, an info line for
+/// the drivers that found no hardware, an error per failure, a warning per device the guest
+/// needs that has no driver. Everything is in `/health` `modules` as well.
+pub fn log_module_report(r: &modules::Report, stage: &str, before: Seen) {
+    log::info!("{}", stage_line(r, stage, before));
+    let loaded: Vec<&str> = r
+        .loaded
+        .iter()
+        .skip(before.loaded)
+        .map(|l| l.name.as_str())
+        .collect();
+    log::debug!("modules ({stage}): {}", loaded.join(" "));
     log::debug!(
         "modules: index ({}) {:.1} ms, {} passes, {} sysfs scans {:.1} ms, {} device events{}",
         r.index_format,
@@ -95,7 +136,14 @@ pub fn log_module_report(r: &modules::Report) {
         r.events,
         if r.timed_out { ", timed out" } else { "" }
     );
-    for f in &r.failed {
+    let absent = r.no_device.get(before.no_device..).unwrap_or_default();
+    if !absent.is_empty() {
+        log::info!(
+            "modules: no hardware for {} (not loaded)",
+            absent.join(", ")
+        );
+    }
+    for f in r.failed.iter().skip(before.failed) {
         log::error!("module {}: {}", f.name, f.reason);
     }
     // Chipset bridges and the like have no module on most images; only devices the guest's
@@ -111,5 +159,40 @@ pub fn log_module_report(r: &modules::Report) {
         } else {
             log::debug!("no driver for {} {} ({})", d.class, d.location, d.modalias);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_stage_counts_only_the_stage() {
+        let mut r = modules::Report::default();
+        for (name, ms) in [("virtio", 3.0), ("virtio_net", 5.0)] {
+            r.loaded.push(modules::Loaded {
+                name: name.into(),
+                ms,
+            });
+        }
+        r.total_ms = 210.4;
+        assert_eq!(
+            stage_line(&r, "essential", Seen::default()),
+            "modules: loaded 2 (essential) in 210 ms"
+        );
+        let before = Seen::of(&r);
+        r.loaded.push(modules::Loaded {
+            name: "drm".into(),
+            ms: 3000.0,
+        });
+        r.no_device.push("acpi_cpufreq".into());
+        r.total_ms += 3100.0;
+        assert_eq!(
+            stage_line(&r, "rest", before),
+            "modules: loaded 1 (rest) in 3100 ms"
+        );
+        let doc = ModulesDoc::from_report(&r);
+        assert_eq!(doc.no_device, ["acpi_cpufreq"]);
+        assert!(doc.failed.is_empty());
     }
 }

@@ -5,8 +5,8 @@
 //! virtio_mmio) creates new devices (`virtio:d00000001…` → virtio_net): through
 //! the kernel's device events when it has them, else by rescanning sysfs.
 //!
-//! Owns the scan/load loop and its stopping rule; no module names are
-//! hard-coded here.
+//! Owns the scan/load loop and its stopping rule, and which devices each
+//! [`Stage`] looks at; no module names are hard-coded here.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +34,35 @@ pub struct Coldplug {
     /// sysfs. A bus that enumerates from a work queue (USB hubs) needs a
     /// non-zero value.
     pub settle: Duration,
+    /// Which devices this run loads drivers for.
+    pub stage: Stage,
+}
+
+/// Which devices a coldplug run loads drivers for. A boot runs [`Stage::Essential`] before
+/// the network and the services, and [`Stage::Rest`] later, off the boot's path; [`Stage::All`]
+/// is both at once. Both stages loop until settled: a transport loaded for an essential
+/// device reveals the virtio devices behind it within the same stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Every unbound device, the cmdline-declared ones first.
+    #[default]
+    All,
+    /// Only the devices [`crate::is_essential`] names (and the cmdline-declared ones, which
+    /// are virtio transports).
+    Essential,
+    /// Every device still unbound, after an essential stage on the same loader: the
+    /// essential ones were tried already (a module that failed is not tried again), and the
+    /// cmdline-declared modules were loaded by it.
+    Rest,
+}
+
+impl Stage {
+    fn wants(self, dev: &Device) -> bool {
+        match self {
+            Stage::All | Stage::Rest => true,
+            Stage::Essential => device::is_essential(&dev.modalias),
+        }
+    }
 }
 
 impl Default for Coldplug {
@@ -43,6 +72,7 @@ impl Default for Coldplug {
             budget: Duration::from_secs(2),
             poll: Duration::from_millis(10),
             settle: Duration::ZERO,
+            stage: Stage::All,
         }
     }
 }
@@ -63,7 +93,8 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
     pub fn coldplug(&mut self, opts: &Coldplug) -> Result<()> {
         let start = self.clock.now();
         let result = self.coldplug_inner(opts, start);
-        self.report.total_ms = self.clock.now().saturating_sub(start).as_secs_f64() * 1000.0;
+        // Added up over the stages run on this loader.
+        self.report.total_ms += self.clock.now().saturating_sub(start).as_secs_f64() * 1000.0;
         if let Err(e) = &result {
             self.report.errors.push(e.to_string());
         }
@@ -81,7 +112,11 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         // the rescans: after a load they say exactly what was added and bound.
         let watching = opts.settle.is_zero() && self.kernel.watch_devices();
         let mut attempted: HashSet<String> = HashSet::new();
-        for module in self.cmdline_device_modules() {
+        let declared = match opts.stage {
+            Stage::All | Stage::Essential => self.cmdline_device_modules(),
+            Stage::Rest => Vec::new(),
+        };
+        for module in declared {
             attempted.insert(module.clone());
             // Failures are recorded in the report; coldplug goes on.
             let _ = self.load(&module);
@@ -92,7 +127,10 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         let devices = loop {
             self.report.passes += 1;
             let mut loaded_any = false;
-            for dev in devices.iter().filter(|d| !d.has_driver) {
+            for dev in devices
+                .iter()
+                .filter(|d| !d.has_driver && opts.stage.wants(d))
+            {
                 for module in self.lookup(&dev.modalias) {
                     if attempted.insert(module.clone()) {
                         log::debug!("{} ({}) wants {module}", dev.location(), dev.modalias);

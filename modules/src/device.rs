@@ -129,6 +129,49 @@ pub fn class_of(modalias: &str) -> &'static str {
     "device"
 }
 
+/// Virtio device ids whose drivers the guest's job needs before its network and services
+/// start: network card, block device, console, entropy source, SCSI host (storage, like PCI
+/// class 01), 9P and shared filesystem (a service may mount its share at start), vsock.
+const ESSENTIAL_VIRTIO_IDS: &[u32] = &[1, 2, 3, 4, 8, 9, 19, 26];
+
+/// ACPI ids of the power button (contract §5 needs it heard from the start of the boot):
+/// the fixed-feature button, the control-method button, and the generic event device
+/// (`ACPI0013`, GED) that carries it on microVMs.
+const POWER_BUTTON_ACPI_IDS: &[&str] = &[":PNP0C0C:", ":LNXPWRBN:", ":ACPI0013:"];
+
+/// Whether a device is one the guest's job needs before the network and the services start
+/// (see DESIGN.md, "Coldplug in two stages"): network cards and storage (PCI class 01/02,
+/// virtio net, block, SCSI, 9P, virtiofs), console, entropy, vsock, every virtio transport
+/// (virtio-pci, virtio-mmio: whatever such a device sits behind) and the power button (ACPI
+/// `PNP0C0C`, `LNXPWRBN`, `ACPI0013`; device-tree `gpio-keys`). Everything else (display,
+/// sound, watchdogs, CPU frequency, the PC speaker) can wait until the guest is ready.
+pub fn is_essential(modalias: &str) -> bool {
+    if let Some(id) = virtio_id(modalias) {
+        return ESSENTIAL_VIRTIO_IDS.contains(&id);
+    }
+    if modalias.starts_with("virtio:") {
+        // A virtio device without a readable id: better early than missing.
+        return true;
+    }
+    // The platform device a `virtio_mmio.device=` parameter declares (Firecracker).
+    if is_virtio_mmio(modalias) || modalias == "platform:virtio-mmio" {
+        return true;
+    }
+    if modalias.starts_with("pci:") {
+        // A virtio-pci function whose virtio id is not known to virtio_id() (an id outside
+        // its table): its transport is loaded early rather than its device missed.
+        return hex_field(modalias, "pci:v", 8) == Some(PCI_VIRTIO_VENDOR)
+            || matches!(hex_field(modalias, "bc", 2), Some(0x01 | 0x02));
+    }
+    if modalias.starts_with("acpi") {
+        return POWER_BUTTON_ACPI_IDS.iter().any(|id| modalias.contains(id));
+    }
+    if modalias.starts_with("of:") {
+        return modalias.contains("gpio-keys");
+    }
+    false
+}
+
 /// Drivers a device will want, known without any module index: the virtio
 /// transport first, then the device driver. Used to say what is missing when
 /// `/lib/modules/<release>` does not exist.
@@ -340,6 +383,61 @@ mod tests {
         );
         assert_eq!(expected_drivers("acpi:LNRO0005:"), ["virtio_mmio"]);
         assert!(expected_drivers("platform:pcspkr").is_empty());
+    }
+
+    #[test]
+    fn essential_devices_from_real_modaliases() {
+        let essential = [
+            PCI_NET_LEGACY,
+            PCI_NET_MODERN,
+            PCI_BLK_MODERN,
+            "virtio:d00000001v00001AF4",
+            "virtio:d00000002v00001AF4",
+            "virtio:d00000003v00001AF4",
+            "virtio:d00000004v00001AF4",
+            "virtio:d00000013v00001AF4",
+            // virtio-rng-pci (transitional): its transport is needed before its device exists.
+            "pci:v00001AF4d00001005sv00001AF4sd00000004bc00sc00i00",
+            // e1000e and AHCI on q35.
+            "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00",
+            "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01",
+            // microVM transports (ACPI and device tree) and the power buttons.
+            "acpi:LNRO0005:",
+            "of:NvirtioT(null)Cvirtio,mmio",
+            "platform:virtio-mmio",
+            "acpi:LNXPWRBN:",
+            "acpi:PNP0C0C:",
+            "acpi:ACPI0013:",
+            "of:Ngpio-keysT(null)Cgpio-keys",
+        ];
+        for m in essential {
+            assert!(is_essential(m), "{m} should be essential");
+        }
+        let rest = [
+            // Debian bookworm under QEMU (issue 18): bochs display, LPC bridge (iTCO watchdog),
+            // host bridge, USB, PC speaker, CPU frequency drivers, serial port.
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+            "pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00",
+            "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00",
+            "pci:v00008086d00002934sv00001AF4sd00001100bc0Csc03i00",
+            "platform:pcspkr",
+            "platform:iTCO_wdt",
+            "cpu:type:x86,ven0000fam0006mod003D:feature:,0000,0001,0002,0003",
+            "platform:serial8250",
+            "acpi:PNP0C0F:",
+            "acpi:LNXCPU:",
+            "acpi:PNP0A03:PNP0A08:",
+            // virtio devices the job does not wait for: GPU (over PCI and as virtio),
+            // balloon, input.
+            "pci:v00001AF4d00001050sv00001AF4sd00001100bc03sc80i00",
+            "virtio:d00000010v00001AF4",
+            "virtio:d00000005v00001AF4",
+            "virtio:d00000012v00001AF4",
+            "of:NserialT(null)Cns16550a",
+        ];
+        for m in rest {
+            assert!(!is_essential(m), "{m} should wait for the rest stage");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ impl Errno {
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const ENOEXEC: Errno = Errno(libc::ENOEXEC);
     pub const ENODEV: Errno = Errno(libc::ENODEV);
+    pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const EPERM: Errno = Errno(libc::EPERM);
 }
 
@@ -43,6 +44,9 @@ pub enum LoadFailure {
     Open { path: PathBuf, errno: Errno },
     /// finit_module(2) refused it.
     Kernel { path: PathBuf, errno: Errno },
+    /// The module's init found nothing to drive (ENODEV, ENXIO): `acpi_cpufreq` in a VM
+    /// without CPU frequency control. Not an error: the hardware is absent, not broken.
+    NoDevice { path: PathBuf, errno: Errno },
     /// A compressed module and a kernel without CONFIG_MODULE_DECOMPRESS.
     CompressedUnsupported { path: PathBuf },
     /// A module it depends on (modules.dep) failed first.
@@ -72,6 +76,11 @@ impl fmt::Display for LoadFailure {
                     _ => Ok(()),
                 }
             }
+            LoadFailure::NoDevice { path, errno } => write!(
+                f,
+                "{} found no device to drive ({errno}); not loaded",
+                path.display()
+            ),
             LoadFailure::CompressedUnsupported { path } => write!(
                 f,
                 "kernel cannot load compressed module {} (no CONFIG_MODULE_DECOMPRESS); \
@@ -144,6 +153,20 @@ pub enum Error {
         module: String,
         failure: LoadFailure,
     },
+}
+
+impl Error {
+    /// The module found no hardware to drive ([`LoadFailure::NoDevice`]): worth an info
+    /// line, not an error.
+    pub fn is_no_device(&self) -> bool {
+        matches!(
+            self,
+            Error::Load {
+                failure: LoadFailure::NoDevice { .. },
+                ..
+            }
+        )
+    }
 }
 
 impl fmt::Display for Error {

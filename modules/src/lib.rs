@@ -34,8 +34,10 @@ mod tests;
 
 pub use alias::AliasIndex;
 pub use bin_index::BinIndex;
-pub use coldplug::Coldplug;
-pub use device::{class_of, expected_drivers, scan as scan_devices, virtio_id, Device};
+pub use coldplug::{Coldplug, Stage};
+pub use device::{
+    class_of, expected_drivers, is_essential, scan as scan_devices, virtio_id, Device,
+};
 pub use error::{Errno, Error, LoadFailure, Result, Wanted};
 pub use index::{ModuleIndex, Plan, Step, StepKind};
 pub use kernel::{

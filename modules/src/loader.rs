@@ -152,6 +152,16 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         &self.report
     }
 
+    /// The report so far, as [`Self::into_report`] gives it, for a loader that goes on (the
+    /// init keeps it for the rest stage).
+    pub fn snapshot(&self) -> Report {
+        let mut report = self.report.clone();
+        if let Ok(index) = &self.index {
+            report.index_format = index.format();
+        }
+        report
+    }
+
     /// The report, with the index's final form (a trie found damaged is read as text).
     pub fn into_report(mut self) -> Report {
         if let Ok(index) = &self.index {
@@ -259,7 +269,8 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         let ms = (self.clock.now().saturating_sub(start)).as_secs_f64() * 1000.0;
         match result {
             Ok(()) => {
-                log::info!("loaded module {name} in {ms:.1} ms");
+                // The stage's one info line is the caller's; each module is in the report.
+                log::debug!("loaded module {name} in {ms:.1} ms");
                 self.loaded.insert(name.to_string());
                 self.report.loaded.push(Loaded {
                     name: name.to_string(),
@@ -279,10 +290,19 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         }
     }
 
+    /// Remembers the failure (never retried; dependants fail with it) and reports it: in
+    /// `failed`, or in `no_device` when the module found no hardware, which is not an error.
     fn fail(&mut self, name: &str, failure: LoadFailure) -> LoadFailure {
-        log::warn!("module {name}: {failure}");
         self.failed.insert(name.to_string(), failure.clone());
-        self.record_failure(name, failure.to_string());
+        if let LoadFailure::NoDevice { .. } = failure {
+            log::debug!("module {name}: {failure}");
+            if !self.report.no_device.iter().any(|n| n == name) {
+                self.report.no_device.push(name.to_string());
+            }
+        } else {
+            log::warn!("module {name}: {failure}");
+            self.record_failure(name, failure.to_string());
+        }
         failure
     }
 
@@ -338,6 +358,9 @@ fn classify(e: KernelError, path: PathBuf, compressed: bool) -> LoadFailure {
         KernelError::Open(errno) => LoadFailure::Open { path, errno },
         KernelError::Init(Errno::EINVAL | Errno::EOPNOTSUPP) if compressed => {
             LoadFailure::CompressedUnsupported { path }
+        }
+        KernelError::Init(errno @ (Errno::ENODEV | Errno::ENXIO)) => {
+            LoadFailure::NoDevice { path, errno }
         }
         KernelError::Init(errno) => LoadFailure::Kernel { path, errno },
     }

@@ -61,6 +61,9 @@ pub struct Report {
     /// Wanted but already loaded (before the init ran, or `EEXIST`).
     pub already_loaded: Vec<String>,
     pub failed: Vec<Failed>,
+    /// Modules whose init found no device to drive (ENODEV, ENXIO: `acpi_cpufreq` in a VM):
+    /// not loaded, and not a failure.
+    pub no_device: Vec<String>,
     /// Wanted and satisfied by the kernel image itself.
     pub builtin: Vec<String>,
     /// Every device with a modalias in the last coldplug pass.
@@ -157,6 +160,11 @@ fn why_unbound(report: &Report, d: &DeviceEntry) -> Option<String> {
         return Some(format!(
             "{what} wants {}, which failed to load: {}",
             f.name, f.reason
+        ));
+    }
+    if let Some(m) = d.modules.iter().find(|m| report.no_device.contains(m)) {
+        return Some(format!(
+            "{what} wants {m}, which found no device to drive (ENODEV/ENXIO)"
         ));
     }
     if let Some(m) = d.modules.iter().find(|m| !report.is_loaded(m)) {

@@ -107,3 +107,68 @@ fn damaged_binary_index_falls_back_to_the_text_file() {
     assert!(line.contains("reading its text twin instead"), "{line}");
     power_off_cleanly(&mut vm);
 }
+
+/// Issue 18, staged coldplug (`[modules] coldplug = "all"`, the default): the boot loads the
+/// job's drivers, the guest becomes ready, then the rest (here the PC speaker, which q35's
+/// kernel always declares) load in the background and replace `modules` in `/health`. The
+/// console has one info line per stage and no per-module line.
+#[test]
+fn q35_staged_coldplug_loads_the_rest_after_readiness() {
+    let mut modules = qemu_harness::VIRTIO_MODULES.to_vec();
+    modules.push("pcspkr");
+    let guest = Guest {
+        modules: Some(modules),
+        ..Guest::default()
+    };
+    let (mut vm, _dir) = boot(&guest, Machine::Q35, SLIRP_IP, &[]);
+    let h = vm
+        .wait_health(
+            |h| h["status"] == "ok" && h["modules"]["rest_pending"] == false,
+            boot_deadline(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    let names = loaded(&h);
+    let pos = |m: &str| names.iter().position(|n| n == m);
+    let (Some(net), Some(speaker)) = (pos("virtio_net"), pos("pcspkr")) else {
+        panic!("virtio_net and pcspkr not both loaded: {names:?}\n{h:#}");
+    };
+    assert!(
+        net < speaker,
+        "the rest must come after the job's drivers: {names:?}"
+    );
+    assert!(
+        h["modules"]["failed"].as_array().unwrap().is_empty(),
+        "{h:#}"
+    );
+    let ready = h["boot"]["ready_ms"].as_u64().unwrap();
+    let console = vm.console_text();
+    assert!(console.contains("(essential) in"), "{console}");
+    assert!(console.contains("(rest) in"), "{console}");
+    assert!(
+        !console.contains("loaded module "),
+        "per-module lines at info:\n{console}"
+    );
+    assert!(ready > 0);
+    power_off_cleanly(&mut vm);
+}
+
+/// `coldplug = "essential"`: the rest never loads.
+#[test]
+fn q35_essential_coldplug_never_loads_the_rest() {
+    let mut modules = qemu_harness::VIRTIO_MODULES.to_vec();
+    modules.push("pcspkr");
+    let guest = Guest {
+        config: Some("[modules]\ncoldplug = \"essential\"\n".into()),
+        modules: Some(modules),
+        ..Guest::default()
+    };
+    let (mut vm, _dir) = boot(&guest, Machine::Q35, SLIRP_IP, &[]);
+    let h = vm
+        .wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    assert_eq!(h["modules"]["rest_pending"], false, "{h:#}");
+    let names = loaded(&h);
+    assert!(names.contains(&"virtio_net".to_string()), "{names:?}");
+    assert!(!names.contains(&"pcspkr".to_string()), "{names:?}");
+    power_off_cleanly(&mut vm);
+}

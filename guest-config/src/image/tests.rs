@@ -48,6 +48,7 @@ after = ["oauth", "network"]
         vec!["napi_tx=1", "name=\"a b\""]
     );
     assert!(c.modules.params("ext4").is_empty());
+    assert_eq!(c.modules.coldplug, ColdplugMode::All, "the default");
     assert_eq!(c.services.len(), 2);
     assert_eq!(c.services["webrtc"].after, vec!["oauth", "network"]);
     assert_eq!(c.origin.file, Path::new("/etc/vminit/vminit.toml"));
@@ -97,6 +98,27 @@ fn bad_values_name_key_and_line() {
     let e = errors("[services.a]\ncommand = [\"x\"]\nrestart_limit = { burst = \"five\" }\n");
     assert_eq!(e[0].pos.unwrap().line, 3, "{e:?}");
     assert!(e[0].key.starts_with("services.a.restart_limit"), "{e:?}");
+}
+
+#[test]
+fn coldplug_modes_and_a_bad_one_located() {
+    for (text, want) in [
+        ("all", ColdplugMode::All),
+        ("essential", ColdplugMode::Essential),
+        ("none", ColdplugMode::None),
+    ] {
+        let c = parse(&format!("[modules]\ncoldplug = \"{text}\"\n")).unwrap();
+        assert_eq!(c.modules.coldplug, want);
+    }
+    let e = errors("log = \"info\"\n\n[modules]\ncoldplug = \"some\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].pos.unwrap().line, 4, "{e:?}");
+    assert!(e[0].key.starts_with("modules"), "{e:?}");
+    let msg = e[0].to_string();
+    assert!(
+        msg.contains("\"some\"") && msg.contains("all, essential or none"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -70,6 +70,7 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
         services: drive.services,
         modules: modules.doc,
         modules_ms: Some(modules.ms),
+        modules_rest: modules.rest,
         run_dir: PathBuf::from("/run/vminit"),
     })
     .never()
@@ -92,6 +93,9 @@ pub struct LoopParts {
     pub services: BTreeMap<String, ServiceConfig>,
     pub modules: ModulesDoc,
     pub modules_ms: Option<u64>,
+    /// The loader for the rest of the drivers, loaded in the background once the status has
+    /// left `starting` ([`crate::late_modules`]); `None` when there is no rest to load.
+    pub modules_rest: Option<steps::SystemLoader>,
     pub run_dir: PathBuf,
 }
 
@@ -243,6 +247,22 @@ impl Boot {
                 return Finished;
             }
         };
+        // Started now so that it can hear the status leave `starting`; it waits for that.
+        let rest_started = match (p.modules_rest, self.shutdown) {
+            (Some(loader), None) => {
+                match crate::late_modules::spawn(loader, Arc::clone(&self.shared)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::warn!(
+                            "modules: cannot start the thread for the rest of the drivers: {e}"
+                        );
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        el.published_mut().doc.modules.rest_pending = rest_started;
         let _network_thread = match (p.network.plan, self.shutdown) {
             (Some(plan), None) => {
                 steps::spawn_network(plan, p.network.diagnosis, network, waker, &mut self.errors)

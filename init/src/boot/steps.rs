@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use guest_config::drive as config_drive;
 use guest_config::{
-    AddressMethod, Cmdline, DriveConfig, ImageConfig, NetworkPlan, NetworkSource, ServiceConfig,
-    Settings, VminitArgs,
+    AddressMethod, Cmdline, ColdplugMode, DriveConfig, ImageConfig, NetworkPlan, NetworkSource,
+    ServiceConfig, Settings, VminitArgs,
 };
 use mio::Waker;
 use netconf::{LinkState, NetworkState};
@@ -21,13 +21,15 @@ use crate::health;
 use crate::report::{self, ModulesDoc};
 use crate::{logger, sys};
 
-type SystemLoader = modules::Loader<modules::SystemKernel, modules::SystemClock>;
+pub type SystemLoader = modules::Loader<modules::SystemKernel, modules::SystemClock>;
 
-/// The module loader after coldplug, until the config drive's file system is loaded too.
+/// The module loader after the boot's coldplug stage, until the config drive's file system is
+/// loaded too.
 #[derive(Default)]
 pub struct ModulesStage {
     pub loader: Option<SystemLoader>,
     pub ms: u64,
+    pub mode: ColdplugMode,
 }
 
 /// What the module stage leaves for the health document and the network.
@@ -36,20 +38,42 @@ pub struct ModulesDone {
     pub doc: ModulesDoc,
     pub ms: u64,
     pub diagnosis: Option<String>,
+    /// The loader, kept for the rest of the drivers (`coldplug = "all"`): see
+    /// [`crate::late_modules`].
+    pub rest: Option<SystemLoader>,
 }
 
 impl ModulesStage {
-    /// Logs the report and turns it into the document's `modules`.
+    /// Logs the stage and turns its report into the document's `modules`; keeps the loader
+    /// when the rest of the drivers are still to come.
     pub fn finish(&mut self) -> ModulesDone {
         let Some(loader) = self.loader.take() else {
             return ModulesDone::default();
         };
-        let r = loader.into_report();
-        report::log_module_report(&r);
+        let r = loader.snapshot();
+        let label = match self.mode {
+            ColdplugMode::All | ColdplugMode::Essential => "essential",
+            ColdplugMode::None => "no coldplug",
+        };
+        report::log_module_report(&r, label, report::Seen::default());
+        let mut doc = ModulesDoc::from_report(&r);
+        let rest = (self.mode == ColdplugMode::All).then_some(loader);
+        doc.rest_pending = rest.is_some();
         ModulesDone {
-            doc: ModulesDoc::from_report(&r),
+            doc,
             ms: self.ms,
-            diagnosis: modules::diagnose_network(&r),
+            diagnosis: match self.mode {
+                // No device was looked at: the sysfs-based diagnosis would say "no network
+                // card visible", which is not the cause. Used only when the interface is
+                // missing.
+                ColdplugMode::None => Some(
+                    "no driver is loaded by device ([modules] coldplug = \"none\"); \
+                     name the network driver in [modules] load or vminit.modules="
+                        .to_string(),
+                ),
+                ColdplugMode::All | ColdplugMode::Essential => modules::diagnose_network(&r),
+            },
+            rest,
         }
     }
 }
@@ -148,16 +172,32 @@ impl Boot {
             }
         }
         let mut loader = modules::Loader::system(params);
-        if let Err(e) = loader.coldplug(&modules::Coldplug::default()) {
-            self.fail(e);
+        let mode = image.map(|i| i.modules.coldplug).unwrap_or_default();
+        // The boot waits only for the drivers the job needs; with "all" the rest are loaded
+        // later, off the boot's path (crate::late_modules).
+        let stage = match mode {
+            ColdplugMode::All | ColdplugMode::Essential => Some(modules::Stage::Essential),
+            ColdplugMode::None => None,
+        };
+        if let Some(stage) = stage {
+            let opts = modules::Coldplug {
+                stage,
+                ..modules::Coldplug::default()
+            };
+            if let Err(e) = loader.coldplug(&opts) {
+                self.fail(e);
+            }
         }
         let extra = args
             .modules
             .iter()
             .chain(image.iter().flat_map(|i| i.modules.load.iter()));
         for m in extra {
-            if let Err(e) = loader.load(m) {
-                self.fail(format!("module {m}: {e}"));
+            match loader.load(m) {
+                Ok(()) => {}
+                // Asked for by name but no hardware for it: said, not an error (issue 18).
+                Err(e) if e.is_no_device() => log::info!("{e}"),
+                Err(e) => self.fail(format!("module {m}: {e}")),
             }
         }
         if crate::power_button::needs_evdev(Path::new("/sys/class/input")) {
@@ -168,6 +208,7 @@ impl Boot {
         ModulesStage {
             loader: Some(loader),
             ms: sys::boottime_ms(),
+            mode,
         }
     }
 

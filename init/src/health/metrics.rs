@@ -94,6 +94,7 @@ pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
     for (k, n) in [
         ("loaded", m.loaded.len()),
         ("failed", m.failed.len()),
+        ("no_device", m.no_device.len()),
         ("unmatched", m.unmatched.len()),
     ] {
         f.sample("vminit_modules", &format!("result=\"{k}\""), n);

@@ -20,8 +20,10 @@ mod server;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
+
+use crate::report::ModulesDoc;
 
 pub use doc::{HealthDoc, NetworkDoc};
 use mio::Waker;
@@ -41,6 +43,13 @@ pub struct Shared {
     /// Errors found off the event loop (a panic caught in the health thread) for the loop to
     /// add to `errors[]` on its next publish.
     faults: Mutex<Vec<String>>,
+    /// Set (and `left_starting_cv` notified) once the status has first left `starting`: the
+    /// rest of the drivers wait for it ([`crate::late_modules`]).
+    left_starting: Mutex<bool>,
+    left_starting_cv: Condvar,
+    /// The module report after the rest stage, for the loop to put in `modules` on its next
+    /// publish.
+    late_modules: Mutex<Option<ModulesDoc>>,
 }
 
 /// Longest time the server thread yields the CPU to the boot (see the module doc).
@@ -58,7 +67,46 @@ impl Shared {
             server_waker: OnceLock::new(),
             settled: AtomicBool::new(false),
             faults: Mutex::new(Vec::new()),
+            left_starting: Mutex::new(false),
+            left_starting_cv: Condvar::new(),
+            late_modules: Mutex::new(None),
         })
+    }
+
+    /// Called by the event loop on each publish whose status is not `starting`.
+    pub fn mark_left_starting(&self) {
+        let mut left = self.left_starting.lock().unwrap_or_else(|p| p.into_inner());
+        if !*left {
+            *left = true;
+            self.left_starting_cv.notify_all();
+        }
+    }
+
+    /// Waits until the status has first left `starting`, at most `max`; true if it has.
+    pub fn wait_left_starting(&self, max: Duration) -> bool {
+        let left = self.left_starting.lock().unwrap_or_else(|p| p.into_inner());
+        let (left, _) = self
+            .left_starting_cv
+            .wait_timeout_while(left, max, |left| !*left)
+            .unwrap_or_else(|p| p.into_inner());
+        *left
+    }
+
+    /// Hands the module report of a stage run off the event loop to the loop, and wakes it
+    /// to publish it.
+    pub fn hand_in_modules(&self, doc: ModulesDoc) {
+        *self.late_modules.lock().unwrap_or_else(|p| p.into_inner()) = Some(doc);
+        if let Some(w) = self.main_waker.get() {
+            let _ = w.wake();
+        }
+    }
+
+    /// The module report handed in since the last call.
+    pub fn take_modules(&self) -> Option<ModulesDoc> {
+        self.late_modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Records an error found off the event loop and wakes the loop to publish it.

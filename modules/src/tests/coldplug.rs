@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::fakes::{self, Effect, FakeClock, FakeKernel, FakeSys};
 use crate::device;
-use crate::{diagnose_network, Coldplug, Errno, Error, KernelError, Loader, ModuleIndex, Uevent};
+use crate::{
+    diagnose_network, Coldplug, Errno, Error, KernelError, Loader, ModuleIndex, Stage, Uevent,
+};
 
 const PCI_BRIDGE: &str = "pci:v00008086d000029C0sv00001AF4sd00001100bc06sc00i00";
 const PCI_NET: &str = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00";
@@ -406,4 +408,175 @@ fn unreadable_sysfs_is_an_error() {
         err.to_string().starts_with("cannot list devices in "),
         "{err}"
     );
+}
+
+const PCI_BOCHS: &str = "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00";
+const PCI_VIRTIO_GPU: &str = "pci:v00001AF4d00001050sv00001AF4sd00001100bc03sc80i00";
+const VIRTIO_GPU: &str = "virtio:d00000010v00001AF4";
+const CPU: &str = "cpu:type:x86,ven0000fam0006mod003D:feature:,0000,0001,0016";
+
+/// The Debian guest of issue 18, small: the q35 job devices, plus a bochs display, a
+/// virtio GPU behind its own virtio-pci function, the PC speaker, the power button and a
+/// CPU whose frequency driver finds no hardware.
+fn debian_like(tmp: &tempfile::TempDir) -> (FakeSys, FakeKernel) {
+    let (sys, mut kernel) = q35(tmp);
+    sys.add("pci", "0000:00:01.0", PCI_BOCHS, None);
+    sys.add("pci", "0000:00:05.0", PCI_VIRTIO_GPU, None);
+    sys.add("platform", "pcspkr", "platform:pcspkr", None);
+    sys.add("acpi", "LNXPWRBN:00", "acpi:LNXPWRBN:", None);
+    sys.add("cpu", "cpu0", CPU, None);
+    kernel.effects.get_mut("virtio_pci").unwrap().extend([
+        bind("pci", "0000:00:05.0", "virtio-pci"),
+        add("virtio", "virtio2", VIRTIO_GPU, Some("0000:00:05.0")),
+    ]);
+    for (module, bus, dev) in [
+        ("bochs", "pci", "0000:00:01.0"),
+        ("virtio_gpu", "virtio", "virtio2"),
+        ("pcspkr", "platform", "pcspkr"),
+        ("button", "acpi", "LNXPWRBN:00"),
+    ] {
+        kernel
+            .effects
+            .insert(module.into(), vec![bind(bus, dev, module)]);
+    }
+    kernel
+        .fail
+        .insert("acpi_cpufreq".into(), KernelError::Init(Errno::ENODEV));
+    (sys, kernel)
+}
+
+fn staged(stage: Stage, sys: &FakeSys) -> Coldplug {
+    Coldplug { stage, ..opts(sys) }
+}
+
+const ESSENTIAL: [&str; 10] = [
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "virtio_blk",
+    "button",
+];
+
+/// The essential stage loads the job's drivers (through the transport that reveals them)
+/// and the power button's, and nothing else; the rest stage, on the same loader, loads the
+/// others without loading anything twice.
+#[test]
+fn essential_stage_then_the_rest() {
+    for uevents in [false, true] {
+        let (tmp, idx) = fakes::index();
+        let (sys, mut kernel) = debian_like(&tmp);
+        kernel.uevents = uevents;
+        let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+        l.coldplug(&staged(Stage::Essential, &sys)).unwrap();
+        let mut first = loaded(&l);
+        first.sort();
+        let mut want = ESSENTIAL.map(String::from).to_vec();
+        want.sort();
+        assert_eq!(first, want, "uevents {uevents}");
+        let r = l.report();
+        assert!(r.failed.is_empty() && r.no_device.is_empty(), "{r:?}");
+        // The network card is bound after the essential stage: nothing to diagnose.
+        assert_eq!(diagnose_network(r), None);
+        // Devices left for later are not "unmatched": they have modules, not yet loaded.
+        assert!(
+            r.unmatched.iter().all(|d| d.device == "0000:00:00.0"),
+            "{:?}",
+            r.unmatched
+        );
+
+        l.coldplug(&staged(Stage::Rest, &sys)).unwrap();
+        let all = loaded(&l);
+        assert_eq!(&all[..ESSENTIAL.len()], &loaded_first(&first, &all)[..]);
+        let later: Vec<&str> = all[ESSENTIAL.len()..].iter().map(String::as_str).collect();
+        let mut later_sorted = later.clone();
+        later_sorted.sort();
+        assert_eq!(later_sorted, ["bochs", "drm", "pcspkr", "virtio_gpu"]);
+        let calls = l.kernel.modules();
+        let mut unique = calls.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            calls.len(),
+            "a module loaded twice: {calls:?}"
+        );
+        let r = l.report();
+        assert_eq!(r.no_device, ["acpi_cpufreq"]);
+        assert!(r.failed.is_empty(), "{:?}", r.failed);
+        let unbound: Vec<&str> = r
+            .devices
+            .iter()
+            .filter(|d| !d.has_driver)
+            .map(|d| d.device.as_str())
+            .collect();
+        assert_eq!(
+            unbound,
+            ["PNP0C0F:00", "cpu0", "0000:00:00.0"],
+            "uevents {uevents}"
+        );
+    }
+}
+
+/// The first `n` of `all`, checked to be the set `first` in some order.
+fn loaded_first(first: &[String], all: &[String]) -> Vec<String> {
+    let mut head = all[..first.len()].to_vec();
+    head.sort();
+    assert_eq!(head, first);
+    all[..first.len()].to_vec()
+}
+
+/// Both stages together load what one `Stage::All` run loads.
+#[test]
+fn two_stages_load_what_all_loads() {
+    let run = |stages: &[Stage]| {
+        let (tmp, idx) = fakes::index();
+        let (sys, kernel) = debian_like(&tmp);
+        let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+        for s in stages {
+            l.coldplug(&staged(*s, &sys)).unwrap();
+        }
+        let mut names = loaded(&l);
+        names.sort();
+        let r = l.report().clone();
+        (names, r.no_device, r.devices)
+    };
+    let all = run(&[Stage::All]);
+    assert_eq!(all, run(&[Stage::Essential, Stage::Rest]));
+    assert!(all.0.contains(&"bochs".to_string()), "{:?}", all.0);
+}
+
+/// A microVM: virtio-mmio is the transport of everything, so the essential stage loads it;
+/// the virtio GPU it reveals waits for the rest stage.
+#[test]
+fn essential_stage_loads_transports_not_what_they_reveal_beyond_the_job() {
+    let (tmp, idx) = fakes::index();
+    let sys = FakeSys::new(&tmp);
+    sys.add("platform", "LNRO0005:00", "acpi:LNRO0005:", None);
+    sys.add("platform", "LNRO0005:01", "acpi:LNRO0005:", None);
+    let mut kernel = FakeKernel {
+        sys: Some(sys.root.clone()),
+        ..FakeKernel::default()
+    };
+    kernel.effects.insert(
+        "virtio_mmio".into(),
+        vec![
+            bind("platform", "LNRO0005:00", "virtio-mmio"),
+            bind("platform", "LNRO0005:01", "virtio-mmio"),
+            add("virtio", "virtio0", VIRTIO_NET, None),
+            add("virtio", "virtio1", VIRTIO_GPU, None),
+        ],
+    );
+    let mut l = Loader::new(Ok(idx), kernel, FakeClock::default());
+    l.coldplug(&staged(Stage::Essential, &sys)).unwrap();
+    let names = loaded(&l);
+    assert!(names.contains(&"virtio_mmio".to_string()), "{names:?}");
+    assert!(names.contains(&"virtio_net".to_string()), "{names:?}");
+    assert!(!names.contains(&"virtio_gpu".to_string()), "{names:?}");
+    l.coldplug(&staged(Stage::Rest, &sys)).unwrap();
+    assert!(loaded(&l).contains(&"virtio_gpu".to_string()));
 }

@@ -41,6 +41,12 @@ kernel/drivers/misc/pre_a.ko:
 kernel/drivers/misc/post_b.ko:
 kernel/drivers/misc/with_soft.ko: kernel/drivers/misc/leaf.ko
 kernel/drivers/misc/leaf.ko:
+kernel/drivers/gpu/drm/drm.ko:
+kernel/drivers/gpu/drm/tiny/bochs.ko: kernel/drivers/gpu/drm/drm.ko
+kernel/drivers/gpu/drm/virtio/virtio-gpu.ko: kernel/drivers/gpu/drm/drm.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/input/misc/pcspkr.ko:
+kernel/drivers/acpi/button.ko:
+kernel/drivers/cpufreq/acpi-cpufreq.ko:
 ";
 
 pub const ALIAS: &str = "\
@@ -57,6 +63,12 @@ alias fs-iso9660 isofs
 alias crypto-crc32c crc32c_intel
 alias crypto-crc32c crc32c_generic
 alias platform:rtc_cmos rtc_cmos
+alias pci:v00001234d00001111sv*sd*bc03sc*i* bochs
+alias virtio:d00000010v* virtio_gpu
+alias platform:pcspkr pcspkr
+alias acpi*:PNP0C0C:* button
+alias acpi*:LNXPWRBN:* button
+alias cpu:type:x86,ven*fam*mod*:feature:*0016* acpi_cpufreq
 ";
 
 pub const BUILTIN: &str = "kernel/fs/isofs/isofs.ko\nkernel/drivers/rtc/rtc-cmos.ko\n";

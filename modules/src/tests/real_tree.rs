@@ -209,3 +209,42 @@ fn real_binary_and_text_agree() {
         "a lookup found the real tries damaged"
     );
 }
+
+/// The devices of issue 18's Debian guest against Debian's own aliases: the job's drivers
+/// and the power button's are essential, the slow display, watchdog and speaker drivers
+/// are left for the rest stage.
+#[test]
+fn real_essential_and_rest_drivers() {
+    let idx = real_index();
+    let cases: &[(&str, &str, bool)] = &[
+        ("virtio:d00000001v00001AF4", "virtio_net", true),
+        (
+            "virtio:d00000013v00001AF4",
+            "vmw_vsock_virtio_transport",
+            true,
+        ),
+        ("virtio:d00000004v00001AF4", "virtio_rng", true),
+        ("virtio:d00000003v00001AF4", "virtio_console", true),
+        ("acpi:LNRO0005:", "virtio_mmio", true),
+        ("acpi:PNP0C0C:", "button", true),
+        ("acpi:LNXPWRBN:", "button", true),
+        (
+            "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00",
+            "e1000e",
+            true,
+        ),
+        (
+            "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00",
+            "bochs",
+            false,
+        ),
+        ("virtio:d00000010v00001AF4", "virtio_gpu", false),
+        ("platform:pcspkr", "pcspkr", false),
+        ("platform:iTCO_wdt", "iTCO_wdt", false),
+    ];
+    for (modalias, module, essential) in cases {
+        let found = idx.lookup_alias(modalias);
+        assert!(found.iter().any(|m| m == module), "{modalias}: {found:?}");
+        assert_eq!(crate::is_essential(modalias), *essential, "{modalias}");
+    }
+}
