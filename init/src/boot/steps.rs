@@ -122,12 +122,37 @@ impl Boot {
         } else {
             health::Priority::Normal
         };
-        match health::spawn(settings.health, Arc::clone(&self.shared), priority) {
-            Ok(addr) => log::info!("health endpoint on http://{addr}/health"),
-            Err(e) => self.fail(format!(
-                "health endpoint: cannot listen on {}: {e}",
-                settings.health
-            )),
+        // As PID 1 the vsock listener waits for the module loader: its transport driver is
+        // bound by coldplug ([`Self::start_vsock_health`]). Off PID 1 the host's kernel has
+        // whatever it has now.
+        let now: Vec<_> = settings
+            .health
+            .iter()
+            .copied()
+            .filter(|l| !(self.pid1 && l.is_vsock()))
+            .collect();
+        let results = health::spawn(&now, Arc::clone(&self.shared), priority);
+        for r in results {
+            self.report_listener(r);
+        }
+    }
+
+    /// Starts the vsock listeners (as PID 1, once the modules are loaded).
+    pub(crate) fn start_vsock_health(&mut self, settings: &Settings) {
+        for l in settings.health.iter().filter(|l| l.is_vsock()) {
+            let r = health::add_listener(*l, &self.shared);
+            self.report_listener(r);
+        }
+    }
+
+    fn report_listener(&mut self, r: Result<String, health::BindError>) {
+        match r {
+            Ok(name) if name.starts_with("vsock:") => {
+                log::info!("health endpoint on {name} (GET /health)")
+            }
+            Ok(name) => log::info!("health endpoint on http://{name}/health"),
+            Err(e @ health::BindError::NoVsockDevice(_)) => log::info!("{e}"),
+            Err(e) => self.fail(e),
         }
     }
 
