@@ -13,9 +13,9 @@ use toml::de::DeValue;
 use crate::cmdline::Cmdline;
 use crate::doc::{per_key, sort_errors, Doc, Origin};
 use crate::error::{ConfigError, Problem};
+use crate::listener::{de_listeners, Listener};
 use crate::names::check_service_name;
 use crate::service::ServiceConfig;
-use crate::listener::{de_listeners, Listener};
 use crate::settings::{LogLevel, ShutdownMode};
 use crate::validate;
 

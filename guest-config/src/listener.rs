@@ -134,7 +134,10 @@ mod tests {
     fn the_default_is_tcp_and_vsock_on_8900() {
         let d: Vec<String> = default_listeners().iter().map(|l| l.to_string()).collect();
         assert_eq!(d, ["0.0.0.0:8900", "vsock:8900"]);
-        assert_eq!(parse_listeners("0.0.0.0:8900,vsock:8900"), Ok(default_listeners()));
+        assert_eq!(
+            parse_listeners("0.0.0.0:8900,vsock:8900"),
+            Ok(default_listeners())
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
 //! launching QEMU on q35 or microvm ([`VmBuilder`]) and talking to the
 //! running VM ([`Vm`]: console, monitor, HTTP polling, shutdown, NIC
-//! captures read by [`pcap`]).
+//! captures read by [`pcap`]; [`vsock`]: the vhost-user-vsock daemon and the
+//! Firecracker-style hybrid vsock client).
 //! It does not own what the guest does: assertions about vminit belong to
 //! the tests crate.
 //!
@@ -13,6 +14,7 @@
 
 pub mod accel;
 pub mod bench;
+pub mod bench_vsock;
 pub mod boot_split;
 pub mod bzimage;
 mod cmd;
@@ -29,6 +31,7 @@ pub mod pcap;
 mod running;
 mod spawn;
 pub mod vm;
+pub mod vsock;
 
 pub use accel::Accel;
 pub use drive::{make_drive, make_drive_from_dir, DriveFs, DEFAULT_LABEL};
