@@ -2,10 +2,10 @@
 //! run, and the long poll's delay from a change to its answer.
 //!
 //! Each transport gets the same load: `requests` GETs, `concurrency` clients, one fresh
-//! connection per request (as a controller polls). The change is eth0's carrier: the monitor
-//! takes the link down or up (`set_link n0`), netconf reports it, the event loop publishes a
-//! new generation, and a `/health?wait=N` over vsock waiting since before the change answers;
-//! measured from the monitor command's return to the answer.
+//! connection per request (as a controller polls). The change is a service exiting: the host
+//! asks the guest's test agent for `GET /exit` (through hostfwd), the supervisor sees the exit,
+//! the event loop publishes a new generation, and a `/health?wait=N` over vsock waiting since
+//! before the change answers; measured from the `/exit` answer to the long poll's answer.
 
 use std::fmt;
 use std::path::Path;
@@ -15,11 +15,19 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::{bench, Initramfs, Kernel, Machine, VmBuilder, BOOT_TIMEOUT, HEALTH_PORT};
 
+/// The service whose exits are the changes (restarted each time).
+const AGENT: &str = r#"
+[services.agent]
+command = ["/bin/test-agent", "http", "--port", "8081"]
+restart = "always"
+"#;
+const AGENT_PORT: u16 = 8081;
+
 pub struct Options {
     pub machine: Machine,
     pub requests: usize,
     pub concurrency: usize,
-    /// Link changes for the long-poll measurement.
+    /// Service exits for the long-poll measurement.
     pub changes: usize,
 }
 
@@ -96,6 +104,8 @@ pub fn run(kernel: &Kernel, o: &Options) -> Result<Report> {
     let dir = tempfile::tempdir().map_err(Error::io("create temp dir", "/tmp"))?;
     let initrd = dir.path().join("vminit.cpio");
     let mut img = Initramfs::vminit()?;
+    img.bin("test-agent")?;
+    img.config(AGENT);
     if let Some(m) = &kernel.modules_dir {
         img.modules(&kernel.release, m, crate::VIRTIO_MODULES)?;
     }
@@ -106,6 +116,7 @@ pub fn run(kernel: &Kernel, o: &Options) -> Result<Report> {
         .initrd(&initrd)
         .append(&bench::vminit_net_append())
         .nic(true)
+        .forward(AGENT_PORT)
         .vsock(true)
         .launch()?;
     vm.wait_health(|h| h["status"] == "ok", BOOT_TIMEOUT)?;
@@ -131,8 +142,22 @@ pub fn run(kernel: &Kernel, o: &Options) -> Result<Report> {
     loads.push(load("hostfwd TCP", o.requests, o.concurrency, move || {
         crate::http::get(tcp, "/health", timeout).is_ok_and(|(c, _)| c == 200)
     }));
+    let agent = std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        vm.host_port(AGENT_PORT).unwrap_or(0),
+    ));
     let mut wake = Vec::new();
-    for i in 0..o.changes {
+    for _ in 0..o.changes {
+        // The agent is back (restarted after its last exit) and listening.
+        let up = |c: u16, _: &str| c == 200;
+        crate::vsock::wait_get(&uds, port, "/livez", up, BOOT_TIMEOUT)?;
+        let end = Instant::now() + BOOT_TIMEOUT;
+        while !crate::http::get(agent, "/health", timeout).is_ok_and(|(c, _)| c == 200) {
+            if Instant::now() >= end {
+                return Err(Error::Invalid("the agent did not come back".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (_, body) = crate::vsock::get(&uds, port, "/health", timeout)?;
         let doc: serde_json::Value = serde_json::from_str(&body).map_err(|e| Error::Http {
             url: "vsock /health".into(),
@@ -149,17 +174,13 @@ pub fn run(kernel: &Kernel, o: &Options) -> Result<Report> {
         // A round trip after starting the waiter gives it time to connect; one that connects
         // after the change is answered at once, which is still change -> answer.
         crate::vsock::get(&uds, port, "/livez", timeout)?;
-        let state = if i % 2 == 0 { "off" } else { "on" };
-        vm.monitor(&format!("set_link n0 {state}"))?;
+        crate::http::get(agent, "/exit", timeout)?;
         let changed = Instant::now();
         let (r, at) = rx
             .recv_timeout(Duration::from_secs(40))
             .map_err(|_| Error::Invalid("the long poll never answered".into()))?;
         r?;
         wake.push(at.saturating_duration_since(changed));
-    }
-    if o.changes % 2 == 1 {
-        let _ = vm.monitor("set_link n0 on");
     }
     Ok(Report {
         machine: o.machine,
@@ -172,6 +193,7 @@ pub fn run(kernel: &Kernel, o: &Options) -> Result<Report> {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "machine {:?}, accel {}", self.machine, self.accel)?;
+        writeln!(f)?;
         writeln!(
             f,
             "| transport | answered | failed | requests/s | p50 | p99 |\n| --- | --- | --- | --- | --- | --- |"
@@ -192,7 +214,7 @@ impl fmt::Display for Report {
         w.sort();
         write!(
             f,
-            "long poll, link change -> answer over vsock ({} changes): median {:.1} ms, max {:.1} ms",
+            "\nlong poll over vsock, service exit -> answer ({} changes): median {:.1} ms, max {:.1} ms",
             w.len(),
             percentile(&w, 50).as_secs_f64() * 1e3,
             w.last().copied().unwrap_or_default().as_secs_f64() * 1e3
