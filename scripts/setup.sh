@@ -5,7 +5,9 @@
 #     config drives, xz for the kernel, iproute2 for the netconf namespace tests.
 #   - the musl target (fallback: the gnu target with +crt-static, contract §1);
 #   - `vminit`, `test-agent`, `trivial-init` built static, release;
-#   - Debian's kernel package into .cache/kernel (qemu-harness fetch-kernel).
+#   - Debian's kernel package into .cache/kernel (qemu-harness fetch-kernel);
+#   - rust-vmm's vhost-device-vsock 0.3.0 into .cache/vhost-device-vsock (the host side of the
+#     guests' vsock device under QEMU without /dev/vhost-vsock; ~1-3 min, once).
 # Prints the export line for VMINIT_STATIC_DIR when the fallback target is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,3 +54,13 @@ if [ ! -e .cache/kernel/current ] && ! apt-cache show linux-image-amd64 >/dev/nu
     $SUDO apt-get update -qq
 fi
 cargo run --release --locked -q -p qemu-harness -- fetch-kernel
+
+# The vsock daemon: QEMU's vhost-user-vsock device is served by it (qemu-harness --vsock, the
+# vsock guest tests, the demo). Skipped when present; a failed install is not fatal to the
+# rest of the setup, only the vsock tests then say how to get it.
+vsock_bin=.cache/vhost-device-vsock/bin/vhost-device-vsock
+if [ ! -x "$vsock_bin" ]; then
+    echo "setup: installing vhost-device-vsock 0.3.0 into .cache/vhost-device-vsock"
+    cargo install vhost-device-vsock --locked --version 0.3.0 --root .cache/vhost-device-vsock -q \
+        || echo "setup: vhost-device-vsock could not be installed; vsock tests will fail" >&2
+fi
