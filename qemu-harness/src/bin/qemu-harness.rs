@@ -304,7 +304,11 @@ fn run(args: &Args) -> Result<()> {
 
 /// `health --vsock SOCKET`: one GET through a hybrid vsock socket; the body on stdout.
 fn health(args: &Args) -> Result<()> {
-    let uds = PathBuf::from(args.required("--vsock")?);
+    // `--vsock` is also `run`'s switch, so the parser leaves its value as a positional word.
+    let uds = match (args.has("--vsock"), args.positional.first()) {
+        (true, Some(path)) => PathBuf::from(path),
+        _ => return Err(Error::Invalid(format!("missing --vsock SOCKET\n\n{USAGE}"))),
+    };
     let port: u32 = args.number("--port", u32::from(qemu_harness::HEALTH_PORT))?;
     let path = match args.one("--wait") {
         Some(n) => {
