@@ -3,6 +3,11 @@
 //! publishes a [`HealthDoc`]; the server only reads it. `/livez` is answered only after the
 //! event loop itself has answered a ping, so it proves the main loop is responsive.
 //!
+//! Every listener (TCP `ADDR:PORT`, `vsock:PORT`) is served by the same thread and bounds; the
+//! vsock one can be added after the thread started ([`add_listener`]), once its driver is
+//! loaded. `GET /health?wait=N` waits in the server until the published `generation`
+//! exceeds N ([`Shared::publish`] wakes the thread when it does).
+//!
 //! As PID 1 the server thread runs at the lowest priority (nice 19) while vminit's own boot
 //! work runs: a microVM often has one vCPU, the boot is CPU-bound, and a host controller that
 //! polls early has a burst of probes queued in its NAT that reach the guest the moment `eth0`
