@@ -276,3 +276,18 @@ fn a_hundred_waiters_do_not_lock_out_a_plain_poll() {
     assert!(waiting(&v) <= 64, "more waiters than half the slots");
     drop(waiters);
 }
+
+/// With nothing changing, a long poll is answered after its 30 s with the current document.
+#[test]
+fn a_long_poll_with_nothing_changing_answers_after_its_wait() {
+    let v = HostVminit::start(EMPTY);
+    let g = generation(&v);
+    let path = format!("/health?wait={g}");
+    let (code, body) = qemu_harness::http::get(v.addr, &path, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("long poll: {e}\n{}", v.console()));
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["generation"].as_u64(), Some(g), "{doc:#}");
+    // A bad generation is refused, not taken as a plain poll.
+    assert_eq!(v.get("/health?wait=soon").0, 400);
+}
