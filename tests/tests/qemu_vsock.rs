@@ -209,4 +209,6 @@ fn no_vsock_device_means_no_listener_and_one_info_line() {
         .collect();
     assert_eq!(lines.len(), 1, "{console}");
     assert!(!console.contains("on vsock:8900"), "{console}");
+    let loaded = h["modules"]["loaded"].to_string();
+    assert!(!loaded.contains("vsock"), "{loaded}");
 }
