@@ -85,7 +85,7 @@ impl VminitArgs {
                     "vminit.health",
                     v,
                     &format!(
-                        "{LISTENER_FORM}, but listener {:?} is {}",
+                        "{LISTENER_FORM}; listener {:?}: {}",
                         e.listener, e.reason
                     ),
                 ),
