@@ -10,6 +10,8 @@
 #     (.cargo/config.toml), into target/aarch64-unknown-linux-musl/release;
 #   - Debian's kernel packages into .cache/kernel and .cache/kernel-arm64 (qemu-harness
 #     fetch-kernel); the arm64 one needs the arm64 architecture added to dpkg.
+#   - rust-vmm's vhost-device-vsock 0.3.0 (the host side of the guests' vsock device under
+#     QEMU without /dev/vhost-vsock; built once per machine, ~3-8 min on 2 cores).
 # Prints the export line for VMINIT_STATIC_DIR when the fallback target is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,3 +77,21 @@ if [ ! -e .cache/kernel-arm64/current ]; then
     fi
 fi
 cargo run --release --locked -q -p qemu-harness -- fetch-kernel --arch arm64
+
+# The vsock daemon: QEMU's vhost-user-vsock device is served by it (qemu-harness --vsock, the
+# vsock guest tests, the demo). Skipped when present; a failed install is not fatal to the
+# rest of the setup, only the vsock tests then say how to get it.
+vsock_bin=.cache/vhost-device-vsock/bin/vhost-device-vsock
+# Built once per machine (outside the checkout, so a fresh clone on the same machine reuses it).
+vsock_root="${XDG_CACHE_HOME:-$HOME/.cache}/vminit/vhost-device-vsock"
+if [ ! -x "$vsock_bin" ]; then
+    if [ ! -x "$vsock_root/bin/vhost-device-vsock" ]; then
+        echo "setup: installing vhost-device-vsock 0.3.0 into $vsock_root"
+        cargo install vhost-device-vsock --locked --version 0.3.0 --root "$vsock_root" -q \
+            || echo "setup: vhost-device-vsock could not be installed; vsock tests will fail" >&2
+    fi
+    if [ -x "$vsock_root/bin/vhost-device-vsock" ]; then
+        mkdir -p "$(dirname "$vsock_bin")"
+        cp "$vsock_root/bin/vhost-device-vsock" "$vsock_bin"
+    fi
+fi

@@ -5,7 +5,6 @@
 //! [`mod@crate::validate`].
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -14,9 +13,10 @@ use toml::de::DeValue;
 use crate::cmdline::Cmdline;
 use crate::doc::{per_key, sort_errors, Doc, Origin};
 use crate::error::{ConfigError, Problem};
+use crate::listener::{de_listeners, Listener};
 use crate::names::check_service_name;
 use crate::service::ServiceConfig;
-use crate::settings::{de_socket_addr, LogLevel, ShutdownMode};
+use crate::settings::{LogLevel, ShutdownMode};
 use crate::validate;
 
 /// The default location of the image config in the guest.
@@ -43,8 +43,9 @@ pub struct ImageConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
-    #[serde(default, deserialize_with = "de_socket_addr")]
-    pub listen: Option<SocketAddr>,
+    /// `"ADDR:PORT,vsock:PORT"` or `["ADDR:PORT", "vsock:PORT"]` ([`crate::listener`]).
+    #[serde(default, deserialize_with = "de_listeners")]
+    pub listen: Option<Vec<Listener>>,
     /// Serve service log lines on the health endpoint (contract §4: off unless opted in).
     #[serde(default)]
     pub expose_logs: bool,

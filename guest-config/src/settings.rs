@@ -1,19 +1,15 @@
 //! The init's own settings that the cmdline and the image config both may give (log level,
-//! shutdown mode, health listener), and which one wins. Owns the value types and the
+//! shutdown mode, health listeners), and which one wins. Owns the value types and the
 //! resolution; reading the sources is [`crate::cmdline`] and [`crate::image`].
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::cmdline::VminitArgs;
 use crate::image::ImageConfig;
-
-/// The health listener when nothing says otherwise (contract §4).
-pub const DEFAULT_HEALTH: SocketAddr =
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8900));
+use crate::listener::{default_listeners, Listener};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
@@ -127,18 +123,6 @@ impl<'de> Deserialize<'de> for ShutdownMode {
     }
 }
 
-/// Deserializes `"ADDR:PORT"` with a message that shows the expected form.
-pub(crate) fn de_socket_addr<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<SocketAddr>, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{s:?} is not ADDR:PORT (e.g. \"0.0.0.0:8900\" or \"[::]:8900\")"
-        ))
-    })
-}
-
 /// The settings in force. Precedence: the kernel cmdline (`vminit.*`, per boot) over the
 /// image config (per image) over the contract's defaults, so a host can raise the log level
 /// or move the health port of one VM without rebuilding its image.
@@ -146,7 +130,8 @@ pub(crate) fn de_socket_addr<'de, D: Deserializer<'de>>(
 pub struct Settings {
     pub log: LogLevel,
     pub shutdown: ShutdownMode,
-    pub health: SocketAddr,
+    /// Where the health endpoint listens, in order ([`crate::listener`]).
+    pub health: Vec<Listener>,
 }
 
 impl Settings {
@@ -159,8 +144,9 @@ impl Settings {
                 .unwrap_or_default(),
             health: args
                 .health
-                .or(image.and_then(|i| i.health.listen))
-                .unwrap_or(DEFAULT_HEALTH),
+                .clone()
+                .or_else(|| image.and_then(|i| i.health.listen.clone()))
+                .unwrap_or_else(default_listeners),
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub const USAGE: &str = "\
@@ -13,7 +12,8 @@ usage: vminit                       run (as PID 1: the guest's init; otherwise a
        vminit --version
 options off PID 1 (a plain supervisor, a child subreaper; no mounts, modules or network):
        --config FILE     image config (default /etc/vminit/vminit.toml)
-       --health ADDR:PORT  health listener (default 0.0.0.0:8900)
+       --health LISTENER[,LISTENER]  health listeners, ADDR:PORT or vsock:PORT
+                         (default 0.0.0.0:8900,vsock:8900)
        --log LEVEL       error|warn|info|debug|trace (default info)
        --run-dir DIR     where the notify socket lives (default /run/vminit)";
 
@@ -28,7 +28,7 @@ pub enum Command {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HostOptions {
     pub config: Option<PathBuf>,
-    pub health: Option<SocketAddr>,
+    pub health: Option<Vec<guest_config::Listener>>,
     pub log: Option<String>,
     pub run_dir: Option<PathBuf>,
 }
@@ -39,6 +39,8 @@ pub enum ArgError {
     BadValue {
         flag: String,
         value: String,
+        /// What is wrong with it, if more can be said than "invalid".
+        why: String,
     },
     Unknown(String),
     /// Argument number `index` (from 1) is not UTF-8; `lossy` shows it with U+FFFD.
@@ -52,7 +54,9 @@ impl fmt::Display for ArgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
-            ArgError::BadValue { flag, value } => write!(f, "{flag}: invalid value {value:?}"),
+            ArgError::BadValue { flag, value, why } => {
+                write!(f, "{flag}: invalid value {value:?}: {why}")
+            }
             ArgError::Unknown(a) => write!(f, "unknown argument {a:?}"),
             ArgError::NotUtf8 { index, lossy } => {
                 write!(f, "argument {index} ({lossy:?}) is not valid UTF-8")
@@ -91,11 +95,13 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
             "--config" => opts.config = Some(value(a)?.into()),
             "--health" => {
                 let v = value(a)?;
-                let addr = v.parse().map_err(|_| ArgError::BadValue {
-                    flag: a.clone(),
-                    value: v.clone(),
-                })?;
-                opts.health = Some(addr);
+                let listeners =
+                    guest_config::parse_listeners(&v).map_err(|e| ArgError::BadValue {
+                        flag: a.clone(),
+                        value: v.clone(),
+                        why: e.to_string(),
+                    })?;
+                opts.health = Some(listeners);
             }
             "--log" => opts.log = Some(value(a)?),
             "--run-dir" => opts.run_dir = Some(value(a)?.into()),
@@ -125,7 +131,14 @@ mod tests {
             panic!()
         };
         assert_eq!(o.config, Some("/c".into()));
-        assert_eq!(o.health, Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(
+            o.health,
+            Some(vec![guest_config::Listener::Tcp(
+                "127.0.0.1:9".parse().unwrap()
+            )])
+        );
+        let e = parse(&args("--health 127.0.0.1:9,vsock:no")).unwrap_err();
+        assert!(e.to_string().contains("\"vsock:no\""), "{e}");
         assert_eq!(parse(&[]), Ok(Command::Run(HostOptions::default())));
     }
 

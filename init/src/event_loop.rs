@@ -433,6 +433,13 @@ impl EventLoop {
                 let _ = sd_notify::notify(false, &state);
             }
         }
+        // A long poll wakes on a new generation: only when something besides figures moved.
+        let last = self.shared.doc();
+        doc.generation = if doc.same_but_figures(&last) {
+            last.generation
+        } else {
+            last.generation.saturating_add(1)
+        };
         self.shared.publish(doc.clone());
     }
 }

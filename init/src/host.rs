@@ -86,7 +86,12 @@ pub fn run_host(opts: HostOptions) -> ExitCode {
     log::info!(
         "vminit {} supervising (not PID 1), health on {}",
         env!("CARGO_PKG_VERSION"),
-        settings.health
+        settings
+            .health
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     );
     boot.run_loop(LoopParts {
         settings,

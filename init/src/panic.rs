@@ -30,6 +30,7 @@ pub fn publish_failure(shared: &Arc<health::Shared>, reason: &str) {
     let mut doc = (*shared.doc()).clone();
     doc.status = Status::Failed;
     doc.errors.push(reason.to_string());
+    doc.generation = doc.generation.saturating_add(1);
     shared.publish(doc);
 }
 

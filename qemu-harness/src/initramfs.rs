@@ -36,6 +36,11 @@ pub const VIRTIO_MODULES: &[&str] = &[
     // reaches the init only with both.
     "button",
     "evdev",
+    // virtio-vsock: the health endpoint's host-only channel (coldplug binds the transport by
+    // its modalias; the core modules come with it).
+    "vsock",
+    "vmw_vsock_virtio_transport_common",
+    "vmw_vsock_virtio_transport",
 ];
 
 /// Where the vminit image config lives (contract §2).

@@ -5,7 +5,9 @@
 //! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
 //! launching QEMU on q35 or microvm, or an arm64 guest on virt
 //! ([`VmBuilder`], [`Arch`]), and talking to the running VM ([`Vm`]:
-//! console, monitor, HTTP polling, shutdown, NIC captures read by [`pcap`]).
+//! console, monitor, HTTP polling, shutdown, NIC captures read by [`pcap`];
+//! [`vsock`]: the vhost-user-vsock daemon and the Firecracker-style hybrid vsock
+//! client).
 //! It does not own what the guest does: assertions about vminit belong to
 //! the tests crate.
 //!
@@ -14,6 +16,7 @@
 pub mod accel;
 mod arch;
 pub mod bench;
+pub mod bench_vsock;
 pub mod boot_split;
 pub mod bzimage;
 mod cmd;
@@ -30,6 +33,7 @@ pub mod pcap;
 mod running;
 mod spawn;
 pub mod vm;
+pub mod vsock;
 
 pub use accel::Accel;
 pub use arch::{Arch, VIRTIO_MODULES_ARM64};

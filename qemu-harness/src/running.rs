@@ -49,6 +49,8 @@ pub struct Vm {
     plan: LaunchPlan,
     args: Vec<String>,
     launched: Instant,
+    /// The vsock daemon; dropped (killed) after QEMU, as fields drop after `Drop::drop`.
+    vsock: Option<crate::vsock::Daemon>,
     // Holds the console and monitor socket; removed when the Vm is dropped.
     _workdir: tempfile::TempDir,
 }
@@ -58,6 +60,7 @@ pub(crate) fn start(
     args: Vec<String>,
     plan: LaunchPlan,
     workdir: tempfile::TempDir,
+    vsock: Option<crate::vsock::Daemon>,
 ) -> Result<Vm> {
     let stderr_path = workdir.path().join("qemu.stderr");
     let stderr = std::fs::File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
@@ -88,6 +91,7 @@ pub(crate) fn start(
         plan,
         args,
         launched,
+        vsock,
         _workdir: workdir,
     })
 }
@@ -308,6 +312,60 @@ impl Vm {
         let (_, body) = self.wait_get("/health", accept, timeout)?;
         serde_json::from_str(&body).map_err(|e| Error::Http {
             url: "/health".into(),
+            reason: format!("body is not JSON: {e}"),
+        })
+    }
+
+    /// The hybrid vsock socket on the host, when the VM has a vsock device.
+    pub fn vsock_socket(&self) -> Option<&Path> {
+        self.vsock.as_ref().map(|d| d.uds.as_path())
+    }
+
+    /// The vsock daemon's pid, when the VM has a vsock device.
+    pub fn vsock_daemon_pid(&self) -> Option<u32> {
+        self.vsock.as_ref().map(crate::vsock::Daemon::pid)
+    }
+
+    fn vsock_uds(&self) -> Result<PathBuf> {
+        self.vsock_socket()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| Error::Invalid("the VM has no vsock device (vsock off)".into()))
+    }
+
+    /// One GET of `path` on the guest's vsock health port.
+    pub fn vsock_get(&self, path: &str) -> Result<(u16, String)> {
+        crate::vsock::get(
+            &self.vsock_uds()?,
+            u32::from(HEALTH_PORT),
+            path,
+            GET_TIMEOUT,
+        )
+    }
+
+    /// Polls `/health` over vsock until its JSON satisfies `pred`; retries while the guest
+    /// does not listen yet.
+    pub fn wait_vsock_health(
+        &mut self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        let uds = self.vsock_uds()?;
+        let accept = |_code: u16, body: &str| {
+            serde_json::from_str::<serde_json::Value>(body).is_ok_and(|json| pred(&json))
+        };
+        let got = crate::vsock::wait_get(&uds, u32::from(HEALTH_PORT), "/health", accept, timeout);
+        let (_, body) = match got {
+            Ok(r) => r,
+            Err(e) => {
+                let what = format!("/health over vsock ({e})");
+                return Err(match self.try_exit() {
+                    Some(status) => self.exited(what, status),
+                    None => self.timeout(what, timeout),
+                });
+            }
+        };
+        serde_json::from_str(&body).map_err(|e| Error::Http {
+            url: "vsock /health".into(),
             reason: format!("body is not JSON: {e}"),
         })
     }

@@ -90,6 +90,8 @@ pub struct VmBuilder {
     /// Record every frame of the NIC, both ways, into this pcap file (QEMU's `filter-dump`;
     /// read it with [`crate::pcap`]).
     pub nic_capture: Option<PathBuf>,
+    /// A virtio-vsock device (vhost-user-vsock, served by [`crate::vsock::Daemon`]).
+    pub vsock: bool,
     /// `None`: [`Accel::detect`].
     pub accel: Option<Accel>,
     /// Extra QEMU arguments, appended last.
@@ -112,6 +114,7 @@ impl Default for VmBuilder {
             nic: false,
             forwards: Vec::new(),
             nic_capture: None,
+            vsock: false,
             accel: None,
             extra_args: Vec::new(),
         }
@@ -131,6 +134,8 @@ pub struct LaunchPlan {
     pub forwards: Vec<(u16, u16)>,
     /// [`VmBuilder::append_raw`], added to `-append`'s value at launch.
     pub append_raw: Vec<u8>,
+    /// The vsock daemon's vhost-user socket, when [`VmBuilder::vsock`].
+    pub vsock_vhost_user: Option<PathBuf>,
 }
 
 impl VmBuilder {
@@ -202,6 +207,11 @@ impl VmBuilder {
         self.nic_capture = Some(pcap.into());
         self
     }
+    /// Adds a virtio-vsock device reached through a hybrid socket ([`crate::vsock`]).
+    pub fn vsock(mut self, on: bool) -> Self {
+        self.vsock = on;
+        self
+    }
     pub fn accel(mut self, accel: Accel) -> Self {
         self.accel = Some(accel);
         self
@@ -235,11 +245,16 @@ impl VmBuilder {
     pub fn qemu_args(&self, plan: &LaunchPlan) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-        let machine = match self.machine {
+        let mut machine = match self.machine {
             Machine::Q35 => "q35".to_string(),
             Machine::Microvm => "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on".into(),
             Machine::Virt => "virt".into(),
         };
+        if plan.vsock_vhost_user.is_some() {
+            // The vhost-user daemon reads the virtqueues in guest memory: it must be a shared
+            // memfd, or the device appears but every connection times out.
+            machine.push_str(",memory-backend=mem");
+        }
         push(&[
             "-nodefaults",
             "-no-user-config",
@@ -272,6 +287,18 @@ impl VmBuilder {
         push(&["-chardev", &console, "-serial", "chardev:con0"]);
         let monitor = format!("unix:{},server=on,wait=off", plan.monitor.display());
         push(&["-monitor", &monitor]);
+        if let Some(vhu) = &plan.vsock_vhost_user {
+            let mem = format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                self.memory_mb
+            );
+            let chardev = format!("socket,id=vsk,path={}", vhu.display());
+            let dev = match self.machine {
+                Machine::Q35 | Machine::Virt => "vhost-user-vsock-pci,chardev=vsk",
+                Machine::Microvm => "vhost-user-vsock-device,chardev=vsk",
+            };
+            push(&["-object", &mem, "-chardev", &chardev, "-device", dev]);
+        }
         if self.machine == Machine::Microvm {
             // microvm has no keyboard controller; without one `sendkey
             // ctrl-alt-delete` reaches nobody. QEMU announces this one in
@@ -327,7 +354,14 @@ impl VmBuilder {
                 forwards.push((free_port()?, guest));
             }
         }
+        // The daemon first: its socket must exist before QEMU connects to it.
+        let daemon = if self.vsock {
+            Some(crate::vsock::Daemon::start(workdir.path())?)
+        } else {
+            None
+        };
         let plan = LaunchPlan {
+            vsock_vhost_user: daemon.as_ref().map(|d| d.vhost_user.clone()),
             kernel_path,
             console: workdir.path().join("console.log"),
             monitor: workdir.path().join("monitor.sock"),
@@ -340,7 +374,7 @@ impl VmBuilder {
             append_raw: self.append_raw.clone(),
         };
         let args = self.qemu_args(&plan);
-        running::start(arch.qemu(), args, plan, workdir)
+        running::start(arch.qemu(), args, plan, workdir, daemon)
     }
 }
 
@@ -366,6 +400,7 @@ mod tests {
             tsc_khz: 2_599_998,
             forwards: vec![(40000, 8900), (40001, 22)],
             append_raw: Vec::new(),
+            vsock_vhost_user: None,
         }
     }
 
@@ -440,6 +475,31 @@ mod tests {
         );
         assert_eq!(Machine::Virt.arch(), Arch::Aarch64);
         assert_eq!("virt".parse::<Machine>().unwrap(), Machine::Virt);
+    }
+
+    #[test]
+    fn vsock_is_vhost_user_over_shared_memory() {
+        let p = LaunchPlan {
+            vsock_vhost_user: Some("/w/vsock.vhu".into()),
+            ..plan()
+        };
+        let args = VmBuilder::new().vsock(true).qemu_args(&p);
+        assert_eq!(find(&args, "-M"), ["q35,memory-backend=mem"]);
+        assert_eq!(
+            find(&args, "-object"),
+            ["memory-backend-memfd,id=mem,size=256M,share=on"]
+        );
+        assert_eq!(
+            find(&args, "-chardev")[1],
+            "socket,id=vsk,path=/w/vsock.vhu"
+        );
+        assert_eq!(find(&args, "-device"), ["vhost-user-vsock-pci,chardev=vsk"]);
+        let micro = VmBuilder::new()
+            .machine(Machine::Microvm)
+            .vsock(true)
+            .qemu_args(&p);
+        assert!(find(&micro, "-M")[0].ends_with(",memory-backend=mem"));
+        assert!(find(&micro, "-device").contains(&"vhost-user-vsock-device,chardev=vsk"));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! test-agent http --port P [--bind ADDR] [--health-path /health] [--ready-after MS]
+//!                                            (GET /exit answers, then exits 0: a state
+//!                                            change the host can cause at a known time)
 //! test-agent crash --after MS --code C
 //! test-agent exit --after MS                 exit 0 (the idle-exit pattern)
 //! test-agent ignore-term                     ignores SIGTERM, sleeps forever
@@ -246,12 +248,15 @@ fn http(o: &Opts) -> ExitCode {
     };
     println!("listening on {bind}:{port}");
     for conn in listener.incoming().flatten() {
-        answer(conn, &path, Instant::now() >= ready_at);
+        if answer(conn, &path, Instant::now() >= ready_at) {
+            return ExitCode::SUCCESS;
+        }
     }
     ExitCode::from(1)
 }
 
-fn answer(mut c: TcpStream, health: &str, ready: bool) {
+/// Answers one request; true when it was `GET /exit`.
+fn answer(mut c: TcpStream, health: &str, ready: bool) -> bool {
     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 2048];
     let mut got = 0;
@@ -263,7 +268,9 @@ fn answer(mut c: TcpStream, health: &str, ready: bool) {
     }
     let req = String::from_utf8_lossy(&buf[..got]);
     let target = req.split(' ').nth(1).unwrap_or("");
+    let exit = target == "/exit";
     let (code, text) = match (target == health, ready) {
+        _ if exit => (200, "OK"),
         (true, true) => (200, "OK"),
         (true, false) => (503, "Service Unavailable"),
         _ => (404, "Not Found"),
@@ -274,6 +281,7 @@ fn answer(mut c: TcpStream, health: &str, ready: bool) {
         "HTTP/1.1 {code} {text}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    exit
 }
 
 fn orphans(count: u64, nap: Duration) -> ExitCode {

@@ -203,3 +203,91 @@ fn sigterm_stops_host_mode_cleanly() {
     assert_eq!(code, Some(0), "console:\n{}", v.console());
     assert!(v.console().contains("SIGTERM"), "{}", v.console());
 }
+
+/// The generation of the current document.
+fn generation(v: &HostVminit) -> u64 {
+    v.health()["generation"]
+        .as_u64()
+        .expect("generation is a number")
+}
+
+/// Long polls waiting in the server now, from `/metrics`.
+fn waiting(v: &HostVminit) -> u64 {
+    let (_, m) = v.get("/metrics");
+    m.lines()
+        .find_map(|l| l.strip_prefix("vminit_health_waiting_connections "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no waiting gauge in\n{m}"))
+}
+
+const SLEEPER: &str = r#"
+[services.sleeper]
+command = ["sleep", "1000"]
+restart = "never"
+"#;
+
+/// `GET /health?wait=N` answers on the next change, not after its 30 s: a service killed
+/// from outside wakes it with the new state.
+#[test]
+fn a_long_poll_answers_when_a_service_changes_state() {
+    let v = HostVminit::start(SLEEPER);
+    let h = v.wait_health(Duration::from_secs(30), |h| {
+        h["services"]["sleeper"]["pid"].as_u64().is_some()
+    });
+    let pid = h["services"]["sleeper"]["pid"].as_i64().unwrap();
+    let g = generation(&v);
+    let addr = v.addr;
+    let waiter = std::thread::spawn(move || {
+        let path = format!("/health?wait={g}");
+        let r = qemu_harness::http::get(addr, &path, Duration::from_secs(60));
+        (r, std::time::Instant::now())
+    });
+    v.wait_until(Duration::from_secs(30), |v| waiting(v) == 1);
+    // SAFETY: kill(2) on the service's pid, a child of our own vminit child.
+    unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+    let killed = std::time::Instant::now();
+    let (r, answered) = waiter.join().unwrap();
+    let (_, body) = r.unwrap_or_else(|e| panic!("long poll: {e}\n{}", v.console()));
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["generation"].as_u64().unwrap() > g, "{doc:#}");
+    assert_ne!(doc["services"]["sleeper"]["state"], "running", "{doc:#}");
+    // Generous, and still well short of the 30 s a long poll waits when nothing changes.
+    let took = answered.saturating_duration_since(killed);
+    assert!(
+        took < Duration::from_secs(20),
+        "answered {took:?} after the kill"
+    );
+}
+
+/// 100 long polls hold at most half the slots; a plain poll next to them is answered.
+#[test]
+fn a_hundred_waiters_do_not_lock_out_a_plain_poll() {
+    let v = HostVminit::start(EMPTY);
+    let g = generation(&v);
+    let mut waiters = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(v.addr).unwrap();
+        write!(s, "GET /health?wait={g} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        waiters.push(s);
+    }
+    v.wait_until(Duration::from_secs(30), |v| waiting(v) >= 32);
+    let (code, body) = v.get("/health");
+    assert_eq!(code, 200, "{body}");
+    assert!(waiting(&v) <= 64, "more waiters than half the slots");
+    drop(waiters);
+}
+
+/// With nothing changing, a long poll is answered after its 30 s with the current document.
+#[test]
+fn a_long_poll_with_nothing_changing_answers_after_its_wait() {
+    let v = HostVminit::start(EMPTY);
+    let g = generation(&v);
+    let path = format!("/health?wait={g}");
+    let (code, body) = qemu_harness::http::get(v.addr, &path, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("long poll: {e}\n{}", v.console()));
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["generation"].as_u64(), Some(g), "{doc:#}");
+    // A bad generation is refused, not taken as a plain poll.
+    assert_eq!(v.get("/health?wait=soon").0, 400);
+}

@@ -4,17 +4,17 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::Cmdline;
-use crate::settings::{LogLevel, ShutdownMode, DEFAULT_HEALTH};
+use crate::listener::{default_listeners, parse_listeners, Listener, LISTENER_FORM};
+use crate::settings::{LogLevel, ShutdownMode};
 
 /// The `vminit.*` keys. `None` means "not on the cmdline"; see [`crate::Settings::resolve`]
 /// for what applies then.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VminitArgs {
-    pub health: Option<SocketAddr>,
+    pub health: Option<Vec<Listener>>,
     pub log: Option<LogLevel>,
     /// Extra modules to load (`vminit.modules=a,b,c`), in order.
     pub modules: Vec<String>,
@@ -31,7 +31,8 @@ pub struct VminitArgs {
 pub struct CmdlineError {
     pub key: &'static str,
     pub value: String,
-    pub expected: &'static str,
+    /// What is wrong or what was expected; for a list, which element is wrong.
+    pub expected: String,
 }
 
 impl fmt::Display for CmdlineError {
@@ -65,11 +66,11 @@ pub fn valid_module_name(m: &str) -> bool {
 impl VminitArgs {
     pub fn from_cmdline(c: &Cmdline) -> VminitArgs {
         let mut a = VminitArgs::default();
-        let mut err = |key, value: &str, expected| {
+        let mut err = |key, value: &str, expected: &str| {
             a.errors.push(CmdlineError {
                 key,
                 value: value.to_string(),
-                expected,
+                expected: expected.to_string(),
             })
         };
         let mut health = None;
@@ -78,12 +79,12 @@ impl VminitArgs {
         let mut config = None;
         let mut modules = Vec::new();
         if let Some(v) = c.get("vminit.health") {
-            match v.parse() {
-                Ok(addr) => health = Some(addr),
-                Err(_) => err(
+            match parse_listeners(v) {
+                Ok(l) => health = Some(l),
+                Err(e) => err(
                     "vminit.health",
                     v,
-                    "ADDR:PORT, e.g. 0.0.0.0:8900 or [::]:8900",
+                    &format!("{LISTENER_FORM}; listener {:?}: {}", e.listener, e.reason),
                 ),
             }
         }
@@ -150,9 +151,9 @@ impl VminitArgs {
         a
     }
 
-    /// The cmdline's health address, or the contract default.
-    pub fn health_or_default(&self) -> SocketAddr {
-        self.health.unwrap_or(DEFAULT_HEALTH)
+    /// The cmdline's health listeners, or the contract default.
+    pub fn health_or_default(&self) -> Vec<Listener> {
+        self.health.clone().unwrap_or_else(default_listeners)
     }
 
     /// The cmdline's log level, or the contract default (`info`).
@@ -173,17 +174,23 @@ mod tests {
     fn defaults_when_absent() {
         let a = args("console=ttyS0");
         assert_eq!(a, VminitArgs::default());
-        assert_eq!(a.health_or_default().to_string(), "0.0.0.0:8900");
+        assert_eq!(a.health_or_default(), default_listeners());
         assert_eq!(a.log_or_default(), LogLevel::Info);
     }
 
     #[test]
     fn all_keys_parse() {
         let a = args(
-            "vminit.health=127.0.0.1:9000 vminit.log=trace vminit.modules=virtio_net,,ext4 \
+            "vminit.health=127.0.0.1:9000,vsock:1234 vminit.log=trace vminit.modules=virtio_net,,ext4 \
              vminit.config=/etc/x.toml vminit.shutdown=reboot",
         );
-        assert_eq!(a.health.unwrap().to_string(), "127.0.0.1:9000");
+        assert_eq!(
+            a.health.unwrap(),
+            [
+                Listener::Tcp("127.0.0.1:9000".parse().unwrap()),
+                Listener::Vsock(1234)
+            ]
+        );
         assert_eq!(a.log, Some(LogLevel::Trace));
         assert_eq!(a.modules, vec!["virtio_net", "ext4"]);
         assert_eq!(a.config.unwrap(), PathBuf::from("/etc/x.toml"));
@@ -220,6 +227,14 @@ mod tests {
         assert_eq!(a.health, None);
         assert_eq!(a.log, None);
         assert!(a.modules.is_empty());
+    }
+
+    #[test]
+    fn a_bad_health_listener_is_named() {
+        let a = args("vminit.health=0.0.0.0:8900,vsock:eighty");
+        assert_eq!(a.health, None);
+        let msg = a.errors[0].to_string();
+        assert!(msg.contains("listener \"vsock:eighty\""), "{msg}");
     }
 
     #[test]

@@ -40,7 +40,10 @@ after = ["oauth", "network"]
     .unwrap();
     assert_eq!(c.log, Some(LogLevel::Debug));
     assert_eq!(c.shutdown, Some(ShutdownMode::Reboot));
-    assert_eq!(c.health.listen.unwrap().to_string(), "127.0.0.1:9000");
+    assert_eq!(
+        c.health.listen.unwrap(),
+        [crate::Listener::Tcp("127.0.0.1:9000".parse().unwrap())]
+    );
     assert!(c.health.expose_logs);
     assert_eq!(c.modules.load, vec!["virtio_net", "ext4"]);
     assert_eq!(
@@ -82,6 +85,20 @@ fn unknown_keys_name_key_and_line() {
     assert_eq!(e[0].pos, Some(Pos { line: 3, col: 1 }), "{e:?}");
     assert_eq!(e[0].key, "services.web.restrat");
     assert!(e[0].to_string().contains("restrat"));
+}
+
+#[test]
+fn health_listen_is_a_string_or_an_array() {
+    let want = vec![
+        crate::Listener::Tcp("0.0.0.0:9000".parse().unwrap()),
+        crate::Listener::Vsock(9000),
+    ];
+    let c = parse("[health]\nlisten = \"0.0.0.0:9000,vsock:9000\"\n").unwrap();
+    assert_eq!(c.health.listen, Some(want.clone()));
+    let c = parse("[health]\nlisten = [\"0.0.0.0:9000\", \"vsock:9000\"]\n").unwrap();
+    assert_eq!(c.health.listen, Some(want));
+    let e = errors("[health]\nlisten = [\"vsock:9000\", \"vsock:x\"]\n");
+    assert!(e[0].to_string().contains("\"vsock:x\""), "{}", e[0]);
 }
 
 #[test]

@@ -54,6 +54,9 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     let mut modules = boot.step("loading modules", |b| {
         b.load_modules(&cmdline, &args, image.as_ref())
     });
+    boot.step("starting the vsock health listener", |b| {
+        b.start_vsock_health(&settings)
+    });
     let drive = boot.step("reading the config drive", |b| {
         b.config_drive(modules.loader.as_mut(), image.as_ref())
     });

@@ -146,12 +146,48 @@ impl Boot {
         } else {
             health::Priority::Normal
         };
-        match health::spawn(settings.health, Arc::clone(&self.shared), priority) {
-            Ok(addr) => log::info!("health endpoint on http://{addr}/health"),
-            Err(e) => self.fail(format!(
-                "health endpoint: cannot listen on {}: {e}",
-                settings.health
-            )),
+        // As PID 1 the vsock listener waits for the module loader: its transport driver is
+        // bound by coldplug ([`Self::start_vsock_health`]). Off PID 1 the host's kernel has
+        // whatever it has now.
+        let now: Vec<_> = settings
+            .health
+            .iter()
+            .copied()
+            .filter(|l| !(self.pid1 && l.is_vsock()))
+            .collect();
+        let results = health::spawn(&now, Arc::clone(&self.shared), priority);
+        for r in results {
+            self.report_listener(r);
+        }
+    }
+
+    /// Starts the vsock listeners (as PID 1, once the modules are loaded), if the VM has a
+    /// virtio-vsock device. Asked first in sysfs: without a device, a vsock socket can still
+    /// be bound when the vsock core is loaded (built in, or pulled in by `net-pf-40`), and a
+    /// listener no host can reach would only mislead.
+    pub(crate) fn start_vsock_health(&mut self, settings: &Settings) {
+        let wanted = settings.health.iter().any(|l| l.is_vsock());
+        if wanted && !has_virtio_vsock(Path::new(VSOCK_DRIVER)) {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no virtio device is bound to {VSOCK_DRIVER}"),
+            );
+            return self.report_listener(Err(health::BindError::NoVsockDevice(e)));
+        }
+        for l in settings.health.iter().filter(|l| l.is_vsock()) {
+            let r = health::add_listener(*l, &self.shared);
+            self.report_listener(r);
+        }
+    }
+
+    fn report_listener(&mut self, r: Result<String, health::BindError>) {
+        match r {
+            Ok(name) if name.starts_with("vsock:") => {
+                log::info!("health endpoint on {name} (GET /health)")
+            }
+            Ok(name) => log::info!("health endpoint on http://{name}/health"),
+            Err(e @ health::BindError::NoVsockDevice(_)) => log::info!("{e}"),
+            Err(e) => self.fail(e),
         }
     }
 
@@ -436,5 +472,33 @@ pub fn load_image(boot: &mut Boot, path: &Path, source: ImageSource) -> Option<I
             }
             None
         }
+    }
+}
+
+/// The virtio-vsock transport driver's sysfs directory.
+const VSOCK_DRIVER: &str = "/sys/bus/virtio/drivers/vmw_vsock_virtio_transport";
+
+/// True when a virtio device is bound to the vsock transport (`virtio<N>` links in `driver`).
+fn has_virtio_vsock(driver: &Path) -> bool {
+    std::fs::read_dir(driver).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("virtio"))
+    })
+}
+
+#[cfg(test)]
+mod vsock_tests {
+    use super::*;
+
+    #[test]
+    fn a_vsock_device_is_a_virtio_link_in_the_drivers_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let driver = t.path().join("vmw_vsock_virtio_transport");
+        assert!(!has_virtio_vsock(&driver), "no driver loaded");
+        std::fs::create_dir(&driver).unwrap();
+        std::fs::write(driver.join("bind"), "").unwrap();
+        assert!(!has_virtio_vsock(&driver), "driver loaded, no device");
+        std::os::unix::fs::symlink("/nonexistent", driver.join("virtio3")).unwrap();
+        assert!(has_virtio_vsock(&driver));
     }
 }

@@ -54,6 +54,9 @@ pub struct BootDoc {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthDoc {
+    /// Grows by one whenever anything but a figure changes ([`HealthDoc::same_but_figures`]);
+    /// `GET /health?wait=N` answers once it exceeds N.
+    pub generation: u64,
     pub status: Status,
     pub network: NetworkDoc,
     pub services: BTreeMap<String, ServiceStatus>,
@@ -69,6 +72,7 @@ pub struct HealthDoc {
 impl HealthDoc {
     pub fn starting(init_start_ms: u64, pid1: bool) -> Self {
         HealthDoc {
+            generation: 0,
             status: Status::Starting,
             network: NetworkDoc::default(),
             services: BTreeMap::new(),
@@ -82,6 +86,31 @@ impl HealthDoc {
             pid1,
             shutting_down: false,
         }
+    }
+
+    /// True when `self` and `other` differ at most in figures: times, counters, resource use
+    /// and the generation itself. Those change on their own (a clock, a retry countdown), and
+    /// a long poll woken by them would wake on every publish, so they do not make a new
+    /// generation; a state, an error, an address or a pid does.
+    pub fn same_but_figures(&self, other: &HealthDoc) -> bool {
+        self.without_figures() == other.without_figures()
+    }
+
+    fn without_figures(&self) -> HealthDoc {
+        let mut d = self.clone();
+        d.generation = 0;
+        d.boot = BootDoc::default();
+        d.modules.total_ms = 0.0;
+        for m in &mut d.modules.loaded {
+            m.ms = 0.0;
+        }
+        for s in d.services.values_mut() {
+            s.restarts = 0;
+            s.failures = 0;
+            s.next_retry_ms = None;
+            s.budget_left = 0;
+        }
+        d
     }
 
     /// HTTP status for `/health`: 200 only when `ok`.
@@ -111,6 +140,66 @@ mod tests {
         assert!(v["errors"].as_array().unwrap().is_empty());
         assert!(v["modules"]["loaded"].as_array().unwrap().is_empty());
         assert_eq!(d.http_status(), 503);
+    }
+
+    fn service(state: supervisor::ServiceState) -> supervisor::ServiceStatus {
+        supervisor::ServiceStatus {
+            state,
+            pid: Some(7),
+            restarts: 0,
+            failures: 0,
+            last_exit: None,
+            ready: false,
+            required: true,
+            next_retry_ms: None,
+            budget_left: 5,
+            stopping: false,
+            notify_status: None,
+            ever_ready: false,
+        }
+    }
+
+    #[test]
+    fn figures_alone_do_not_make_a_new_generation() {
+        let mut a = HealthDoc::starting(1, true);
+        a.services
+            .insert("web".into(), service(supervisor::ServiceState::Running));
+        let mut b = a.clone();
+        b.generation = 9;
+        b.boot.network_ms = Some(120);
+        b.boot.ready_ms = Some(300);
+        b.modules.total_ms = 4.5;
+        if let Some(s) = b.services.get_mut("web") {
+            s.restarts = 3;
+            s.failures = 2;
+            s.next_retry_ms = Some(800);
+            s.budget_left = 1;
+        }
+        assert!(a.same_but_figures(&b));
+    }
+
+    #[test]
+    fn states_errors_and_addresses_make_a_new_generation() {
+        let mut a = HealthDoc::starting(1, true);
+        a.services
+            .insert("web".into(), service(supervisor::ServiceState::Running));
+        let changes: [fn(&mut HealthDoc); 6] = [
+            |d| d.status = Status::Ok,
+            |d| d.errors.push("x".into()),
+            |d| d.network.addresses.push("10.0.2.15/24".into()),
+            |d| d.network.error = Some("no carrier".into()),
+            |d| d.shutting_down = true,
+            |d| {
+                if let Some(s) = d.services.get_mut("web") {
+                    s.state = supervisor::ServiceState::Ready;
+                }
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            assert!(!a.same_but_figures(&b), "change {i} not seen");
+        }
     }
 
     #[test]

@@ -40,7 +40,12 @@ pub fn parse(buf: &[u8]) -> Parsed {
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Route {
-    Health,
+    /// `/health`; with `?wait=N`, answered once the document's generation exceeds N.
+    Health {
+        wait: Option<u64>,
+    },
+    /// A known path with a query it cannot use (`?wait=soon`).
+    BadQuery,
     Livez,
     Metrics,
     NotFound,
@@ -48,9 +53,13 @@ pub enum Route {
 }
 
 pub fn route(method: &str, target: &str) -> Route {
-    let path = target.split(['?', '#']).next().unwrap_or("");
+    let target = target.split('#').next().unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let known = match path {
-        "/health" => Some(Route::Health),
+        "/health" => Some(match wait_query(query) {
+            Ok(wait) => Route::Health { wait },
+            Err(()) => Route::BadQuery,
+        }),
         "/livez" => Some(Route::Livez),
         "/metrics" => Some(Route::Metrics),
         _ => None,
@@ -60,6 +69,20 @@ pub fn route(method: &str, target: &str) -> Route {
         (Some(r), "GET") => r,
         (Some(_), _) => Route::MethodNotAllowed,
     }
+}
+
+/// The `wait=N` parameter of a query string; other parameters are ignored (a controller may
+/// add its own), a `wait` that is not a number is an error rather than a silent plain poll.
+pub fn wait_query(query: &str) -> Result<Option<u64>, ()> {
+    let mut wait = None;
+    for pair in query.split('&') {
+        if let Some(v) = pair.strip_prefix("wait=") {
+            wait = Some(v.parse::<u64>().map_err(|_| ())?);
+        } else if pair == "wait" {
+            return Err(());
+        }
+    }
+    Ok(wait)
 }
 
 fn reason(status: u16) -> &'static str {
@@ -130,14 +153,38 @@ mod tests {
 
     #[test]
     fn routes_per_contract() {
-        assert_eq!(route("GET", "/health"), Route::Health);
-        assert_eq!(route("GET", "/health?x=1"), Route::Health);
+        let plain = Route::Health { wait: None };
+        assert_eq!(route("GET", "/health"), plain);
+        assert_eq!(route("GET", "/health?x=1"), plain);
+        assert_eq!(
+            route("GET", "/health?wait=7"),
+            Route::Health { wait: Some(7) }
+        );
+        assert_eq!(route("GET", "/health?wait=x"), Route::BadQuery);
+        assert_eq!(route("POST", "/health?wait=1"), Route::MethodNotAllowed);
         assert_eq!(route("GET", "/livez"), Route::Livez);
         assert_eq!(route("GET", "/metrics"), Route::Metrics);
         assert_eq!(route("POST", "/health"), Route::MethodNotAllowed);
         assert_eq!(route("DELETE", "/metrics"), Route::MethodNotAllowed);
         assert_eq!(route("GET", "/"), Route::NotFound);
         assert_eq!(route("POST", "/nope"), Route::NotFound);
+    }
+
+    #[test]
+    fn wait_query_takes_a_generation_number() {
+        assert_eq!(wait_query(""), Ok(None));
+        assert_eq!(wait_query("wait=0"), Ok(Some(0)));
+        assert_eq!(wait_query("a=b&wait=42&c"), Ok(Some(42)));
+        assert_eq!(wait_query("wait=18446744073709551615"), Ok(Some(u64::MAX)));
+        for bad in [
+            "wait=",
+            "wait",
+            "wait=-1",
+            "wait=1.5",
+            "wait=18446744073709551616",
+        ] {
+            assert_eq!(wait_query(bad), Err(()), "{bad}");
+        }
     }
 
     #[test]

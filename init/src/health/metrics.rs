@@ -7,11 +7,14 @@ use super::doc::HealthDoc;
 use crate::status::Status;
 
 /// Counters the server keeps about itself.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerCounters {
-    pub requests: u64,
+    /// Requests per listener, by its name (`0.0.0.0:8900`, `vsock:8900`), in listen order.
+    pub requests: Vec<(String, u64)>,
     pub evicted: u64,
     pub open_connections: usize,
+    /// Long polls waiting now.
+    pub waiting: usize,
 }
 
 fn escape_label(s: &str) -> String {
@@ -43,7 +46,7 @@ impl Family<'_> {
 }
 
 /// Renders `doc` and the server's counters; `log_dropped` is the console logger's count.
-pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
+pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
     let mut out = String::with_capacity(4096);
     let mut f = family(
         &mut out,
@@ -113,13 +116,16 @@ pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
         "vminit console lines dropped because the console did not take them.",
         log_dropped,
     );
-    simple(
+    let mut f = family(
         &mut out,
         "vminit_health_requests_total",
         "counter",
-        "Requests answered by the health server.",
-        c.requests,
+        "Requests answered by the health server, per listener.",
     );
+    for (listener, n) in &c.requests {
+        let labels = format!("listener=\"{}\"", escape_label(listener));
+        f.sample("vminit_health_requests_total", &labels, n);
+    }
     simple(
         &mut out,
         "vminit_health_connections_evicted_total",
@@ -133,6 +139,13 @@ pub fn render(doc: &HealthDoc, c: ServerCounters, log_dropped: u64) -> String {
         "gauge",
         "Connections open now.",
         c.open_connections,
+    );
+    simple(
+        &mut out,
+        "vminit_health_waiting_connections",
+        "gauge",
+        "Long polls (/health?wait=N) waiting now.",
+        c.waiting,
     );
     if let Some((cpu, rss)) = self_usage() {
         simple(
@@ -247,11 +260,14 @@ mod tests {
     #[test]
     fn metrics_are_grouped_by_family_and_parse_as_prometheus_text() {
         let counters = ServerCounters {
-            requests: 7,
+            requests: vec![("0.0.0.0:8900".into(), 7), ("vsock:8900".into(), 3)],
             evicted: 2,
             open_connections: 1,
+            waiting: 1,
         };
-        let m = render(&doc_with_services(), counters, 5);
+        let m = render(&doc_with_services(), &counters, 5);
+        assert!(m.contains("vminit_health_requests_total{listener=\"vsock:8900\"} 3\n"));
+        assert!(m.contains("vminit_health_requests_total{listener=\"0.0.0.0:8900\"} 7\n"));
         assert!(m.contains("vminit_status{status=\"ok\"} 1\n"));
         assert!(m.contains("vminit_service_restarts_total{service=\"web\\\"rtc\"} 3\n"));
         assert!(m.contains("vminit_log_lines_dropped_total 5\n"));

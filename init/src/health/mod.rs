@@ -3,6 +3,11 @@
 //! publishes a [`HealthDoc`]; the server only reads it. `/livez` is answered only after the
 //! event loop itself has answered a ping, so it proves the main loop is responsive.
 //!
+//! Every listener (TCP `ADDR:PORT`, `vsock:PORT`) is served by the same thread and bounds; the
+//! vsock one can be added after the thread started ([`add_listener`]), once its driver is
+//! loaded. `GET /health?wait=N` waits in the server until the published `generation`
+//! exceeds N ([`Shared::publish`] wakes the thread when it does).
+//!
 //! As PID 1 the server thread runs at the lowest priority (nice 19) while vminit's own boot
 //! work runs: a microVM often has one vCPU, the boot is CPU-bound, and a host controller that
 //! polls early has a burst of probes queued in its NAT that reach the guest the moment `eth0`
@@ -16,9 +21,9 @@ pub mod doc;
 pub mod http;
 pub mod metrics;
 mod server;
+mod socket;
 
-use std::io;
-use std::net::SocketAddr;
+use guest_config::Listener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -27,6 +32,8 @@ use crate::report::ModulesDoc;
 
 pub use doc::{HealthDoc, NetworkDoc};
 use mio::Waker;
+pub use socket::BindError;
+use socket::ListenSock;
 
 /// State shared between the event loop and the server thread.
 pub struct Shared {
@@ -50,6 +57,9 @@ pub struct Shared {
     /// The module report after the rest stage, for the loop to put in `modules` on its next
     /// publish.
     late_modules: Mutex<Option<ModulesDoc>>,
+    /// Listeners bound after the server started (the vsock one, once its driver is loaded),
+    /// for the server thread to take on its next wake-up.
+    new_listeners: Mutex<Vec<(ListenSock, String)>>,
 }
 
 /// Longest time the server thread yields the CPU to the boot (see the module doc).
@@ -70,6 +80,7 @@ impl Shared {
             left_starting: Mutex::new(false),
             left_starting_cv: Condvar::new(),
             late_modules: Mutex::new(None),
+            new_listeners: Mutex::new(Vec::new()),
         })
     }
 
@@ -143,8 +154,22 @@ impl Shared {
         Arc::clone(&self.doc.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Replaces the document; a new generation wakes the server for its long polls.
     pub fn publish(&self, doc: HealthDoc) {
-        *self.doc.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(doc);
+        let generation = doc.generation;
+        let old = std::mem::replace(
+            &mut *self.doc.lock().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(doc),
+        );
+        if generation != old.generation {
+            if let Some(w) = self.server_waker.get() {
+                let _ = w.wake();
+            }
+        }
+    }
+
+    fn take_new_listeners(&self) -> Vec<(ListenSock, String)> {
+        std::mem::take(&mut *self.new_listeners.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Called by the event loop once its poll exists.
@@ -180,31 +205,82 @@ pub enum Priority {
     YieldToBoot,
 }
 
-/// Binds `addr` and starts the server thread. Returns the bound address (port 0 → real port).
-pub fn spawn(addr: SocketAddr, shared: Arc<Shared>, priority: Priority) -> io::Result<SocketAddr> {
+/// Binds `listeners` and starts the server thread on those that could be bound. Returns, per
+/// listener, the bound name (`127.0.0.1:41234` when port 0 was asked for) or why not. With
+/// no listener bound, the thread is still started: [`add_listener`] may bring one later.
+pub fn spawn(
+    listeners: &[Listener],
+    shared: Arc<Shared>,
+    priority: Priority,
+) -> Vec<Result<String, BindError>> {
     let yield_until = match priority {
         Priority::Normal => None,
         Priority::YieldToBoot => Some(std::time::Instant::now() + BOOT_YIELD_MAX),
     };
-    spawn_server(addr, shared, yield_until)
+    spawn_server(listeners, shared, yield_until)
+}
+
+/// Binds one more listener and hands it to the running server.
+pub fn add_listener(listener: Listener, shared: &Shared) -> Result<String, BindError> {
+    let sock = ListenSock::bind(listener)?;
+    let name = sock.describe(listener);
+    shared
+        .new_listeners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((sock, name.clone()));
+    match shared.server_waker.get() {
+        Some(w) => w
+            .wake()
+            .map_err(|source| BindError::Failed { listener, source })?,
+        None => {
+            let source = std::io::Error::other("the health server is not running");
+            return Err(BindError::Failed { listener, source });
+        }
+    }
+    Ok(name)
 }
 
 /// [`spawn`] with the end of the yield given (tests shorten it).
 fn spawn_server(
-    addr: SocketAddr,
+    listeners: &[Listener],
     shared: Arc<Shared>,
     yield_until: Option<std::time::Instant>,
-) -> io::Result<SocketAddr> {
-    let (mut server, waker) = server::Server::bind(addr, Arc::clone(&shared))?;
+) -> Vec<Result<String, BindError>> {
+    let mut bound = Vec::new();
+    let results: Vec<Result<String, BindError>> = listeners
+        .iter()
+        .map(|&l| {
+            let sock = ListenSock::bind(l)?;
+            let name = sock.describe(l);
+            bound.push((sock, name.clone()));
+            Ok(name)
+        })
+        .collect();
+    let fail_all = |e: std::io::Error| -> Vec<Result<String, BindError>> {
+        listeners
+            .iter()
+            .map(|&listener| {
+                let source = std::io::Error::new(e.kind(), e.to_string());
+                Err(BindError::Failed { listener, source })
+            })
+            .collect()
+    };
+    let (mut server, waker) = match server::Server::new(bound, Arc::clone(&shared)) {
+        Ok(s) => s,
+        Err(e) => return fail_all(e),
+    };
     if let Some(deadline) = yield_until {
         server.yield_until(deadline);
     }
     let _ = shared.server_waker.set(waker);
-    let local = server.local_addr()?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("health".into())
-        .spawn(move || serve_guarded(&mut server, &shared))?;
-    Ok(local)
+        .spawn(move || serve_guarded(&mut server, &shared));
+    match thread {
+        Ok(_) => results,
+        Err(e) => fail_all(e),
+    }
 }
 
 /// Runs the server; a panic (a bug) drops the open connections and serves again, on the same
@@ -270,12 +346,9 @@ mod tests {
     /// Starts a server thread and returns its thread id.
     fn start(shared: &Arc<Shared>, yield_until: Option<Instant>) -> String {
         let before = health_threads();
-        spawn_server(
-            "127.0.0.1:0".parse().unwrap(),
-            Arc::clone(shared),
-            yield_until,
-        )
-        .unwrap();
+        let l = [Listener::Tcp("127.0.0.1:0".parse().unwrap())];
+        let r = spawn_server(&l, Arc::clone(shared), yield_until);
+        assert!(r[0].is_ok(), "{:?}", r[0]);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(tid) = health_threads().difference(&before).next() {

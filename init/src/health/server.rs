@@ -7,22 +7,31 @@
 //! head, a deadline per connection, no thread per client; a stalled client costs one slot and
 //! a few KiB, never a blocked poll. EMFILE/ENFILE on accept frees a slot and pauses accepting briefly instead of
 //! spinning or dying.
+//!
+//! One poll serves every listener (TCP and vsock, [`super::socket`]) with the same slots.
+//! A long poll (`/health?wait=N`) holds its slot until the generation exceeds N or
+//! [`WAIT_MAX`]; at most [`MAX_WAITERS`] wait at once, so a flood of waiters leaves half the
+//! slots to plain polls (a waiter beyond the cap is answered at once, which is what a plain
+//! poll would get).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::http::{self, Parsed, Route, MAX_REQUEST};
 use super::metrics::{self, ServerCounters};
+use super::socket::{ListenSock, Stream};
 use super::Shared;
 
 pub const MAX_CONNS: usize = 128;
+/// Most long polls waiting at once: half the slots, so plain polls always find room.
+pub const MAX_WAITERS: usize = MAX_CONNS / 2;
+/// Longest a long poll waits before it is answered with the current document.
+pub const WAIT_MAX: Duration = Duration::from_secs(30);
 /// Time a client has to send its request and read the answer.
 const CONN_DEADLINE: Duration = Duration::from_secs(5);
 /// Time the main loop has to answer a `/livez` ping.
@@ -33,12 +42,19 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// rounds it ends its boot yield, expires deadlines and answers `/livez`.
 const ACCEPT_BATCH: usize = 32;
 
-const LISTENER: Token = Token(0);
-pub(super) const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+pub(super) const WAKER: Token = Token(0);
+/// Listener `i` has token `FIRST_LISTENER + i`.
+const FIRST_LISTENER: usize = 1;
+const MAX_LISTENERS: usize = 16;
+const FIRST_CONN: usize = FIRST_LISTENER + MAX_LISTENERS;
 
 enum ConnPhase {
     Reading,
+    /// A long poll: answered once the generation exceeds `after`, or at `until`.
+    Waiting {
+        after: u64,
+        until: Instant,
+    },
     /// Waiting for the main loop to answer ping number `seq`.
     Livez {
         seq: u64,
@@ -51,15 +67,23 @@ enum ConnPhase {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
+    /// Index of the listener it came from, for the per-listener request count.
+    listener: usize,
     buf: Vec<u8>,
     phase: ConnPhase,
     deadline: Instant,
 }
 
+struct Listening {
+    sock: ListenSock,
+    /// As the operator wrote it (`vsock:8900`, `0.0.0.0:8900`): the metrics label.
+    name: String,
+}
+
 pub(super) struct Server {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Vec<Listening>,
     shared: Arc<Shared>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -75,31 +99,54 @@ pub(super) struct Server {
 }
 
 impl Server {
-    pub(super) fn bind(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<(Server, Arc<Waker>)> {
+    pub(super) fn new(
+        listeners: Vec<(ListenSock, String)>,
+        shared: Arc<Shared>,
+    ) -> io::Result<(Server, Arc<Waker>)> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(addr)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        Ok((
-            Server {
-                poll,
-                listener,
-                shared,
-                conns: Vec::new(),
-                free: Vec::new(),
-                order: VecDeque::new(),
-                accept_paused_until: None,
-                counters: ServerCounters::default(),
-                yield_deadline: None,
-                accept_more: false,
-            },
-            waker,
-        ))
+        let mut server = Server {
+            poll,
+            listeners: Vec::new(),
+            shared,
+            conns: Vec::new(),
+            free: Vec::new(),
+            order: VecDeque::new(),
+            accept_paused_until: None,
+            counters: ServerCounters::default(),
+            yield_deadline: None,
+            accept_more: false,
+        };
+        for (sock, name) in listeners {
+            server.add_listener(sock, name)?;
+        }
+        Ok((server, waker))
     }
 
-    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    fn add_listener(&mut self, mut sock: ListenSock, name: String) -> io::Result<()> {
+        if self.listeners.len() >= MAX_LISTENERS {
+            return Err(io::Error::other(format!(
+                "more than {MAX_LISTENERS} health listeners"
+            )));
+        }
+        let token = Token(FIRST_LISTENER + self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)?;
+        self.counters.requests.push((name.clone(), 0));
+        self.listeners.push(Listening { sock, name });
+        // Edge-triggered: connections queued before registration raise no event.
+        self.accept_more = true;
+        Ok(())
+    }
+
+    /// Takes the listeners bound since the server started.
+    fn take_new_listeners(&mut self) {
+        for (sock, name) in self.shared.take_new_listeners() {
+            if let Err(e) = self.add_listener(sock, name.clone()) {
+                log::warn!("health: cannot serve on {name}: {e}");
+            }
+        }
     }
 
     /// Makes [`Self::run`] start at nice 19 and return to normal priority when the boot
@@ -155,8 +202,8 @@ impl Server {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => {}
+                    WAKER => self.take_new_listeners(),
+                    Token(t) if t < FIRST_CONN => self.accept_all(),
                     Token(t) => self.on_conn_event(t - FIRST_CONN),
                 }
             }
@@ -169,6 +216,7 @@ impl Server {
                 self.accept_all();
             }
             self.answer_livez(now);
+            self.answer_waiters(now);
             self.expire(now);
         }
     }
@@ -176,6 +224,7 @@ impl Server {
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let conn_deadlines = self.conns.iter().flatten().map(|c| match c.phase {
             ConnPhase::Livez { since, .. } => (since + LIVEZ_DEADLINE).min(c.deadline),
+            ConnPhase::Waiting { until, .. } => until.min(c.deadline),
             _ => c.deadline,
         });
         conn_deadlines
@@ -185,23 +234,35 @@ impl Server {
             .map(|d| d.saturating_duration_since(now))
     }
 
-    /// Accepts up to [`ACCEPT_BATCH`] queued connections; sets `accept_more` if it stopped
-    /// there.
+    /// Accepts up to [`ACCEPT_BATCH`] queued connections from each listener; sets
+    /// `accept_more` if one stopped there.
     fn accept_all(&mut self) {
         self.accept_more = false;
+        for li in 0..self.listeners.len() {
+            self.accept_from(li);
+        }
+    }
+
+    fn accept_from(&mut self, li: usize) {
         for _ in 0..ACCEPT_BATCH {
             if self.accept_paused_until.is_some() {
                 return;
             }
-            match self.listener.accept() {
-                Ok((stream, _)) => self.add_conn(stream),
+            let Some(l) = self.listeners.get(li) else {
+                return;
+            };
+            match l.sock.accept() {
+                Ok(stream) => self.add_conn(stream, li),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS and friends: free the oldest slot so the next poll
                     // can be served, and pause instead of spinning on a listener that stays
                     // readable.
-                    log::warn!("health: accept failed: {e}; pausing accept for {ACCEPT_PAUSE:?}");
+                    log::warn!(
+                        "health: accept on {} failed: {e}; pausing accept for {ACCEPT_PAUSE:?}",
+                        l.name
+                    );
                     self.evict_oldest();
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                 }
@@ -210,7 +271,7 @@ impl Server {
         self.accept_more = true;
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream) {
+    fn add_conn(&mut self, mut stream: Stream, listener: usize) {
         self.make_room();
         let idx = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -229,6 +290,7 @@ impl Server {
         let now = Instant::now();
         self.conns[idx] = Some(Conn {
             stream,
+            listener,
             buf: Vec::new(),
             phase: ConnPhase::Reading,
             deadline: now + CONN_DEADLINE,
@@ -299,37 +361,77 @@ impl Server {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        if let ConnPhase::Reading = conn.phase {
-            if let ReadOutcome::Closed = read_some(conn) {
-                return self.close(idx);
-            }
-            let phase = match http::parse(&conn.buf) {
-                Parsed::Partial => return,
-                Parsed::Bad(status) => writing(http::error_response(status)),
-                Parsed::Request { method, path } => {
-                    self.counters.requests += 1;
-                    self.answer(http::route(&method, &path))
+        match conn.phase {
+            ConnPhase::Reading => {}
+            // A waiting client that hangs up frees its slot now, not after [`WAIT_MAX`].
+            ConnPhase::Waiting { .. } => {
+                if let ReadOutcome::Closed = read_some(conn) {
+                    self.close(idx);
                 }
-            };
-            if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
-                conn.phase = phase;
+                return;
             }
+            _ => return self.flush(idx),
+        }
+        if let ReadOutcome::Closed = read_some(conn) {
+            return self.close(idx);
+        }
+        let listener = conn.listener;
+        let phase = match http::parse(&conn.buf) {
+            Parsed::Partial => return,
+            Parsed::Bad(status) => writing(http::error_response(status)),
+            Parsed::Request { method, path } => {
+                if let Some((_, n)) = self.counters.requests.get_mut(listener) {
+                    *n += 1;
+                }
+                self.answer(http::route(&method, &path))
+            }
+        };
+        if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+            if let ConnPhase::Waiting { until, .. } = phase {
+                conn.deadline = until + CONN_DEADLINE;
+            }
+            conn.phase = phase;
         }
         self.flush(idx);
     }
 
-    fn answer(&self, route: Route) -> ConnPhase {
+    fn waiting(&self) -> usize {
+        self.conns
+            .iter()
+            .flatten()
+            .filter(|c| matches!(c.phase, ConnPhase::Waiting { .. }))
+            .count()
+    }
+
+    fn health_response(&self) -> Vec<u8> {
         let doc = self.shared.doc();
+        match serde_json::to_vec(&*doc) {
+            Ok(mut body) => {
+                body.push(b'\n');
+                http::response(doc.http_status(), "application/json", &body)
+            }
+            Err(_) => http::error_response(503),
+        }
+    }
+
+    fn answer(&self, route: Route) -> ConnPhase {
         match route {
-            Route::Health => match serde_json::to_vec(&*doc) {
-                Ok(mut body) => {
-                    body.push(b'\n');
-                    writing(http::response(doc.http_status(), "application/json", &body))
+            Route::Health { wait: Some(after) }
+                if self.shared.doc().generation <= after && self.waiting() < MAX_WAITERS =>
+            {
+                ConnPhase::Waiting {
+                    after,
+                    until: Instant::now() + WAIT_MAX,
                 }
-                Err(_) => writing(http::error_response(503)),
-            },
+            }
+            Route::Health { .. } => writing(self.health_response()),
             Route::Metrics => {
-                let text = metrics::render(&doc, self.counters, crate::logger::dropped());
+                let c = ServerCounters {
+                    waiting: self.waiting(),
+                    ..self.counters.clone()
+                };
+                let doc = self.shared.doc();
+                let text = metrics::render(&doc, &c, crate::logger::dropped());
                 writing(http::response(
                     200,
                     "text/plain; version=0.0.4",
@@ -343,8 +445,33 @@ impl Server {
                     since: Instant::now(),
                 }
             }
+            Route::BadQuery => writing(http::error_response(400)),
             Route::NotFound => writing(http::error_response(404)),
             Route::MethodNotAllowed => writing(http::error_response(405)),
+        }
+    }
+
+    /// Answers the long polls whose generation has come, or whose wait is over.
+    fn answer_waiters(&mut self, now: Instant) {
+        let generation = self.shared.doc().generation;
+        let due: Vec<usize> = (0..self.conns.len())
+            .filter(|&i| {
+                matches!(
+                    self.conns[i].as_ref().map(|c| &c.phase),
+                    Some(ConnPhase::Waiting { after, until }) if generation > *after || now >= *until
+                )
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let out = self.health_response();
+        for idx in due {
+            if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                c.phase = writing(out.clone());
+                c.deadline = now + CONN_DEADLINE;
+            }
+            self.flush(idx);
         }
     }
 
@@ -385,7 +512,7 @@ impl Server {
                 Err(_) => return self.close(idx),
             }
         }
-        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        conn.stream.shutdown_write();
         self.close(idx);
     }
 

@@ -24,10 +24,18 @@ commands:
   drive --fs vfat|iso9660|ext4 --out F [--label L] FILE...
   run [--config FILE] [--drive-config FILE [--drive-fs vfat|iso9660|ext4]]
       [--append ARGS] [--machine q35|microvm|virt] [--bzimage] [--init BIN]
-      [--modules virtio|none|a,b,c] [--forward GUEST_PORT]... [--memory MB]
+      [--modules virtio|none|a,b,c] [--forward GUEST_PORT]... [--memory MB] [--vsock]
                                      boot, print /health when it answers, keep
                                      the VM up until Ctrl-C (then shut it down);
-                                     virt boots an arm64 guest (TCG)
+                                     virt boots an arm64 guest (TCG);
+                                     --vsock adds a vsock device (vhost-device-vsock)
+  health --vsock SOCKET [--port P] [--wait N] [--path /health]
+                                     GET over a Firecracker/Cloud Hypervisor-style hybrid
+                                     vsock socket (CONNECT P, then HTTP); --wait N is the
+                                     long poll (answers once generation > N, or after 30 s)
+  bench-vsock [--requests N] [--concurrency C] [--changes K] [--machine q35|microvm]
+                                     requests/s and p99 of /health over vsock vs hostfwd
+                                     TCP in one VM, and the long poll's change->answer time
   bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
              [--modules virtio|job|a,b,c]
                                      launch->trivial-init line (bare, and with vminit's
@@ -48,7 +56,7 @@ struct Args {
     positional: Vec<String>,
 }
 
-const SWITCHES: &[&str] = &["--bzimage", "--test-agent", "--help"];
+const SWITCHES: &[&str] = &["--bzimage", "--test-agent", "--help", "--vsock"];
 
 impl Args {
     fn parse(words: &[String]) -> Result<Args> {
@@ -214,6 +222,7 @@ fn run(args: &Args) -> Result<()> {
         .kernel_kind(kind)
         .initrd(&initrd)
         .memory_mb(args.number("--memory", 256)?)
+        .vsock(args.has("--vsock"))
         .nic(true);
     let append = args.one("--append").unwrap_or("");
     let mut drive_has_network = false;
@@ -280,6 +289,15 @@ fn run(args: &Args) -> Result<()> {
             serde_json::to_string_pretty(&health).unwrap_or_default()
         );
         println!("{}", summary_table(&health));
+        if vm.vsock_socket().is_some() {
+            match vm.wait_vsock_health(|_| true, Duration::from_secs(30)) {
+                Ok(h) => println!(
+                    "over vsock: status {} (generation {})",
+                    h["status"], h["generation"]
+                ),
+                Err(e) => eprintln!("over vsock: {e}"),
+            }
+        }
         print_endpoints(&vm, args);
     }
     while !stop.load(Ordering::Relaxed) {
@@ -293,6 +311,42 @@ fn run(args: &Args) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     shut_down(&mut vm, machine);
+    Ok(())
+}
+
+/// `health --vsock SOCKET`: one GET through a hybrid vsock socket; the body on stdout.
+fn health(args: &Args) -> Result<()> {
+    // `--vsock` is also `run`'s switch, so the parser leaves its value as a positional word.
+    let uds = match (args.has("--vsock"), args.positional.first()) {
+        (true, Some(path)) => PathBuf::from(path),
+        _ => return Err(Error::Invalid(format!("missing --vsock SOCKET\n\n{USAGE}"))),
+    };
+    let port: u32 = args.number("--port", u32::from(qemu_harness::HEALTH_PORT))?;
+    let path = match args.one("--wait") {
+        Some(n) => {
+            let n: u64 = n
+                .parse()
+                .map_err(|_| Error::Invalid(format!("--wait {n}: not a generation number")))?;
+            format!("/health?wait={n}")
+        }
+        None => args.one("--path").unwrap_or("/health").to_string(),
+    };
+    // A long poll may take its full 30 s.
+    let (code, body) = qemu_harness::vsock::get(&uds, port, &path, Duration::from_secs(40))?;
+    eprintln!("HTTP {code}");
+    print!("{body}");
+    Ok(())
+}
+
+fn bench_vsock(args: &Args) -> Result<()> {
+    let opts = qemu_harness::bench_vsock::Options {
+        machine: args.one("--machine").unwrap_or("q35").parse()?,
+        requests: args.number("--requests", 2000)?,
+        concurrency: args.number("--concurrency", 16)?,
+        changes: args.number("--changes", 10)?,
+    };
+    let report = qemu_harness::bench_vsock::run(&kernel(args, qemu_harness::Arch::X86_64)?, &opts)?;
+    println!("{report}");
     Ok(())
 }
 
@@ -375,6 +429,12 @@ fn summary_table(h: &serde_json::Value) -> String {
 fn print_endpoints(vm: &Vm, args: &Args) {
     if let Some(port) = vm.health_port() {
         eprintln!("health: curl http://127.0.0.1:{port}/health");
+    }
+    if let Some(uds) = vm.vsock_socket() {
+        eprintln!(
+            "health over vsock: qemu-harness health --vsock {}  (or: docs/OPERATIONS.md)",
+            uds.display()
+        );
     }
     for port in args.all("--forward") {
         if let Some(host) = port.parse().ok().and_then(|p| vm.host_port(p)) {
@@ -464,6 +524,8 @@ fn main() -> ExitCode {
             "drive" => drive(&args),
             "run" => run(&args),
             "bench-boot" => bench_boot(&args),
+            "health" => health(&args),
+            "bench-vsock" => bench_vsock(&args),
             "help" | "--help" | "-h" => {
                 println!("{USAGE}");
                 Ok(())
