@@ -118,33 +118,7 @@ impl fmt::Display for NetError {
                 present,
                 nics,
                 driver,
-            } => {
-                match wanted {
-                    InterfaceSelector::OnlyEthernet => write!(
-                        f,
-                        "network: no Ethernet interface after {} (bridges, veths and other \
-                         links without a device do not count); present: [{}]",
-                        secs(*waited),
-                        present.join(", ")
-                    )?,
-                    _ => write!(
-                        f,
-                        "network: no interface {wanted} after {}; present: [{}]",
-                        secs(*waited),
-                        present.join(", ")
-                    )?,
-                }
-                if !nics.is_empty() {
-                    return renamed_hint(f, wanted, nics);
-                }
-                match driver {
-                    Some(d) => write!(f, "; driver: {d}"),
-                    None => write!(
-                        f,
-                        "; no driver failure reported (is the NIC attached to the VM?)"
-                    ),
-                }
-            }
+            } => no_interface(f, wanted, *waited, present, nics, driver.as_deref()),
             NetError::SeveralInterfaces { nics } => write!(
                 f,
                 "network: no interface named and the VM has {} Ethernet interfaces: {}; name \
@@ -173,6 +147,44 @@ impl fmt::Display for NetError {
                 "network: cannot probe the gateway with ARP on {interface}: {}",
                 errno_words(source)
             ),
+            NetError::DhcpNoOffer { .. }
+            | NetError::DhcpNoAck { .. }
+            | NetError::DhcpSocket { .. }
+            | NetError::DhcpLeaseExpired { .. } => self.fmt_dhcp(f),
+            NetError::LinkLost {
+                interface,
+                gone: false,
+            } => write!(
+                f,
+                "network: carrier lost on {interface} (host side detached or down); \
+                 waiting for it to come back"
+            ),
+            NetError::LinkLost {
+                interface,
+                gone: true,
+            } => write!(
+                f,
+                "network: interface {interface} disappeared; waiting for it to come back"
+            ),
+            NetError::ResolvConf { path, op, source } => write!(
+                f,
+                "network: cannot write {} ({op}): {}",
+                path.display(),
+                errno_words(source)
+            ),
+            NetError::Hostname { name, source } => write!(
+                f,
+                "network: cannot set hostname {name:?}: {}",
+                errno_words(source)
+            ),
+        }
+    }
+}
+
+impl NetError {
+    /// The DHCP failures' console lines.
+    fn fmt_dhcp(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             NetError::DhcpNoOffer { interface, waited } => write!(
                 f,
                 "network: DHCP got no offer on {interface} after {}",
@@ -195,38 +207,49 @@ impl fmt::Display for NetError {
                 "network: DHCP socket on {interface}: {op} failed: {}",
                 errno_words(source)
             ),
-            NetError::LinkLost {
-                interface,
-                gone: false,
-            } => write!(
-                f,
-                "network: carrier lost on {interface} (host side detached or down); \
-                 waiting for it to come back"
-            ),
-            NetError::LinkLost {
-                interface,
-                gone: true,
-            } => write!(
-                f,
-                "network: interface {interface} disappeared; waiting for it to come back"
-            ),
             NetError::DhcpLeaseExpired { interface, address } => write!(
                 f,
                 "network: DHCP lease of {address} on {interface} expired without renewal; \
                  address removed"
             ),
-            NetError::ResolvConf { path, op, source } => write!(
-                f,
-                "network: cannot write {} ({op}): {}",
-                path.display(),
-                errno_words(source)
-            ),
-            NetError::Hostname { name, source } => write!(
-                f,
-                "network: cannot set hostname {name:?}: {}",
-                errno_words(source)
-            ),
+            _ => Ok(()),
         }
+    }
+}
+
+/// The no-interface line: what was wanted, what is there, and the likeliest cause.
+fn no_interface(
+    f: &mut fmt::Formatter<'_>,
+    wanted: &InterfaceSelector,
+    waited: Duration,
+    present: &[String],
+    nics: &[Nic],
+    driver: Option<&str>,
+) -> fmt::Result {
+    match wanted {
+        InterfaceSelector::OnlyEthernet => write!(
+            f,
+            "network: no Ethernet interface after {} (bridges, veths and other \
+             links without a device do not count); present: [{}]",
+            secs(waited),
+            present.join(", ")
+        )?,
+        _ => write!(
+            f,
+            "network: no interface {wanted} after {}; present: [{}]",
+            secs(waited),
+            present.join(", ")
+        )?,
+    }
+    if !nics.is_empty() {
+        return renamed_hint(f, wanted, nics);
+    }
+    match driver {
+        Some(d) => write!(f, "; driver: {d}"),
+        None => write!(
+            f,
+            "; no driver failure reported (is the NIC attached to the VM?)"
+        ),
     }
 }
 

@@ -63,92 +63,96 @@ pub fn valid_module_name(m: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The value of `key`, parsed; a bad value is recorded in `errors` with what was expected.
+fn take<T>(
+    c: &Cmdline,
+    key: &'static str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+    errors: &mut Vec<CmdlineError>,
+) -> Option<T> {
+    let v = c.get(key)?;
+    parse(v)
+        .map_err(|expected| {
+            errors.push(CmdlineError {
+                key,
+                value: v.to_string(),
+                expected,
+            })
+        })
+        .ok()
+}
+
+fn parse_health(v: &str) -> Result<Vec<Listener>, String> {
+    parse_listeners(v)
+        .map_err(|e| format!("{LISTENER_FORM}; listener {:?}: {}", e.listener, e.reason))
+}
+
+fn parse_config_path(v: &str) -> Result<PathBuf, String> {
+    if v.starts_with('/') && !v.contains('\0') {
+        Ok(PathBuf::from(v))
+    } else {
+        Err("an absolute path, e.g. /etc/vminit/vminit.toml".into())
+    }
+}
+
+fn parse_modules(v: &str) -> Result<Vec<String>, String> {
+    let names: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if names.iter().all(|m| valid_module_name(m)) {
+        Ok(names.into_iter().map(str::to_string).collect())
+    } else {
+        Err("comma-separated module names, e.g. virtio_net,ext4".into())
+    }
+}
+
+/// Warnings for `vminit.*` keys nobody knows and known keys given without a value, once each.
+fn unknown_keys(c: &Cmdline) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for p in &c.params {
+        let known = KNOWN.contains(&p.key.as_str());
+        if p.key.starts_with("vminit.") && !known && seen.insert(p.key.clone()) {
+            warnings.push(format!(
+                "kernel cmdline: unknown key {:?} ignored (known: {})",
+                p.key,
+                KNOWN.join(", ")
+            ));
+        } else if known && p.value.is_none() && seen.insert(p.key.clone()) {
+            warnings.push(format!(
+                "kernel cmdline: {:?} without a value ignored",
+                p.key
+            ));
+        }
+    }
+    warnings
+}
+
 impl VminitArgs {
     pub fn from_cmdline(c: &Cmdline) -> VminitArgs {
-        let mut a = VminitArgs::default();
-        let mut err = |key, value: &str, expected: &str| {
-            a.errors.push(CmdlineError {
-                key,
-                value: value.to_string(),
-                expected: expected.to_string(),
-            })
-        };
-        let mut health = None;
-        let mut log = None;
-        let mut shutdown = None;
-        let mut config = None;
-        let mut modules = Vec::new();
-        if let Some(v) = c.get("vminit.health") {
-            match parse_listeners(v) {
-                Ok(l) => health = Some(l),
-                Err(e) => err(
-                    "vminit.health",
-                    v,
-                    &format!("{LISTENER_FORM}; listener {:?}: {}", e.listener, e.reason),
-                ),
-            }
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        VminitArgs {
+            health: take(c, "vminit.health", parse_health, e),
+            log: take(
+                c,
+                "vminit.log",
+                |v| v.parse().map_err(|()| LogLevel::NAMES.into()),
+                e,
+            ),
+            shutdown: take(
+                c,
+                "vminit.shutdown",
+                |v| v.parse().map_err(|()| ShutdownMode::NAMES.into()),
+                e,
+            ),
+            config: take(c, "vminit.config", parse_config_path, e),
+            modules: take(c, "vminit.modules", parse_modules, e).unwrap_or_default(),
+            warnings: unknown_keys(c),
+            errors,
         }
-        if let Some(v) = c.get("vminit.log") {
-            match v.parse() {
-                Ok(l) => log = Some(l),
-                Err(()) => err("vminit.log", v, LogLevel::NAMES),
-            }
-        }
-        if let Some(v) = c.get("vminit.shutdown") {
-            match v.parse() {
-                Ok(s) => shutdown = Some(s),
-                Err(()) => err("vminit.shutdown", v, ShutdownMode::NAMES),
-            }
-        }
-        if let Some(v) = c.get("vminit.config") {
-            if v.starts_with('/') && !v.contains('\0') {
-                config = Some(PathBuf::from(v));
-            } else {
-                err(
-                    "vminit.config",
-                    v,
-                    "an absolute path, e.g. /etc/vminit/vminit.toml",
-                );
-            }
-        }
-        if let Some(v) = c.get("vminit.modules") {
-            let names: Vec<&str> = v
-                .split(',')
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .collect();
-            if names.iter().all(|m| valid_module_name(m)) {
-                modules = names.into_iter().map(str::to_string).collect();
-            } else {
-                err(
-                    "vminit.modules",
-                    v,
-                    "comma-separated module names, e.g. virtio_net,ext4",
-                );
-            }
-        }
-        a.health = health;
-        a.log = log;
-        a.shutdown = shutdown;
-        a.config = config;
-        a.modules = modules;
-        let mut unknown = BTreeSet::new();
-        for p in &c.params {
-            let known = KNOWN.contains(&p.key.as_str());
-            if p.key.starts_with("vminit.") && !known && unknown.insert(p.key.clone()) {
-                a.warnings.push(format!(
-                    "kernel cmdline: unknown key {:?} ignored (known: {})",
-                    p.key,
-                    KNOWN.join(", ")
-                ));
-            } else if known && p.value.is_none() && unknown.insert(p.key.clone()) {
-                a.warnings.push(format!(
-                    "kernel cmdline: {:?} without a value ignored",
-                    p.key
-                ));
-            }
-        }
-        a
     }
 
     /// The cmdline's health listeners, or the contract default.

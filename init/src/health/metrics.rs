@@ -48,8 +48,18 @@ impl Family<'_> {
 /// Renders `doc` and the server's counters; `log_dropped` is the console logger's count.
 pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
     let mut out = String::with_capacity(4096);
+    guest(&mut out, doc);
+    services(&mut out, doc);
+    boot_and_modules(&mut out, doc);
+    server(&mut out, c, log_dropped);
+    process(&mut out);
+    out
+}
+
+/// The guest's status and network.
+fn guest(out: &mut String, doc: &HealthDoc) {
     let mut f = family(
-        &mut out,
+        out,
         "vminit_status",
         "gauge",
         "Overall status (1 for the current one).",
@@ -59,7 +69,7 @@ pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
         f.sample("vminit_status", &labels, u8::from(doc.status == s));
     }
     family(
-        &mut out,
+        out,
         "vminit_network_up",
         "gauge",
         "1 when the network is up.",
@@ -69,9 +79,12 @@ pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
         "",
         u8::from(doc.network.state == netconf::LinkState::Up),
     );
-    services(&mut out, doc);
+}
+
+/// The boot's timeline, the module loader's results and the errors listed.
+fn boot_and_modules(out: &mut String, doc: &HealthDoc) {
     let mut f = family(
-        &mut out,
+        out,
         "vminit_boot_milliseconds",
         "gauge",
         "Milliseconds since kernel start at which each boot phase ended.",
@@ -87,12 +100,7 @@ pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
             f.sample("vminit_boot_milliseconds", &format!("phase=\"{phase}\""), v);
         }
     }
-    let mut f = family(
-        &mut out,
-        "vminit_modules",
-        "gauge",
-        "Kernel modules by result.",
-    );
+    let mut f = family(out, "vminit_modules", "gauge", "Kernel modules by result.");
     let m = &doc.modules;
     for (k, n) in [
         ("loaded", m.loaded.len()),
@@ -103,21 +111,25 @@ pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
         f.sample("vminit_modules", &format!("result=\"{k}\""), n);
     }
     simple(
-        &mut out,
+        out,
         "vminit_errors",
         "gauge",
         "Errors listed in /health.",
         doc.errors.len(),
     );
+}
+
+/// The health server's own counters and the console logger's drops.
+fn server(out: &mut String, c: &ServerCounters, log_dropped: u64) {
     simple(
-        &mut out,
+        out,
         "vminit_log_lines_dropped_total",
         "counter",
         "vminit console lines dropped because the console did not take them.",
         log_dropped,
     );
     let mut f = family(
-        &mut out,
+        out,
         "vminit_health_requests_total",
         "counter",
         "Requests answered by the health server, per listener.",
@@ -127,43 +139,46 @@ pub fn render(doc: &HealthDoc, c: &ServerCounters, log_dropped: u64) -> String {
         f.sample("vminit_health_requests_total", &labels, n);
     }
     simple(
-        &mut out,
+        out,
         "vminit_health_connections_evicted_total",
         "counter",
         "Connections closed for being slow or over the limit.",
         c.evicted,
     );
     simple(
-        &mut out,
+        out,
         "vminit_health_open_connections",
         "gauge",
         "Connections open now.",
         c.open_connections,
     );
     simple(
-        &mut out,
+        out,
         "vminit_health_waiting_connections",
         "gauge",
         "Long polls (/health?wait=N) waiting now.",
         c.waiting,
     );
+}
+
+/// The init's own CPU and memory.
+fn process(out: &mut String) {
     if let Some((cpu, rss)) = self_usage() {
         simple(
-            &mut out,
+            out,
             "process_cpu_seconds_total",
             "counter",
             "CPU time of the init (user and system).",
             format!("{cpu:.2}"),
         );
         simple(
-            &mut out,
+            out,
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory of the init.",
             rss,
         );
     }
-    out
 }
 
 fn simple(out: &mut String, name: &str, kind: &str, help: &str, v: impl std::fmt::Display) {
