@@ -109,16 +109,18 @@ fn drive_file_as_a_fifo_is_refused_without_blocking_the_boot() {
 }
 
 #[test]
-fn drive_file_as_a_device_node_or_64_mib_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = hostile_drive(DriveFs::Ext4, tmp.path(), |p| mknod(p, "c", "1", "5"));
-    refused_drive_file(img, "character device");
-    let tmp = tempfile::tempdir().unwrap();
-    let img = hostile_drive(DriveFs::Ext4, tmp.path(), |p| {
-        let f = std::fs::File::create(p).unwrap();
-        f.set_len(64 << 20).unwrap();
-    });
-    refused_drive_file(img, "64 MiB");
+fn drive_file_as_a_device_node_or_64_mib_is_refused_on_ext4_and_iso9660() {
+    for fs in [DriveFs::Ext4, DriveFs::Iso9660] {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = hostile_drive(fs, tmp.path(), |p| mknod(p, "c", "1", "5"));
+        refused_drive_file(img, "character device");
+        let tmp = tempfile::tempdir().unwrap();
+        let img = hostile_drive(fs, tmp.path(), |p| {
+            let f = std::fs::File::create(p).unwrap();
+            f.set_len(64 << 20).unwrap();
+        });
+        refused_drive_file(img, "64 MiB");
+    }
 }
 
 fn drive(tmp: &Path, text: &str) -> PathBuf {
