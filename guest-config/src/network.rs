@@ -66,6 +66,27 @@ pub struct IpNet {
     pub prefix_len: u8,
 }
 
+impl IpNet {
+    /// Whether `a` is in this subnet (same family, same first `prefix_len` bits).
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let m = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len.min(32)))
+                    .unwrap_or(0);
+                (u32::from(n) ^ u32::from(a)) & m == 0
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len.min(128)))
+                    .unwrap_or(0);
+                (u128::from(n) ^ u128::from(a)) & m == 0
+            }
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)

@@ -543,10 +543,11 @@ pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
 }
 
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
-    u32::from(a) & mask == u32::from(b) & mask
+    let net = guest_config::IpNet {
+        addr: a.into(),
+        prefix_len: prefix,
+    };
+    net.contains(b.into())
 }
 
 #[cfg(test)]

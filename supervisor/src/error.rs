@@ -12,10 +12,6 @@ pub enum Error {
         service: String,
         after: String,
     },
-    /// `after` relations loop.
-    DependencyCycle {
-        services: Vec<String>,
-    },
     /// A service has an empty `command`.
     EmptyCommand {
         service: String,
@@ -48,11 +44,6 @@ impl fmt::Display for Error {
             Error::UnknownDependency { service, after } => write!(
                 f,
                 "service {service}: after = [\"{after}\"] names no service (nor \"network\")"
-            ),
-            Error::DependencyCycle { services } => write!(
-                f,
-                "services {} wait for each other in a cycle through `after`; none can start",
-                services.join(", ")
             ),
             Error::EmptyCommand { service } => write!(f, "service {service}: command is empty"),
             Error::UnknownUser {

@@ -77,24 +77,6 @@ pub(crate) fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-fn contains(net: &IpNet, a: IpAddr) -> bool {
-    match (net.addr, a) {
-        (IpAddr::V4(n), IpAddr::V4(a)) => {
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(net.prefix_len))
-                .unwrap_or(0);
-            (u32::from(n) ^ u32::from(a)) & m == 0
-        }
-        (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(net.prefix_len))
-                .unwrap_or(0);
-            (u128::from(n) ^ u128::from(a)) & m == 0
-        }
-        _ => false,
-    }
-}
-
 /// Collects the `[network]` errors, each located at its key.
 struct Errors<'o> {
     origin: &'o Origin,
@@ -238,7 +220,7 @@ fn gateway(g: &str, dhcp: bool, addresses: &[IpNet], err: &mut Errors) -> Option
             "gateway",
             format!("{a} given with dhcp = true: the lease provides the gateway"),
         ),
-        Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V4(a))) => err.add(
+        Ok(a) if !addresses.iter().any(|n| n.contains(IpAddr::V4(a))) => err.add(
             "gateway",
             format!("{a} is not in the network of any IPv4 address in addresses"),
         ),
@@ -259,7 +241,7 @@ fn gateway6(g: &str, addresses: &[IpNet], err: &mut Errors) -> Option<Ipv6Addr> 
         ),
         // link-local gateways (router advertisements' usual form) are on-link by definition
         Ok(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => return Some(a),
-        Ok(a) if !addresses.iter().any(|n| contains(n, IpAddr::V6(a))) => err.add(
+        Ok(a) if !addresses.iter().any(|n| n.contains(IpAddr::V6(a))) => err.add(
             "gateway6",
             format!("{a} is neither link-local nor in the network of an IPv6 address in addresses"),
         ),
