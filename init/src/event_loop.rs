@@ -143,8 +143,9 @@ impl EventLoop {
     /// returns after the services stopped.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
-        // Children that exited while the boot ran (their SIGCHLD may have been read then).
-        sys::reap_all(|_, _| {});
+        // Children that exited before the loop ran (the boot may have read their SIGCHLD, or
+        // a service started just now already exited): their statuses go to the supervisor.
+        self.reap(Instant::now());
         if self.pid1 {
             self.button_rescan = Some((Instant::now(), BUTTON_RESCAN_FIRST));
         }

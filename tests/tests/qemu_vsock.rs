@@ -47,7 +47,8 @@ fn stable(h: &serde_json::Value) -> serde_json::Value {
 
 fn vsock_equals_tcp(machine: Machine) {
     let (mut vm, _dir) = boot_vsock(&Guest::with_config(AGENT), machine, SLIRP_IP, &[], |b| b);
-    let ok = |h: &serde_json::Value| h["status"] == "ok";
+    // Once ok and the background driver stage has reported, nothing changes any more.
+    let ok = |h: &serde_json::Value| h["status"] == "ok" && h["modules"]["rest_pending"] == false;
     let tcp = vm
         .wait_health(ok, boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -156,8 +157,11 @@ fn a_long_poll_over_vsock_answers_on_a_service_change() {
         &[],
         |b| b.forward(8081),
     );
+    // Ok, and the background driver stage has reported: the next change is the agent's.
+    let settled =
+        |h: &serde_json::Value| h["status"] == "ok" && h["modules"]["rest_pending"] == false;
     let h = vm
-        .wait_vsock_health(|h| h["status"] == "ok", boot_deadline())
+        .wait_vsock_health(settled, boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
     let g = h["generation"].as_u64().unwrap();
     let uds = vm.vsock_socket().unwrap().to_path_buf();
