@@ -12,8 +12,19 @@ use std::time::{Duration, Instant};
 
 use guest_config::Ready;
 
-/// How often a not-yet-ready service is probed.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The longest wait between two probe ticks of a not-yet-ready service.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The first wait after a start: an agent that is ready within milliseconds is seen within
+/// milliseconds (ticks at 5, 10, 20, 40 ms… after the start), and one that takes seconds
+/// costs a probe every 250 ms.
+pub const FIRST_WAIT: Duration = Duration::from_millis(5);
+
+/// The wait after `w`: doubled, at most [`POLL_INTERVAL`].
+pub fn next_wait(w: Duration) -> Duration {
+    w.saturating_mul(2).min(POLL_INTERVAL)
+}
+/// Most of a probe's response read before the socket is closed anyway.
+const MAX_PROBE_RESPONSE: usize = 64 * 1024;
 /// One probe attempt's limit (connect, then the response).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -117,13 +128,30 @@ fn http_get(t: &HttpTarget) -> bool {
     if s.write_all(req.as_bytes()).is_err() {
         return false;
     }
+    // The whole response is read (bounded) before the socket is closed: closing with unread
+    // data sends a reset, which agents log as an error on every probe.
     let mut head = [0u8; 64];
     let mut got = 0;
-    while got < 16 {
-        match s.read(&mut head[got..]) {
+    let mut sink = [0u8; 4096];
+    let mut total = 0usize;
+    loop {
+        let buf: &mut [u8] = if got < head.len() {
+            &mut head[got..]
+        } else {
+            &mut sink
+        };
+        match s.read(buf) {
             Ok(0) | Err(_) => break,
-            // `read` returns at most the room left in `head`: `got` stays <= 64.
-            Ok(n) => got = got.saturating_add(n),
+            Ok(n) => {
+                if got < head.len() {
+                    // `read` returns at most the room left in `head`: `got` stays <= 64.
+                    got = got.saturating_add(n);
+                }
+                total = total.saturating_add(n);
+                if total > MAX_PROBE_RESPONSE {
+                    break;
+                }
+            }
         }
     }
     matches!(parse_status_line(&head[..got]), Some(200..=399))
@@ -176,6 +204,48 @@ pub struct ExecRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_start_at_milliseconds_and_back_off_to_the_interval() {
+        let mut w = FIRST_WAIT;
+        let mut seen = vec![w];
+        for _ in 0..10 {
+            w = next_wait(w);
+            seen.push(w);
+        }
+        assert_eq!(seen[..4], [5, 10, 20, 40].map(Duration::from_millis));
+        assert_eq!(*seen.last().unwrap(), POLL_INTERVAL);
+    }
+
+    /// The probe reads the whole answer before it closes, so the agent sees a clean close
+    /// (EOF), not a reset, when it reads after answering.
+    #[test]
+    fn the_http_probe_closes_cleanly_after_reading_the_whole_answer() {
+        use std::net::{Shutdown, TcpListener};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = c.read(&mut req).unwrap();
+            let body = "x".repeat(20_000);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.read(&mut req).map(|n| n == 0)
+        });
+        let t = parse_http_url(&format!("http://127.0.0.1:{port}/health")).unwrap();
+        assert!(http_get(&t));
+        let clean = server.join().unwrap();
+        assert!(
+            matches!(clean, Ok(true)),
+            "the agent saw {clean:?}, not EOF"
+        );
+    }
 
     #[test]
     fn urls() {

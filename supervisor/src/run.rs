@@ -10,7 +10,7 @@ use mio::{Interest, Token};
 use crate::machine::{deadline_after, Action};
 use crate::notify::{parse_message, sender_belongs, NotifySocket, MAX_PER_WAKE};
 use crate::output::LineAssembler;
-use crate::probe::{ExecRun, Pending, PollProbe, POLL_INTERVAL, PROBE_TIMEOUT};
+use crate::probe::{ExecRun, Pending, PollProbe, PROBE_TIMEOUT};
 use crate::spawn::{self, Spec};
 use crate::status::{ExitStatus, ServiceState};
 use crate::supervisor::{Pipe, Service, Supervisor};
@@ -144,6 +144,7 @@ impl Supervisor {
                 s.m.spawned(started.pid, now);
                 s.pending = None;
                 s.next_probe = Some(now);
+                s.probe_wait = crate::probe::FIRST_WAIT;
                 if s.cfg.ready == Ready::Started {
                     s.m.ready();
                 }
@@ -373,7 +374,10 @@ impl Supervisor {
             return true;
         }
         if due || s.next_probe.is_none() {
-            s.next_probe = deadline_after(now, POLL_INTERVAL);
+            // The same tick also collects a probe still in flight: a probe started now is
+            // seen answered at most one wait later.
+            s.next_probe = deadline_after(now, s.probe_wait);
+            s.probe_wait = crate::probe::next_wait(s.probe_wait);
         }
         false
     }

@@ -62,6 +62,9 @@ pub(crate) struct Service {
     pub(crate) pending: Option<Pending>,
     pub(crate) exec_run: Option<ExecRun>,
     pub(crate) next_probe: Option<Instant>,
+    /// The wait before the next probe tick: [`crate::probe::FIRST_WAIT`] at each start,
+    /// doubling to [`crate::probe::POLL_INTERVAL`].
+    pub(crate) probe_wait: Duration,
     pub(crate) notify: Option<NotifySocket>,
     pub(crate) notify_status: Option<String>,
     /// Warnings about foreign notify senders, rate-limited.
@@ -147,6 +150,7 @@ impl Supervisor {
                 pending: None,
                 exec_run: None,
                 next_probe: None,
+                probe_wait: crate::probe::FIRST_WAIT,
                 notify: None,
                 notify_status: None,
                 notify_warn: WarnLimit::default(),
