@@ -318,17 +318,10 @@ impl<'a> Exec<'a> {
             source: std::io::Error::from_raw_os_error(libc::EINVAL),
         })?;
         let sock = dhcp::DhcpSocket::open(&link.name)?;
-        let client_id = self
-            .plan
-            .dhcp_client_id
-            .as_ref()
-            .map(DhcpClientId::to_bytes);
-        let opts = dhcp::ClientOpts {
-            hostname: self.plan.hostname.as_deref(),
-            client_id: client_id.as_deref(),
-            limits: self.env.lease_limits,
-        };
-        let lease = dhcp::acquire(&sock, &mac, opts, &*self.env.clock, self.env.dhcp_timeout)?;
+        let (env, clock) = (self.env, &*self.env.clock);
+        let lease = with_client_opts(self.plan, env, |opts| {
+            dhcp::acquire(&sock, &mac, opts, clock, env.dhcp_timeout)
+        })?;
         log_refused(&lease, &link.name, &[]);
         log::info!(
             "network: DHCP lease {} from {} on {} ({})",
@@ -540,6 +533,21 @@ pub fn log_refused(lease: &Lease, interface: &str, already: &[String]) {
     for r in lease.refused.iter().filter(|r| !already.contains(r)) {
         log::warn!("network: DHCP on {interface}: not taking the server's {r}");
     }
+}
+
+/// Runs `f` with the DHCP options of `plan` (host name, client identifier) and `env`'s lease
+/// floors: what every DISCOVER, REQUEST, renewal and rebinding sends.
+pub(crate) fn with_client_opts<T>(
+    plan: &NetworkPlan,
+    env: &Env,
+    f: impl FnOnce(dhcp::ClientOpts<'_>) -> T,
+) -> T {
+    let client_id = plan.dhcp_client_id.as_ref().map(DhcpClientId::to_bytes);
+    f(dhcp::ClientOpts {
+        hostname: plan.hostname.as_deref(),
+        client_id: client_id.as_deref(),
+        limits: env.lease_limits,
+    })
 }
 
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use guest_config::{DhcpClientId, InterfaceSelector, NetworkPlan};
+use guest_config::{InterfaceSelector, NetworkPlan};
 
 use crate::apply::{self, bring_up_then_probe, log_refused, Exec};
 use crate::dhcp::{self, Lease, LeasePhase};
@@ -473,18 +473,10 @@ impl Runner<'_> {
             return Ok(now);
         };
         let chunk_end = until.min(deadline(now, STOP_CHECK));
-        let client_id = self
-            .plan
-            .dhcp_client_id
-            .as_ref()
-            .map(DhcpClientId::to_bytes);
-        let opts = dhcp::ClientOpts {
-            hostname: self.plan.hostname.as_deref(),
-            client_id: client_id.as_deref(),
-            limits: self.env.lease_limits,
-        };
         let clock = &*self.env.clock;
-        let outcome = dhcp::extend(&sock, &k.mac, &k.lease, rebinding, opts, clock, chunk_end);
+        let outcome = apply::with_client_opts(self.plan, self.env, |opts| {
+            dhcp::extend(&sock, &k.mac, &k.lease, rebinding, opts, clock, chunk_end)
+        });
         if outcome.is_ok() {
             k.sock = Some(sock); // kept for the next exchange; a failed one is reopened
         }

@@ -51,7 +51,7 @@ pub const CONFIG_PATH: &str = "/etc/vminit/vminit.toml";
 pub enum Modules {
     /// No `/lib/modules` at all.
     None,
-    /// [`VIRTIO_MODULES`] (for arm64, [`crate::VIRTIO_MODULES_ARM64`]) and their dependencies.
+    /// [`crate::Arch::virtio_modules`] and their dependencies.
     Virtio,
     /// These names (or aliases) and their dependencies.
     Names(Vec<String>),
@@ -81,7 +81,7 @@ impl Modules {
     pub fn names_for(&self, arch: Arch) -> Vec<&str> {
         match self {
             Modules::None => Vec::new(),
-            Modules::Virtio => arch.virtio_modules().to_vec(),
+            Modules::Virtio => arch.virtio_modules(),
             Modules::Names(names) => names.iter().map(String::as_str).collect(),
         }
     }

@@ -36,7 +36,7 @@ pub mod vm;
 pub mod vsock;
 
 pub use accel::Accel;
-pub use arch::{Arch, VIRTIO_MODULES_ARM64};
+pub use arch::Arch;
 pub use drive::{make_drive, make_drive_from_dir, DriveFs, DEFAULT_LABEL};
 pub use error::{Error, Result};
 pub use initramfs::{Initramfs, Modules, CONFIG_PATH, VIRTIO_MODULES};

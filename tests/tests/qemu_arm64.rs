@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use qemu_harness::{make_drive, DriveFs, Machine, VIRTIO_MODULES_ARM64};
+use qemu_harness::{make_drive, Arch, DriveFs, Machine};
 use vminit_tests::{boot, boot_deadline, boot_with, Guest, SLIRP_IP};
 
 const AGENT_PORT: u16 = 8080;
@@ -27,7 +27,7 @@ ready = { http = "http://127.0.0.1:8080/health" }
 fn guest(config: &str) -> Guest {
     Guest {
         config: Some(config.to_string()),
-        modules: Some(VIRTIO_MODULES_ARM64.to_vec()),
+        modules: Some(Arch::Aarch64.virtio_modules()),
         files: Vec::new(),
     }
 }

@@ -3,7 +3,7 @@
 //! device-tree gpio-keys on arm64's virt. Services stop in reverse dependency order, a service
 //! that traps SIGTERM gets to say so, and QEMU exits by itself.
 
-use qemu_harness::{Arch, Machine, VIRTIO_MODULES_ARM64};
+use qemu_harness::{Arch, Machine};
 use vminit_tests::{boot, boot_deadline, Guest, SLIRP_IP};
 
 const ORDERED: &str = r#"
@@ -20,7 +20,7 @@ fn power_button_shuts_down(machine: Machine) {
     let mut guest = Guest::with_config(ORDERED);
     let mut deadline = boot_deadline();
     if machine.arch() == Arch::Aarch64 {
-        guest.modules = Some(VIRTIO_MODULES_ARM64.to_vec());
+        guest.modules = Some(Arch::Aarch64.virtio_modules());
         // TCG emulates arm64 about twice as slowly as x86 here.
         deadline *= 2;
     }
