@@ -216,7 +216,15 @@ mod tests {
         assert_eq!(Bytes::parse("512MiB").unwrap().bytes, 512 << 20);
         assert_eq!(Bytes::parse("2097152").unwrap().bytes, 2 << 20);
         assert_eq!(Bytes::parse("64M").unwrap().to_string(), "64M");
-        for bad in ["", "M", "64Q", "-5M", "1.5G", "99999999999999999999", "16777216T"] {
+        for bad in [
+            "",
+            "M",
+            "64Q",
+            "-5M",
+            "1.5G",
+            "99999999999999999999",
+            "16777216T",
+        ] {
             assert!(Bytes::parse(bad).is_err(), "{bad:?} accepted");
         }
         let e = Bytes::parse("100K").unwrap_err();

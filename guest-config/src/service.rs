@@ -371,7 +371,9 @@ mod tests {
         assert_eq!(s.pids_max, Some(Count(64)));
         assert_eq!(s.nofile, Some(Nofile(65536)));
         assert!(s.has_cgroup_limits());
-        assert!(!parse("command = [\"x\"]\nnofile = 8").unwrap().has_cgroup_limits());
+        assert!(!parse("command = [\"x\"]\nnofile = 8")
+            .unwrap()
+            .has_cgroup_limits());
         for (line, needle) in [
             ("memory_max = \"64Q\"", "64Q"),
             ("memory_high = \"12\"", "minimum"),

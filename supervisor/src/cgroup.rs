@@ -50,7 +50,11 @@ impl fmt::Display for Unavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Unavailable::NoCgroup2 { path } => {
-                write!(f, "no cgroup v2 at {} (no cgroup.controllers)", path.display())
+                write!(
+                    f,
+                    "no cgroup v2 at {} (no cgroup.controllers)",
+                    path.display()
+                )
             }
             Unavailable::NotDelegated { path } => write!(
                 f,
@@ -86,7 +90,10 @@ pub fn own_cgroup(proc_self_cgroup: &Path) -> Option<String> {
 fn write_file(path: &Path, value: &str) -> io::Result<()> {
     // No O_CREAT: on cgroupfs a missing file means a missing feature, which must not be
     // papered over by creating a plain file (and the fake trees in tests hold the files).
-    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
     f.write_all(value.as_bytes())
 }
 
@@ -148,7 +155,10 @@ impl Hierarchy {
                 .into_iter()
                 .try_for_each(|p| {
                     write_file(p, &format!("+{c}")).map_err(|e| {
-                        format!("cannot enable cgroup controller {c} in {}: {e}", p.display())
+                        format!(
+                            "cannot enable cgroup controller {c} in {}: {e}",
+                            p.display()
+                        )
                     })
                 });
             match on {
@@ -170,8 +180,10 @@ impl Hierarchy {
 
     fn protect(&mut self, path: &Path, value: &str) {
         if let Err(e) = write_file(path, value) {
-            self.problems
-                .push(format!("cannot protect the init: {} = {value}: {e}", path.display()));
+            self.problems.push(format!(
+                "cannot protect the init: {} = {value}: {e}",
+                path.display()
+            ));
         }
     }
 
@@ -195,14 +207,13 @@ impl Hierarchy {
     /// Creates service `name`'s cgroup and writes its limits. Returns the cgroup (unless it
     /// could not be created) and one message per limit not applied, naming the key, value
     /// and why: the service runs without that limit.
-    pub fn service(
-        &self,
-        name: &str,
-        cfg: &ServiceConfig,
-    ) -> (Option<ServiceCgroup>, Vec<String>) {
+    pub fn service(&self, name: &str, cfg: &ServiceConfig) -> (Option<ServiceCgroup>, Vec<String>) {
         let dir = self.dir.join(name);
         if let Err(e) = mkdir(&dir) {
-            let why = format!("service {name}: cannot create cgroup {}: {e}", dir.display());
+            let why = format!(
+                "service {name}: cannot create cgroup {}: {e}",
+                dir.display()
+            );
             return (None, vec![why]);
         }
         let mut errors = Vec::new();
@@ -212,21 +223,30 @@ impl Hierarchy {
                 "memory",
                 "memory.max",
                 cfg.memory_max.as_ref().map(|b| b.bytes.to_string()),
-                cfg.memory_max.as_ref().map(ToString::to_string).unwrap_or_default(),
+                cfg.memory_max
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ),
             (
                 "memory_high",
                 "memory",
                 "memory.high",
                 cfg.memory_high.as_ref().map(|b| b.bytes.to_string()),
-                cfg.memory_high.as_ref().map(ToString::to_string).unwrap_or_default(),
+                cfg.memory_high
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ),
             (
                 "cpu_max",
                 "cpu",
                 "cpu.max",
                 cfg.cpu_max.as_ref().map(|c| c.cgroup_line()),
-                cfg.cpu_max.as_ref().map(ToString::to_string).unwrap_or_default(),
+                cfg.cpu_max
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ),
             (
                 "cpu_weight",
@@ -346,7 +366,11 @@ impl ServiceCgroup {
         }
         let mut n = 0usize;
         // Pids 0 and 1 are never sent anything: 0 would be our own group, 1 ourselves.
-        for pid in pids.into_iter().filter(|&p| p > 1).filter_map(Pid::from_raw) {
+        for pid in pids
+            .into_iter()
+            .filter(|&p| p > 1)
+            .filter_map(Pid::from_raw)
+        {
             if rustix::process::kill_process(pid, Signal::KILL).is_ok() {
                 n = n.saturating_add(1);
             }

@@ -21,7 +21,12 @@ fn fake_root(controllers: &str) -> tempfile::TempDir {
 /// What the kernel creates in a new child cgroup (here: before `set_up`/`service` run).
 fn fake_child(dir: &Path, controllers: &[&str]) {
     fs::create_dir_all(dir).unwrap();
-    for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.kill", "cpu.stat"] {
+    for f in [
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.kill",
+        "cpu.stat",
+    ] {
         touch(&dir.join(f));
     }
     for c in controllers {
@@ -58,9 +63,15 @@ fn pid1_layout_moves_the_init_enables_what_is_offered_and_protects_it() {
     // The last controller written wins in the fake (the kernel accumulates): at least the
     // writes went to both levels.
     assert_eq!(read(&root.path().join("cgroup.subtree_control")), "+pids");
-    assert_eq!(read(&root.path().join("vminit/cgroup.subtree_control")), "+pids");
+    assert_eq!(
+        read(&root.path().join("vminit/cgroup.subtree_control")),
+        "+pids"
+    );
     assert_eq!(read(&root.path().join("vminit/init/cpu.weight")), "1000");
-    assert_eq!(read(&root.path().join("vminit/init/memory.min")), (16u64 << 20).to_string());
+    assert_eq!(
+        read(&root.path().join("vminit/init/memory.min")),
+        (16u64 << 20).to_string()
+    );
 }
 
 #[test]
@@ -104,7 +115,10 @@ fn a_limit_file_the_kernel_refuses_is_an_error_naming_path_and_value() {
         "{}",
         errors[0]
     );
-    assert_eq!(read(&root.path().join("vminit/web/memory.max")), (2u64 << 30).to_string());
+    assert_eq!(
+        read(&root.path().join("vminit/web/memory.max")),
+        (2u64 << 30).to_string()
+    );
 }
 
 #[test]
