@@ -21,6 +21,13 @@
 //! test-agent term-last-line                  on SIGTERM prints GOT-TERM and exits 0
 //! test-agent proc-status                     prints its /proc/self/status and cwd, exits 0
 //!                                            (SigIgn shows SIGPIPE: Rust's runtime sets it)
+//! test-agent limits                          prints its /proc/self/limits, sleeps forever
+//! test-agent fork-bomb                       every process forks without end; a refused
+//!                                            fork is said once (per process) and retried
+//! test-agent setsid-child --port P --after MS
+//!                                            a child leaves the session (setsid), listens
+//!                                            on P ("bound port P") or says "port P busy";
+//!                                            the parent exits 3 after MS
 //! ```
 
 use std::io::{Read, Write};
@@ -30,7 +37,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|fork-bomb|setsid-child [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -158,6 +165,14 @@ fn main() -> ExitCode {
         }
         "notify-flood" => notify_flood(o.num("foreign", 0) == 1),
         "term-last-line" => term_last_line(),
+        "limits" => {
+            let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+            println!("{limits}limits end");
+            let _ = std::io::stdout().flush();
+            forever()
+        }
+        "fork-bomb" => fork_bomb(),
+        "setsid-child" => setsid_child(o.num("port", 0) as u16, o.ms("after")),
         "proc-status" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             let cwd = std::env::current_dir()
@@ -282,6 +297,61 @@ fn answer(mut c: TcpStream, health: &str, ready: bool) -> bool {
         body.len()
     );
     exit
+}
+
+/// Forks without end in every process; with a `pids.max` the kernel refuses forks (EAGAIN)
+/// and everything stays at the limit, retrying.
+fn fork_bomb() -> ExitCode {
+    println!("fork bomb");
+    let _ = std::io::stdout().flush();
+    let mut said = false;
+    loop {
+        // SAFETY: fork(2) in a single-threaded process; both sides run this same loop, which
+        // only forks, sleeps and writes to stdout.
+        match unsafe { libc::fork() } {
+            -1 => {
+                if !said {
+                    said = true;
+                    println!("fork refused: {}", std::io::Error::last_os_error());
+                    let _ = std::io::stdout().flush();
+                }
+                sleep(Duration::from_millis(20));
+            }
+            0 => said = false,
+            _ => {}
+        }
+    }
+}
+
+/// A child in its own session holding `port`: what escapes a process-group kill.
+fn setsid_child(port: u16, after: Duration) -> ExitCode {
+    // SAFETY: fork(2) before any thread is started; the child only calls setsid, binds and
+    // sleeps.
+    match unsafe { libc::fork() } {
+        -1 => ExitCode::from(1),
+        0 => {
+            // SAFETY: setsid(2) has no memory arguments.
+            unsafe { libc::setsid() };
+            match TcpListener::bind(("0.0.0.0", port)) {
+                Ok(l) => {
+                    println!("bound port {port} in pid {}", std::process::id());
+                    let _ = std::io::stdout().flush();
+                    std::hint::black_box(&l);
+                    forever()
+                }
+                Err(e) => {
+                    println!("port {port} busy: {e}");
+                    let _ = std::io::stdout().flush();
+                    // SAFETY: ends the forked child without running the parent's exit path.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+        }
+        _ => {
+            sleep(after);
+            ExitCode::from(3)
+        }
+    }
 }
 
 fn orphans(count: u64, nap: Duration) -> ExitCode {
