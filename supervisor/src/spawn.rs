@@ -99,6 +99,8 @@ pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
             no_new_privs: spec.no_new_privs,
             cgroup_procs: spec.cgroup_procs,
             nofile: spec.nofile,
+            // Only where it was changed: off PID 1 the init's own score is inherited as is.
+            reset_oom_score: rustix::process::getpid().is_init(),
         },
     );
     let child = cmd.spawn()?;

@@ -318,6 +318,13 @@ impl Supervisor {
         for s in &mut self.services {
             s.m.begin_shutdown();
             s.pending = None;
+            // A service already down may have left processes in its cgroup (a `restart =
+            // "never"` job's daemon): they go now, or the shutdown would wait for them.
+            if s.m.is_down() {
+                if let Some(cg) = &s.cgroup {
+                    let _ = cg.kill();
+                }
+            }
             if let Some(run) = s.exec_run {
                 let _ = crate::spawn::kill_group(run.pid, libc::SIGKILL);
             }

@@ -37,6 +37,8 @@ pub(crate) struct ChildSetup {
     pub(crate) cgroup_procs: Option<OwnedFd>,
     /// RLIMIT_NOFILE, soft and hard.
     pub(crate) nofile: Option<u64>,
+    /// Set `/proc/self/oom_score_adj` back to 0 (the init's -1000 is inherited).
+    pub(crate) reset_oom_score: bool,
 }
 
 /// Installs `setup` on `cmd`, in this order: the cgroup first (so that nothing the child
@@ -52,6 +54,19 @@ pub(crate) fn set_up_child(cmd: &mut Command, setup: ChildSetup) {
             // "0" is the writer itself (cgroup-v2.rst, cgroup.procs): no formatting of our
             // pid is needed, and one write(2) of 1 byte is complete or failed.
             rustix::io::write(fd, b"0")?;
+        }
+        if setup.reset_oom_score {
+            // The init runs at oom_score_adj -1000 and children inherit it: a service left
+            // at -1000 cannot be OOM-killed, and its memory.max then stalls it forever
+            // ("no killable processes"). Raising the value needs no privilege. Without
+            // /proc the service still starts: a start is worth more than its OOM score.
+            if let Ok(fd) = rustix::fs::open(
+                c"/proc/self/oom_score_adj",
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = rustix::io::write(&fd, b"0");
+            }
         }
         if let Some(n) = setup.nofile {
             let lim = Rlimit {

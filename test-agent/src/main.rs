@@ -28,6 +28,9 @@
 //!                                            a child leaves the session (setsid), listens
 //!                                            on P ("bound port P") or says "port P busy";
 //!                                            the parent exits 3 after MS
+//! test-agent spawn-bench --n N               (as a vminit service, cgroup v2) times N
+//!                                            fork+exec+wait of `test-agent exit` as is and
+//!                                            N joining a leaf cgroup first; prints both
 //! ```
 
 use std::io::{Read, Write};
@@ -172,6 +175,7 @@ fn main() -> ExitCode {
             forever()
         }
         "fork-bomb" => fork_bomb(),
+        "spawn-bench" => spawn_bench(o.num("n", 200)),
         "setsid-child" => setsid_child(o.num("port", 0) as u16, o.ms("after")),
         "proc-status" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -321,6 +325,82 @@ fn fork_bomb() -> ExitCode {
             _ => {}
         }
     }
+}
+
+/// The marginal cost of a cgroup at spawn, as the supervisor pays it: the child writes "0"
+/// to a pre-opened `cgroup.procs` between fork and exec. Both runs spawn the same program;
+/// the first leaves the children in the agent's own cgroup (no join), the second moves each
+/// into a sibling leaf with the memory, pids and cpu controllers on.
+fn spawn_bench(n: u64) -> ExitCode {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let run = || -> std::io::Result<(Duration, Duration)> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(|| std::io::Error::other("no cgroup v2"))?;
+        let base = std::path::Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+        // Out of `base` first, so that it may enable controllers for its children.
+        let me = base.join("bench-self");
+        let leaf = base.join("bench-leaf");
+        for d in [&me, &leaf] {
+            let _ = std::fs::create_dir(d);
+        }
+        std::fs::write(me.join("cgroup.procs"), std::process::id().to_string())?;
+        for c in ["+cpu", "+memory", "+pids"] {
+            std::fs::write(base.join("cgroup.subtree_control"), c)?;
+        }
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(leaf.join("cgroup.procs"))?;
+        let fd = procs.as_raw_fd();
+        let time = |join: bool| -> std::io::Result<Duration> {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut cmd = std::process::Command::new("/bin/test-agent");
+                cmd.args(["exit", "--after", "0"]);
+                if join {
+                    // SAFETY: write(2) of a static buffer to an fd that outlives the spawn;
+                    // async-signal-safe, nothing allocated between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+                cmd.status()?;
+            }
+            Ok(start.elapsed())
+        };
+        // One warm-up round each, then alternate, so that neither side gets a cold cache.
+        time(false)?;
+        time(true)?;
+        let (mut plain, mut joined) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..3 {
+            plain += time(false)?;
+            joined += time(true)?;
+        }
+        Ok((plain, joined))
+    };
+    match run() {
+        Ok((plain, joined)) => {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / (3 * n) as f64;
+            println!(
+                "spawn-bench n={} plain {:.0} us joined {:.0} us ratio {:.2}",
+                3 * n,
+                per(plain),
+                per(joined),
+                joined.as_secs_f64() / plain.as_secs_f64()
+            );
+        }
+        Err(e) => println!("spawn-bench failed: {e}"),
+    }
+    let _ = std::io::stdout().flush();
+    forever()
 }
 
 /// A child in its own session holding `port`: what escapes a process-group kill.

@@ -153,3 +153,31 @@ fn setsid_grandchildren_go_with_the_service_and_nofile_is_applied() {
         "{console}"
     );
 }
+
+/// BENCHMARKS.md: the cost of joining a cgroup at spawn, next to a spawn without, in one run
+/// of one guest. `cargo test -p vminit-tests --test qemu_cgroups -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: prints figures, asserts only that they were measured"]
+fn bench_spawn_with_and_without_a_cgroup() {
+    let cfg = r#"
+[services.bench]
+command = ["/bin/test-agent", "spawn-bench", "--n", "100"]
+"#;
+    let (mut vm, _dir) = boot_with(
+        &Guest::with_config(cfg),
+        Machine::Q35,
+        SLIRP_IP,
+        &[],
+        |b, _| b,
+    );
+    vm.wait_console("spawn-bench ", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}\n{}", vm.console_text()));
+    vm.wait_console(" ratio ", Duration::from_secs(5)).ok();
+    let console = vm.console_text();
+    let line = console
+        .lines()
+        .find(|l| l.contains("spawn-bench "))
+        .unwrap_or_default();
+    println!("{line}");
+    assert!(line.contains(" ratio "), "{console}");
+}
