@@ -22,6 +22,7 @@ pub mod error;
 pub mod hostfile;
 pub mod image;
 pub mod ip;
+pub mod limits;
 pub mod listener;
 pub mod merge;
 pub mod names;
@@ -39,6 +40,7 @@ pub use duration::{parse_duration, Dur, DurationError};
 pub use error::{ConfigError, Pos, Problem};
 pub use image::{ColdplugMode, ImageConfig, ModulesConfig};
 pub use ip::{IpConfig, IpError};
+pub use limits::{Bytes, Count, CpuMax, CpuWeight, Nofile};
 pub use listener::{default_listeners, parse_listeners, Listener, ListenerError};
 pub use merge::{merge_services, resolve_services, Resolved};
 pub use network::{

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 
 use crate::duration::Dur;
+use crate::limits::{Bytes, Count, CpuMax, CpuWeight, Nofile};
 
 /// One supervised service, as written in TOML (defaults applied).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -50,6 +51,35 @@ pub struct ServiceConfig {
     /// privileges (setuid/setgid bits, file capabilities are ignored). Default false.
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// `memory.max` of the service's cgroup: above it the OOM killer acts inside the service.
+    #[serde(default)]
+    pub memory_max: Option<Bytes>,
+    /// `memory.high`: above it the service is throttled and reclaimed, not killed.
+    #[serde(default)]
+    pub memory_high: Option<Bytes>,
+    /// `cpu.max`.
+    #[serde(default)]
+    pub cpu_max: Option<CpuMax>,
+    /// `cpu.weight`.
+    #[serde(default)]
+    pub cpu_weight: Option<CpuWeight>,
+    /// `pids.max`.
+    #[serde(default)]
+    pub pids_max: Option<Count>,
+    /// RLIMIT_NOFILE (soft and hard), set in the child before `execve`.
+    #[serde(default)]
+    pub nofile: Option<Nofile>,
+}
+
+impl ServiceConfig {
+    /// Whether any cgroup limit is set (`nofile` is not one).
+    pub fn has_cgroup_limits(&self) -> bool {
+        self.memory_max.is_some()
+            || self.memory_high.is_some()
+            || self.cpu_max.is_some()
+            || self.cpu_weight.is_some()
+            || self.pids_max.is_some()
+    }
 }
 
 /// The dependency name that means "the network is up".
@@ -318,6 +348,49 @@ mod tests {
         assert!(e.to_string().contains("\"5\""), "{e}");
         let e = parse("command = [\"x\"]\nready = { htp = \"x\" }").unwrap_err();
         assert!(e.to_string().contains("htp"), "{e}");
+    }
+
+    #[test]
+    fn limits_parse_and_bad_values_are_located() {
+        let s = parse(
+            r#"
+            command = ["x"]
+            memory_max = "64M"
+            memory_high = 50331648
+            cpu_max = "50%"
+            cpu_weight = 200
+            pids_max = 64
+            nofile = 65536
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.memory_max.as_ref().unwrap().bytes, 64 << 20);
+        assert_eq!(s.memory_high.as_ref().unwrap().bytes, 48 << 20);
+        assert_eq!(s.cpu_max.as_ref().unwrap().quota_us, 50_000);
+        assert_eq!(s.cpu_weight, Some(CpuWeight(200)));
+        assert_eq!(s.pids_max, Some(Count(64)));
+        assert_eq!(s.nofile, Some(Nofile(65536)));
+        assert!(s.has_cgroup_limits());
+        assert!(!parse("command = [\"x\"]\nnofile = 8")
+            .unwrap()
+            .has_cgroup_limits());
+        for (line, needle) in [
+            ("memory_max = \"64Q\"", "64Q"),
+            ("memory_high = \"12\"", "minimum"),
+            ("cpu_max = \"fast\"", "fast"),
+            ("cpu_max = \"0%\"", "out of range"),
+            ("cpu_weight = 0", "cpu_weight 0"),
+            ("cpu_weight = 10001", "10001"),
+            ("pids_max = 0", "positive"),
+            ("nofile = -1", "positive"),
+            ("nofile = 4294967296", "nofile"),
+        ] {
+            let e = parse(&format!("command = [\"x\"]\n{line}")).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(needle), "{line}: {msg}");
+            // toml's located error: the line of the bad value is shown.
+            assert!(msg.contains("line 2"), "{line}: not located: {msg}");
+        }
     }
 
     #[test]

@@ -385,7 +385,8 @@ impl EventLoop {
     fn publish(&mut self, now: Instant) {
         let n = self.network_state();
         let services = self.supervisor.snapshot(now);
-        let faults = self.shared.take_faults();
+        let mut faults = self.shared.take_faults();
+        faults.extend(self.supervisor.take_errors());
         let late_modules = self.shared.take_modules();
         let doc = &mut self.published.doc;
         doc.errors.extend(faults);

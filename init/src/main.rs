@@ -8,6 +8,7 @@
 
 mod args;
 mod boot;
+mod cgroups;
 mod event_loop;
 mod guard;
 mod health;

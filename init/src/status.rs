@@ -97,6 +97,10 @@ mod tests {
             stopping: false,
             notify_status: None,
             ever_ready: ever,
+            memory_bytes: None,
+            cpu_ms: None,
+            pids: None,
+            oom_kills: None,
         }
     }
 

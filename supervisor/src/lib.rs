@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 #![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod error;
 pub mod machine;
 pub mod notify;

@@ -180,17 +180,37 @@ impl Machine {
 
     /// The main process (or a killed one) is gone. Returns true if `pid` was this service's.
     pub fn exited(&mut self, pid: i32, status: ExitStatus, now: Instant) -> bool {
+        self.exited_with(pid, status, false, now)
+    }
+
+    /// As [`Machine::exited`], knowing whether the OOM killer killed a process of the
+    /// service during this run (`memory.events` `oom_kill` grew). A run that ends in failure
+    /// after an OOM kill is a crash with `last_exit` `{"oom_kill": true}`: the exit code or
+    /// signal is the consequence, the OOM kill the cause. A success exit stays a success (a
+    /// worker was killed and the service coped).
+    pub fn exited_with(
+        &mut self,
+        pid: i32,
+        status: ExitStatus,
+        oom_killed: bool,
+        now: Instant,
+    ) -> bool {
         if status == ExitStatus::NotExited {
             return self.main_pid() == Some(pid) || self.dying_pid() == Some(pid);
         }
         match self.phase.clone() {
             RunPhase::Up { pid: p, since, .. } if p == pid => {
                 let ok = matches!(status, ExitStatus::Code(c) if self.success_exit.contains(&c));
-                self.last_exit = Some(LastExit::from_status(status));
+                let why = if oom_killed && !ok {
+                    LastExit::OomKill(true)
+                } else {
+                    LastExit::from_status(status)
+                };
+                self.last_exit = Some(why.clone());
                 if self.shutting_down {
                     self.phase = RunPhase::Stopped;
                 } else if !ok {
-                    self.crash(LastExit::from_status(status), since, now, None);
+                    self.crash(why, since, now, None);
                 } else if self.restart == Restart::Always {
                     let delay = if now.saturating_duration_since(since) >= QUICK_EXIT {
                         self.quick_streak = 0;

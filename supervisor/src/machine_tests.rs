@@ -441,3 +441,30 @@ fn deadlines_past_the_clock_are_never() {
     assert_eq!(deadline_after(t(0), Duration::MAX), None);
     assert_eq!(deadline_after(t(0), Duration::from_secs(1)), Some(t(1000)));
 }
+
+#[test]
+fn an_oom_kill_is_a_crash_named_as_such_and_restarted_with_backoff() {
+    let mut m = machine("backoff = { initial = \"1s\", max = \"8s\" }");
+    start_ready(&mut m, 10, 0);
+    assert!(m.exited_with(10, ExitStatus::Signal(libc::SIGKILL), true, t(100)));
+    assert_eq!(m.last_exit(), Some(&LastExit::OomKill(true)));
+    assert_eq!(m.state(), ServiceState::Backoff);
+    assert_eq!(m.failures(), 1);
+    assert_eq!(m.next_retry(), Some(t(1_100)));
+    // The second OOM kill backs off twice as long, like any crash.
+    assert_eq!(m.tick(t(1_100)), Some(Action::Spawn));
+    m.spawned(11, t(1_100));
+    assert!(m.exited_with(11, ExitStatus::Code(137), true, t(1_200)));
+    assert_eq!(m.last_exit(), Some(&LastExit::OomKill(true)));
+    assert_eq!(m.next_retry(), Some(t(3_200)));
+}
+
+#[test]
+fn a_success_exit_after_a_worker_was_oom_killed_stays_a_success() {
+    let mut m = machine("restart = \"never\"");
+    start_ready(&mut m, 10, 0);
+    assert!(m.exited_with(10, SUCCESS, true, t(100)));
+    assert_eq!(m.last_exit(), Some(&LastExit::Code(0)));
+    assert_eq!(m.state(), ServiceState::Exited);
+    assert_eq!(m.failures(), 0);
+}

@@ -23,6 +23,9 @@ const READS_PER_EVENT: u32 = 16;
 /// Reads when the writer exited: enough for a full pipe at Linux's largest default size
 /// (`pipe-max-size`, 1 MiB = 128 reads), with room for a descendant still writing.
 const READS_AT_EXIT: u32 = 160;
+/// How often a held start checks again that the previous run's cgroup is empty: killed
+/// processes are gone within a few ms once reaped.
+const HOLD_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Retry delay for console output a slow sink did not take.
 const CONSOLE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -92,11 +95,53 @@ impl Supervisor {
                 if let Err(e) = spawn::kill_group(pid, signal) {
                     log::warn!("service {}: kill(-{pid}, {signal}) failed: {e}", s.name);
                 }
+                // SIGKILL means the whole service: what left the process group too.
+                if signal == libc::SIGKILL {
+                    self.kill_cgroup(i);
+                }
             }
         }
     }
 
+    /// Kills whatever is left in service `i`'s cgroup.
+    fn kill_cgroup(&self, i: usize) {
+        let s = &self.services[i];
+        if let Some(cg) = &s.cgroup {
+            if let Err(e) = cg.kill() {
+                log::warn!(
+                    "service {}: cannot kill what is left in cgroup {}: {e}",
+                    s.name,
+                    cg.dir().display()
+                );
+            }
+        }
+    }
+
+    /// A start must wait while processes of the previous run are in the cgroup (a
+    /// restarted server would find its port taken). Kills them and holds the start: returns
+    /// true if held.
+    fn hold_start(&mut self, i: usize, now: Instant) -> bool {
+        let s = &self.services[i];
+        let Some(cg) = &s.cgroup else { return false };
+        if cg.is_empty() {
+            self.services[i].hold_until = None;
+            return false;
+        }
+        if s.hold_until.is_none() {
+            log::warn!(
+                "service {}: processes of its previous run are still alive; killing them before the start",
+                s.name
+            );
+        }
+        self.kill_cgroup(i);
+        self.services[i].hold_until = deadline_after(now, HOLD_RETRY);
+        true
+    }
+
     fn spawn_service(&mut self, i: usize, now: Instant, registry: &mio::Registry) {
+        if self.hold_start(i, now) {
+            return;
+        }
         let s = &self.services[i];
         let creds = match users::resolve(
             &s.name,
@@ -120,9 +165,26 @@ impl Supervisor {
             notify_socket: notify.as_deref(),
             capture: true,
             no_new_privs: s.cfg.no_new_privileges,
+            cgroup_procs: None,
+            nofile: None,
         };
+        let cgroup_procs = match s.cgroup.as_ref().map(|c| c.open_procs()) {
+            Some(Ok(fd)) => Some(fd),
+            // The service still starts, in the init's cgroup: unconfined, but running.
+            Some(Err(e)) => {
+                log::error!("service {}: starts outside its cgroup: {e}", s.name);
+                None
+            }
+            None => None,
+        };
+        let spec = Spec {
+            cgroup_procs,
+            nofile: s.cfg.nofile.map(|n| n.0),
+            ..spec
+        };
+        let oom_base = s.cgroup.as_ref().and_then(|c| c.oom_kills());
         let program = s.cfg.command.first().cloned().unwrap_or_default();
-        match spawn::spawn(&spec) {
+        match spawn::spawn(spec) {
             Err(e) => {
                 // The child's setup reports only an errno: say where else it may come from.
                 let why = match &s.cfg.workdir {
@@ -141,6 +203,7 @@ impl Supervisor {
                     self.add_pipe(i, rx, registry);
                 }
                 let s = &mut self.services[i];
+                s.oom_base = oom_base;
                 s.m.spawned(started.pid, now);
                 s.pending = None;
                 s.next_probe = Some(now);
@@ -412,9 +475,36 @@ impl Supervisor {
             }
             if s.m.owns(pid) {
                 let was_main = s.m.main_pid() == Some(pid);
-                s.m.exited(pid, status, now);
+                let oom_now = s.cgroup.as_ref().and_then(|c| c.oom_kills());
+                // An unreadable count at the start is 0: `None < Some(0)` would name an OOM
+                // kill that never happened.
+                let oom = was_main && oom_now.unwrap_or(0) > s.oom_base.unwrap_or(0);
+                s.m.exited_with(pid, status, oom, now);
+                if status != ExitStatus::NotExited {
+                    // The whole service goes with its main process (a `setsid` grandchild
+                    // included), unless it finished for good with success: a `restart =
+                    // "never"` job may leave a daemon behind on purpose.
+                    if s.m.state() != ServiceState::Exited {
+                        if let Some(cg) = &s.cgroup {
+                            if let Err(e) = cg.kill() {
+                                log::warn!(
+                                    "service {}: cannot kill what is left in cgroup {}: {e}",
+                                    s.name,
+                                    cg.dir().display()
+                                );
+                            }
+                        }
+                    }
+                }
                 if was_main && status != ExitStatus::NotExited {
-                    let why = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                    let mut why = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                    if s.m.last_exit() == Some(&crate::LastExit::OomKill(true)) {
+                        let limit = match &s.cfg.memory_max {
+                            Some(m) => format!(" (memory_max = {m})"),
+                            None => " (no memory_max: the guest ran out of memory)".to_string(),
+                        };
+                        why.push_str(&limit);
+                    }
                     let state = s.m.state();
                     match state {
                         ServiceState::Failed => log::error!(
@@ -459,8 +549,12 @@ fn start_exec(
         notify_socket: None,
         capture: false,
         no_new_privs: s.cfg.no_new_privileges,
+        // The probe is the supervisor's, not the service's: it is not counted in the
+        // service's cgroup nor killed with it.
+        cgroup_procs: None,
+        nofile: None,
     };
-    match spawn::spawn(&spec) {
+    match spawn::spawn(spec) {
         Ok(started) => Some(ExecRun {
             pid: started.pid,
             deadline: deadline_after(now, PROBE_TIMEOUT),

@@ -30,6 +30,10 @@ pub struct Spec<'a> {
     pub capture: bool,
     /// `PR_SET_NO_NEW_PRIVS` (the `no_new_privileges` key).
     pub no_new_privs: bool,
+    /// The child writes itself here before `execve` (the service's `cgroup.procs`).
+    pub cgroup_procs: Option<OwnedFd>,
+    /// RLIMIT_NOFILE of the child (the `nofile` key).
+    pub nofile: Option<u64>,
 }
 
 /// A started process and the read ends of its output pipes.
@@ -46,10 +50,11 @@ fn output_pipe() -> io::Result<(Stdio, Receiver)> {
     Ok((Stdio::from(OwnedFd::from(tx)), rx))
 }
 
-/// fork + exec, the child set up clean ([`sys::set_up_child`]: default signal dispositions
+/// fork + exec, the child set up clean ([`sys::set_up_child`]: its cgroup and RLIMIT_NOFILE,
+/// default signal dispositions
 /// and an empty mask, its own session, the identity, then `workdir` as that identity).
 /// The error names nothing: the caller adds the service and command.
-pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
+pub fn spawn(spec: Spec<'_>) -> io::Result<Started> {
     let Some((prog, args)) = spec.argv.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
@@ -92,6 +97,10 @@ pub fn spawn(spec: &Spec<'_>) -> io::Result<Started> {
             ids,
             workdir,
             no_new_privs: spec.no_new_privs,
+            cgroup_procs: spec.cgroup_procs,
+            nofile: spec.nofile,
+            // Only where it was changed: off PID 1 the init's own score is inherited as is.
+            reset_oom_score: rustix::process::getpid().is_init(),
         },
     );
     let child = cmd.spawn()?;

@@ -44,7 +44,9 @@ impl ExitStatus {
 
 /// The last way a service's process ended, as serialised in `last_exit`:
 /// `{"code": 1}`, `{"signal": "SIGKILL"}`, `{"spawn_error": "…"}` (the command could not be
-/// started), or `{"ready_timeout": "30s"}` (readiness not proven in time; the group was killed).
+/// started), `{"ready_timeout": "30s"}` (readiness not proven in time; the group was killed),
+/// or `{"oom_kill": true}` (the OOM killer killed a process of the service's cgroup, and the
+/// service ended in failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LastExit {
@@ -52,6 +54,9 @@ pub enum LastExit {
     Signal(String),
     SpawnError(String),
     ReadyTimeout(String),
+    /// Always `true`: the variant carries a value so that it serialises as the contract's
+    /// `{"oom_kill": true}`.
+    OomKill(bool),
 }
 
 impl LastExit {
@@ -77,6 +82,7 @@ impl fmt::Display for LastExit {
             LastExit::Signal(s) => write!(f, "killed by {s}"),
             LastExit::SpawnError(e) => write!(f, "could not start: {e}"),
             LastExit::ReadyTimeout(d) => write!(f, "not ready within {d}"),
+            LastExit::OomKill(_) => f.write_str("killed by the OOM killer"),
         }
     }
 }
@@ -164,6 +170,16 @@ pub struct ServiceStatus {
     /// status). Not serialised.
     #[serde(skip)]
     pub ever_ready: bool,
+    /// Live resource use from the service's cgroup (figures: they do not make a new
+    /// generation). Absent without a cgroup or its controller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<u64>,
 }
 
 /// The services' part in the guest's `status`; the init's policy combines it with the network
@@ -219,6 +235,10 @@ mod tests {
             stopping: false,
             notify_status: None,
             ever_ready: true,
+            memory_bytes: None,
+            cpu_ms: None,
+            pids: None,
+            oom_kills: None,
         }
     }
 
@@ -267,6 +287,7 @@ mod tests {
             j(LastExit::ReadyTimeout("5s".into())),
             r#"{"ready_timeout":"5s"}"#
         );
+        assert_eq!(j(LastExit::OomKill(true)), r#"{"oom_kill":true}"#);
         assert_eq!(ExitStatus::from_raw(3 << 8), ExitStatus::Code(3));
         assert_eq!(
             ExitStatus::from_raw(libc::SIGTERM),

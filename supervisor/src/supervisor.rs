@@ -14,6 +14,7 @@ use guest_config::{Ready, ServiceConfig};
 use mio::unix::pipe::Receiver;
 use mio::Token;
 
+use crate::cgroup::{Hierarchy, ServiceCgroup};
 use crate::error::Error;
 use crate::machine::Machine;
 use crate::notify::{NotifySocket, WarnLimit};
@@ -34,6 +35,9 @@ pub struct Options {
     /// Service output goes here. Should be non-blocking (`WouldBlock` is handled by
     /// buffering); a blocking sink would block the loop while the console is slow.
     pub console: Box<dyn Write + Send>,
+    /// The cgroup layout ([`Hierarchy::set_up`]); `None`: services run in process groups
+    /// only, unconfined.
+    pub cgroups: Option<Hierarchy>,
 }
 
 impl Options {
@@ -45,6 +49,7 @@ impl Options {
             proc_dir: PathBuf::from("/proc"),
             token_base: 1000,
             console,
+            cgroups: None,
         }
     }
 }
@@ -69,6 +74,12 @@ pub(crate) struct Service {
     pub(crate) notify_status: Option<String>,
     /// Warnings about foreign notify senders, rate-limited.
     pub(crate) notify_warn: WarnLimit,
+    /// The service's own cgroup, when the layout exists.
+    pub(crate) cgroup: Option<ServiceCgroup>,
+    /// `oom_kill` of its `memory.events` when the current run started.
+    pub(crate) oom_base: Option<u64>,
+    /// A start is held until then: processes of the previous run are still in the cgroup.
+    pub(crate) hold_until: Option<Instant>,
 }
 
 pub(crate) struct Pipe {
@@ -91,6 +102,9 @@ pub struct Supervisor {
     pub(crate) proc_dir: PathBuf,
     pub(crate) network_up: bool,
     pub(crate) shutting_down: bool,
+    pub(crate) cgroups: Option<Hierarchy>,
+    /// Problems for `/health` `errors[]` not yet taken ([`Supervisor::take_errors`]).
+    pub(crate) errors: Vec<String>,
 }
 
 /// Indexes dependency edges. The service set comes validated from the config layer
@@ -154,11 +168,27 @@ impl Supervisor {
                 notify: None,
                 notify_status: None,
                 notify_warn: WarnLimit::default(),
+                cgroup: None,
+                oom_base: None,
+                hold_until: None,
                 name,
                 cfg,
             });
         }
-        Ok(Self::with(list, opts))
+        let mut errors = Vec::new();
+        if let Some(h) = &opts.cgroups {
+            for s in &mut list {
+                let (cg, problems) = h.service(&s.name, &s.cfg);
+                s.cgroup = cg;
+                errors.extend(problems);
+            }
+        }
+        let mut sup = Self::with(list, opts);
+        for e in &errors {
+            log::error!("{e}");
+        }
+        sup.errors = errors;
+        Ok(sup)
     }
 
     /// No services (the init before configuration is read).
@@ -180,6 +210,8 @@ impl Supervisor {
             proc_dir: opts.proc_dir,
             network_up: false,
             shutting_down: false,
+            cgroups: opts.cgroups,
+            errors: Vec::new(),
         }
     }
 
@@ -249,12 +281,15 @@ impl Supervisor {
                 Some(run) => run.deadline,
                 None => s.next_probe,
             });
-        self.services
+        // A held start waits for its hold, not for the (past) restart time.
+        let machines = self
+            .services
             .iter()
-            .filter_map(|s| s.m.deadline())
-            .chain(probes)
-            .chain(self.console_retry)
-            .min()
+            .filter_map(|s| match (s.m.deadline(), s.hold_until) {
+                (Some(d), Some(h)) => Some(d.max(h)),
+                (d, _) => d,
+            });
+        machines.chain(probes).chain(self.console_retry).min()
     }
 
     /// Stops everything in reverse dependency order; keep calling `on_timer`/`on_exit`
@@ -264,6 +299,13 @@ impl Supervisor {
         for s in &mut self.services {
             s.m.begin_shutdown();
             s.pending = None;
+            // A service already down may have left processes in its cgroup (a `restart =
+            // "never"` job's daemon): they go now, or the shutdown would wait for them.
+            if s.m.is_down() {
+                if let Some(cg) = &s.cgroup {
+                    let _ = cg.kill();
+                }
+            }
             if let Some(run) = s.exec_run {
                 let _ = crate::spawn::kill_group(run.pid, libc::SIGKILL);
             }
@@ -278,7 +320,21 @@ impl Supervisor {
             for pid in s.m.main_pid().into_iter().chain(s.exec_run.map(|r| r.pid)) {
                 let _ = crate::spawn::kill_group(pid, libc::SIGKILL);
             }
+            if let Some(cg) = &s.cgroup {
+                let _ = cg.kill();
+            }
         }
+    }
+
+    /// Problems found since the last call, for `/health` `errors[]` (each reported once):
+    /// limits not applied, and so on.
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
+    }
+
+    /// The cgroup layout, if any: the controllers enabled and missing.
+    pub fn cgroups(&self) -> Option<&Hierarchy> {
+        self.cgroups.as_ref()
     }
 
     /// The services' part in the guest's status.
@@ -291,10 +347,13 @@ impl Supervisor {
     /// console queue is empty. A console that takes nothing keeps this false; the init's
     /// shutdown deadline bounds that wait.
     pub fn is_stopped(&self) -> bool {
-        self.services
-            .iter()
-            .all(|s| s.m.is_down() && s.exec_run.is_none())
-            && self.console.is_empty()
+        // A service's cgroup must be empty too: a grandchild that left the process group
+        // (setsid) is still the service's, and is killed when its main process exits.
+        self.services.iter().all(|s| {
+            s.m.is_down()
+                && s.exec_run.is_none()
+                && s.cgroup.as_ref().is_none_or(ServiceCgroup::is_empty)
+        }) && self.console.is_empty()
     }
 
     /// The longest `stop_timeout` (the init's shutdown grace is based on it). At most
@@ -312,6 +371,11 @@ impl Supervisor {
         self.services
             .iter()
             .map(|s| {
+                let fig = s
+                    .cgroup
+                    .as_ref()
+                    .map(ServiceCgroup::figures)
+                    .unwrap_or_default();
                 let st = ServiceStatus {
                     state: s.m.state(),
                     pid: s.m.main_pid(),
@@ -328,6 +392,10 @@ impl Supervisor {
                     stopping: s.m.is_stopping(),
                     notify_status: s.notify_status.clone(),
                     ever_ready: s.m.ever_ready(),
+                    memory_bytes: fig.memory_bytes,
+                    cpu_ms: fig.cpu_ms,
+                    pids: fig.pids,
+                    oom_kills: fig.oom_kills,
                 };
                 (s.name.clone(), st)
             })

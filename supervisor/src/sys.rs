@@ -1,6 +1,6 @@
 //! The crate's only `unsafe`: what a service's child process does between `fork` and
-//! `execve` (signal dispositions and mask, session, identity, working directory,
-//! `no_new_privs`), installed with `CommandExt::pre_exec`. Every other syscall in the crate
+//! `execve` (its cgroup, RLIMIT_NOFILE, signal dispositions and mask, session, identity,
+//! working directory, `no_new_privs`), installed with `CommandExt::pre_exec`. Every other syscall in the crate
 //! goes through rustix's, nix's or std's safe wrappers.
 //!
 //! # Safety
@@ -9,17 +9,19 @@
 //! only async-signal-safe work is sound: no allocation, no lock, no `std` I/O. It only makes
 //! raw syscalls (rustix's linux_raw backend, or libc's thin `sigaction`/`sigprocmask`
 //! wrappers) on values prepared before the fork: the ids and groups in a `Vec` the closure
-//! owns, the working directory as a `CString`, plain integers. The `sigaction` and `sigset_t`
+//! owns, the working directory as a `CString`, the cgroup's `cgroup.procs` as an fd opened
+//! by the parent, plain integers. The `sigaction` and `sigset_t`
 //! values are on the child's stack, zero-initialised (valid for these plain C structs) and
 //! outlive each call; the kernel keeps no pointer to them.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use rustix::process::{Gid, Uid};
+use rustix::process::{Gid, Resource, Rlimit, Uid};
 
 /// Linux's signal numbers are 1..NSIG (65 on x86_64 and aarch64: 64 signals).
 const NSIG: libc::c_int = 65;
@@ -31,14 +33,48 @@ pub(crate) struct ChildSetup {
     /// Entered after the identity switch, so it is checked with the service's permissions.
     pub(crate) workdir: Option<CString>,
     pub(crate) no_new_privs: bool,
+    /// The service's `cgroup.procs`, opened write-only and close-on-exec by the parent.
+    pub(crate) cgroup_procs: Option<OwnedFd>,
+    /// RLIMIT_NOFILE, soft and hard.
+    pub(crate) nofile: Option<u64>,
+    /// Set `/proc/self/oom_score_adj` back to 0 (the init's -1000 is inherited).
+    pub(crate) reset_oom_score: bool,
 }
 
-/// Installs `setup` on `cmd`, in this order: a new session (services are process-group
+/// Installs `setup` on `cmd`, in this order: the cgroup first (so that nothing the child
+/// does, allocation included, escapes the service's limits, and while it still has the
+/// init's rights to write there), RLIMIT_NOFILE (raising the hard limit needs the init's
+/// CAP_SYS_RESOURCE, lost with the identity switch), a new session (services are process-group
 /// leaders, so a stop signals the whole group), every signal disposition to default and an
 /// empty mask (the init ignores and blocks signals, and ignored ones survive `execve`), the
 /// groups, gid and uid, then the working directory, then `PR_SET_NO_NEW_PRIVS`.
 pub(crate) fn set_up_child(cmd: &mut Command, setup: ChildSetup) {
     let child = move || -> io::Result<()> {
+        if let Some(fd) = &setup.cgroup_procs {
+            // "0" is the writer itself (cgroup-v2.rst, cgroup.procs): no formatting of our
+            // pid is needed, and one write(2) of 1 byte is complete or failed.
+            rustix::io::write(fd, b"0")?;
+        }
+        if setup.reset_oom_score {
+            // The init runs at oom_score_adj -1000 and children inherit it: a service left
+            // at -1000 cannot be OOM-killed, and its memory.max then stalls it forever
+            // ("no killable processes"). Raising the value needs no privilege. Without
+            // /proc the service still starts: a start is worth more than its OOM score.
+            if let Ok(fd) = rustix::fs::open(
+                c"/proc/self/oom_score_adj",
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                let _ = rustix::io::write(&fd, b"0");
+            }
+        }
+        if let Some(n) = setup.nofile {
+            let lim = Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            rustix::process::setrlimit(Resource::Nofile, lim)?;
+        }
         rustix::process::setsid()?;
         reset_signals()?;
         if let Some((uid, gid, groups)) = &setup.ids {

@@ -21,6 +21,16 @@
 //! test-agent term-last-line                  on SIGTERM prints GOT-TERM and exits 0
 //! test-agent proc-status                     prints its /proc/self/status and cwd, exits 0
 //!                                            (SigIgn shows SIGPIPE: Rust's runtime sets it)
+//! test-agent limits                          prints its /proc/self/limits, sleeps forever
+//! test-agent fork-bomb                       every process forks without end; a refused
+//!                                            fork is said once (per process) and retried
+//! test-agent setsid-child --port P --after MS
+//!                                            a child leaves the session (setsid), listens
+//!                                            on P ("bound port P") or says "port P busy";
+//!                                            the parent exits 3 after MS
+//! test-agent spawn-bench --n N               (as a vminit service, cgroup v2) times N
+//!                                            fork+exec+wait of `test-agent exit` as is and
+//!                                            N joining a leaf cgroup first; prints both
 //! ```
 
 use std::io::{Read, Write};
@@ -30,7 +40,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|fork-bomb|setsid-child [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -158,6 +168,15 @@ fn main() -> ExitCode {
         }
         "notify-flood" => notify_flood(o.num("foreign", 0) == 1),
         "term-last-line" => term_last_line(),
+        "limits" => {
+            let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+            println!("{limits}limits end");
+            let _ = std::io::stdout().flush();
+            forever()
+        }
+        "fork-bomb" => fork_bomb(),
+        "spawn-bench" => spawn_bench(o.num("n", 200)),
+        "setsid-child" => setsid_child(o.num("port", 0) as u16, o.ms("after")),
         "proc-status" => {
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             let cwd = std::env::current_dir()
@@ -282,6 +301,137 @@ fn answer(mut c: TcpStream, health: &str, ready: bool) -> bool {
         body.len()
     );
     exit
+}
+
+/// Forks without end in every process; with a `pids.max` the kernel refuses forks (EAGAIN)
+/// and everything stays at the limit, retrying.
+fn fork_bomb() -> ExitCode {
+    println!("fork bomb");
+    let _ = std::io::stdout().flush();
+    let mut said = false;
+    loop {
+        // SAFETY: fork(2) in a single-threaded process; both sides run this same loop, which
+        // only forks, sleeps and writes to stdout.
+        match unsafe { libc::fork() } {
+            -1 => {
+                if !said {
+                    said = true;
+                    println!("fork refused: {}", std::io::Error::last_os_error());
+                    let _ = std::io::stdout().flush();
+                }
+                sleep(Duration::from_millis(20));
+            }
+            0 => said = false,
+            _ => {}
+        }
+    }
+}
+
+/// The marginal cost of a cgroup at spawn, as the supervisor pays it: the child writes "0"
+/// to a pre-opened `cgroup.procs` between fork and exec. Both runs spawn the same program;
+/// the first leaves the children in the agent's own cgroup (no join), the second moves each
+/// into a sibling leaf with the memory, pids and cpu controllers on.
+fn spawn_bench(n: u64) -> ExitCode {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let run = || -> std::io::Result<(Duration, Duration)> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or_else(|| std::io::Error::other("no cgroup v2"))?;
+        let base = std::path::Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+        // Out of `base` first, so that it may enable controllers for its children.
+        let me = base.join("bench-self");
+        let leaf = base.join("bench-leaf");
+        for d in [&me, &leaf] {
+            let _ = std::fs::create_dir(d);
+        }
+        std::fs::write(me.join("cgroup.procs"), std::process::id().to_string())?;
+        for c in ["+cpu", "+memory", "+pids"] {
+            std::fs::write(base.join("cgroup.subtree_control"), c)?;
+        }
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(leaf.join("cgroup.procs"))?;
+        let fd = procs.as_raw_fd();
+        let time = |join: bool| -> std::io::Result<Duration> {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut cmd = std::process::Command::new("/bin/test-agent");
+                cmd.args(["exit", "--after", "0"]);
+                if join {
+                    // SAFETY: write(2) of a static buffer to an fd that outlives the spawn;
+                    // async-signal-safe, nothing allocated between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(move || {
+                            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                }
+                cmd.status()?;
+            }
+            Ok(start.elapsed())
+        };
+        // One warm-up round each, then alternate, so that neither side gets a cold cache.
+        time(false)?;
+        time(true)?;
+        let (mut plain, mut joined) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..3 {
+            plain += time(false)?;
+            joined += time(true)?;
+        }
+        Ok((plain, joined))
+    };
+    match run() {
+        Ok((plain, joined)) => {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / (3 * n) as f64;
+            println!(
+                "spawn-bench n={} plain {:.0} us joined {:.0} us ratio {:.2}",
+                3 * n,
+                per(plain),
+                per(joined),
+                joined.as_secs_f64() / plain.as_secs_f64()
+            );
+        }
+        Err(e) => println!("spawn-bench failed: {e}"),
+    }
+    let _ = std::io::stdout().flush();
+    forever()
+}
+
+/// A child in its own session holding `port`: what escapes a process-group kill.
+fn setsid_child(port: u16, after: Duration) -> ExitCode {
+    // SAFETY: fork(2) before any thread is started; the child only calls setsid, binds and
+    // sleeps.
+    match unsafe { libc::fork() } {
+        -1 => ExitCode::from(1),
+        0 => {
+            // SAFETY: setsid(2) has no memory arguments.
+            unsafe { libc::setsid() };
+            match TcpListener::bind(("0.0.0.0", port)) {
+                Ok(l) => {
+                    println!("bound port {port} in pid {}", std::process::id());
+                    let _ = std::io::stdout().flush();
+                    std::hint::black_box(&l);
+                    forever()
+                }
+                Err(e) => {
+                    println!("port {port} busy: {e}");
+                    let _ = std::io::stdout().flush();
+                    // SAFETY: ends the forked child without running the parent's exit path.
+                    unsafe { libc::_exit(1) }
+                }
+            }
+        }
+        _ => {
+            sleep(after);
+            ExitCode::from(3)
+        }
+    }
 }
 
 fn orphans(count: u64, nap: Duration) -> ExitCode {

@@ -25,7 +25,7 @@ use signal_hook_mio::v1_0::Signals;
 use supervisor::Supervisor;
 
 use crate::event_loop::{EventLoop, Published, SHUTDOWN_SIGNALS};
-use crate::health::{self, HealthDoc};
+use crate::health::{self, CgroupsDoc, HealthDoc};
 use crate::report::ModulesDoc;
 use crate::{guard, logger, mounts, sys};
 
@@ -280,6 +280,11 @@ impl Boot {
             }
         };
         let mut opts = supervisor::Options::new(console);
+        opts.cgroups = crate::cgroups::set_up(self.pid1, &p.services, &mut self.errors);
+        el.published_mut().doc.cgroups = opts.cgroups.as_ref().map(|h| CgroupsDoc {
+            controllers: h.enabled().to_vec(),
+            missing: h.missing().to_vec(),
+        });
         opts.notify_dir = p.run_dir;
         if let Err(e) = std::fs::create_dir_all(&opts.notify_dir) {
             log::warn!("cannot create {}: {e}", opts.notify_dir.display());

@@ -52,6 +52,14 @@ pub struct BootDoc {
     pub ready_ms: Option<u64>,
 }
 
+/// Which cgroup controllers the services have (`cpu`, `memory`, `pids`), and which the
+/// kernel lacks: a limit needing a missing one is not applied (and is in `errors`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CgroupsDoc {
+    pub controllers: Vec<String>,
+    pub missing: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthDoc {
     /// Grows by one whenever anything but a figure changes ([`HealthDoc::same_but_figures`]);
@@ -64,6 +72,8 @@ pub struct HealthDoc {
     /// Module loader report: loaded, failed, unmatched devices.
     pub modules: ModulesDoc,
     pub errors: Vec<String>,
+    /// The services' cgroup layout; `null` when services run in process groups only.
+    pub cgroups: Option<CgroupsDoc>,
     pub version: &'static str,
     pub pid1: bool,
     pub shutting_down: bool,
@@ -82,6 +92,7 @@ impl HealthDoc {
             },
             modules: ModulesDoc::default(),
             errors: Vec::new(),
+            cgroups: None,
             version: env!("CARGO_PKG_VERSION"),
             pid1,
             shutting_down: false,
@@ -109,6 +120,10 @@ impl HealthDoc {
             s.failures = 0;
             s.next_retry_ms = None;
             s.budget_left = 0;
+            s.memory_bytes = None;
+            s.cpu_ms = None;
+            s.pids = None;
+            s.oom_kills = None;
         }
         d
     }
@@ -156,6 +171,10 @@ mod tests {
             stopping: false,
             notify_status: None,
             ever_ready: false,
+            memory_bytes: None,
+            cpu_ms: None,
+            pids: None,
+            oom_kills: None,
         }
     }
 
@@ -174,6 +193,10 @@ mod tests {
             s.failures = 2;
             s.next_retry_ms = Some(800);
             s.budget_left = 1;
+            s.memory_bytes = Some(1 << 20);
+            s.cpu_ms = Some(1500);
+            s.pids = Some(3);
+            s.oom_kills = Some(1);
         }
         assert!(a.same_but_figures(&b));
     }

@@ -219,6 +219,53 @@ fn services(out: &mut String, doc: &HealthDoc) {
         let labels = format!("service=\"{n}\"");
         f.sample("vminit_service_failures_total", &labels, s.failures);
     }
+    figures(out, doc, &names);
+}
+
+/// The services' live resource use from their cgroups (read when the document was
+/// published). A family is written only when some service has the figure (no cgroups, no
+/// families); a service without it has no sample.
+fn figures(out: &mut String, doc: &HealthDoc, names: &[String]) {
+    type Get = fn(&supervisor::ServiceStatus) -> Option<f64>;
+    // u64 → f64 is exact up to 2^53: 8 PiB or 285 years of CPU time.
+    #[allow(clippy::cast_precision_loss)]
+    let families: [(&str, &str, &str, Get); 4] = [
+        (
+            "vminit_service_memory_bytes",
+            "gauge",
+            "Memory charged to the service's cgroup (memory.current).",
+            |s| s.memory_bytes.map(|v| v as f64),
+        ),
+        (
+            "vminit_service_cpu_seconds_total",
+            "counter",
+            "CPU time used by the service's cgroup (cpu.stat usage_usec).",
+            |s| s.cpu_ms.map(|v| v as f64 / 1000.0),
+        ),
+        (
+            "vminit_service_pids",
+            "gauge",
+            "Processes and threads in the service's cgroup (pids.current).",
+            |s| s.pids.map(|v| v as f64),
+        ),
+        (
+            "vminit_service_oom_kills_total",
+            "counter",
+            "Processes of the service killed by the OOM killer (memory.events oom_kill).",
+            |s| s.oom_kills.map(|v| v as f64),
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        if !doc.services.values().any(|s| get(s).is_some()) {
+            continue;
+        }
+        let mut f = family(out, name, kind, help);
+        for (n, s) in names.iter().zip(doc.services.values()) {
+            if let Some(v) = get(s) {
+                f.sample(name, &format!("service=\"{n}\""), v);
+            }
+        }
+    }
 }
 
 /// The init's own CPU time (user + system, seconds) and resident memory (bytes), from
@@ -266,6 +313,10 @@ mod tests {
                     stopping: false,
                     notify_status: None,
                     ever_ready: true,
+                    memory_bytes: (state == Ready).then_some(64 << 20),
+                    cpu_ms: (state == Ready).then_some(2500),
+                    pids: (state == Ready).then_some(3),
+                    oom_kills: (state == Ready).then_some(1),
                 },
             );
         }
@@ -323,6 +374,30 @@ mod tests {
             .unwrap();
         assert_eq!(ready.labels.get("state"), Some("backoff"));
         assert!(matches!(ready.value, prometheus_parse::Value::Gauge(v) if v == 0.0));
+        for (metric, want) in [
+            ("vminit_service_memory_bytes", 67108864.0),
+            ("vminit_service_cpu_seconds_total", 2.5),
+            ("vminit_service_pids", 3.0),
+            ("vminit_service_oom_kills_total", 1.0),
+        ] {
+            let found: Vec<_> = scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == metric)
+                .collect();
+            assert_eq!(
+                found.len(),
+                1,
+                "{metric}: only the service with a cgroup:\n{m}"
+            );
+            // prometheus_parse keeps the label's escapes as written.
+            assert_eq!(found[0].labels.get("service"), Some("web\\\"rtc"));
+            let v = match found[0].value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => f64::NAN,
+            };
+            assert_eq!(v, want, "{metric}");
+        }
         assert_eq!(
             scrape
                 .docs

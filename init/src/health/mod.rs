@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::report::ModulesDoc;
 
-pub use doc::{HealthDoc, NetworkDoc};
+pub use doc::{CgroupsDoc, HealthDoc, NetworkDoc};
 use mio::Waker;
 pub use socket::BindError;
 use socket::ListenSock;

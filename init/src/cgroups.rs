@@ -1,0 +1,73 @@
+//! The init's side of the services' cgroups: where the layout goes, the init's own OOM
+//! protection, and how a missing layout is reported. The layout itself is
+//! `supervisor::cgroup`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use guest_config::ServiceConfig;
+use supervisor::cgroup::{own_cgroup, Hierarchy};
+
+const MOUNT: &str = "/sys/fs/cgroup";
+
+/// The OOM killer never picks PID 1 (its death is a kernel panic); it picks a service.
+const OOM_SCORE_ADJ: &str = "-1000";
+
+/// Sets up the layout for `services`. Problems that matter to the host (a limit that cannot
+/// be applied) go to `errors`; the rest is logged. `None`: services run in process groups.
+pub fn set_up(
+    pid1: bool,
+    services: &BTreeMap<String, ServiceConfig>,
+    errors: &mut Vec<String>,
+) -> Option<Hierarchy> {
+    if pid1 {
+        if let Err(e) = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ) {
+            log::warn!("cannot set the init's oom_score_adj to {OOM_SCORE_ADJ}: {e}");
+        }
+    }
+    let base = if pid1 {
+        PathBuf::from(MOUNT)
+    } else {
+        match own_cgroup(Path::new("/proc/self/cgroup")) {
+            Some(own) => Path::new(MOUNT).join(own.trim_start_matches('/')),
+            None => PathBuf::from(MOUNT).join("-"),
+        }
+    };
+    match Hierarchy::set_up(&base, pid1, std::process::id()) {
+        Ok(h) => {
+            log::info!(
+                "cgroups: services in {} with controllers [{}]",
+                h.dir().display(),
+                h.enabled().join(" ")
+            );
+            if !h.missing().is_empty() {
+                log::warn!(
+                    "cgroups: the kernel offers no {} controller: limits needing it are not applied",
+                    h.missing().join(", ")
+                );
+            }
+            for p in &h.problems {
+                log::warn!("cgroups: {p}");
+            }
+            Some(h)
+        }
+        Err(e) => {
+            let limited: Vec<&str> = services
+                .iter()
+                .filter(|(_, c)| c.has_cgroup_limits())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if limited.is_empty() {
+                log::info!("cgroups: {e}; services run in process groups only");
+            } else {
+                let msg = format!(
+                    "cgroups: {e}; limits of {} not applied, services run unconfined",
+                    limited.join(", ")
+                );
+                log::error!("{msg}");
+                errors.push(msg);
+            }
+            None
+        }
+    }
+}
