@@ -229,6 +229,10 @@ command = ["/bin/test-agent", "term-last-line"]
         let (mut vm, _dir) = boot(&Guest::with_config(config), Machine::Q35, SLIRP_IP, &[]);
         vm.wait_health(|h| h["status"] == "ok", boot_deadline())
             .unwrap_or_else(|e| panic!("{e}"));
+        // The agent says `armed` once its handler is in place; a TERM before that kills it,
+        // as it would any program, and is not what this test is about.
+        vm.wait_console("[last-words] armed", boot_deadline())
+            .unwrap_or_else(|e| panic!("{e}"));
         let console = power_off_cleanly(&mut vm);
         assert!(
             console.contains("[last-words] GOT-TERM"),

@@ -37,6 +37,9 @@ fn power_button_shuts_down(machine: Machine) {
     assert!(loaded.contains(&format!("\"{button}\"")), "{h:#}");
     vm.wait_console("power button: listening", deadline)
         .unwrap_or_else(|e| panic!("{e}"));
+    // `api` says `armed` once its TERM handler is in place.
+    vm.wait_console("[api] armed", deadline)
+        .unwrap_or_else(|e| panic!("{e}"));
     vm.system_powerdown().expect("monitor: system_powerdown");
     let status = vm
         .wait_exit(deadline)
