@@ -183,7 +183,9 @@ impl EventLoop {
         for ev in events.iter() {
             match ev.token() {
                 SIGNALS => self.on_signals(now),
-                WAKER => self.shared.pong(),
+                // A ping is answered after this turn's publish (below), so a poll that
+                // waited for the pong reads a document published after it asked.
+                WAKER => {}
                 Token(t) if (BUTTONS..BUTTONS + self.buttons.len()).contains(&t) => {
                     self.on_button(t - BUTTONS, now)
                 }
@@ -195,11 +197,11 @@ impl EventLoop {
         self.rescan_buttons(now);
         self.gate_network(now);
         self.supervisor.on_timer(now, self.poll.registry());
-        self.shared.pong();
         if self.advance_shutdown(now) {
             return true;
         }
         self.publish(now);
+        self.shared.pong();
         false
     }
 

@@ -181,3 +181,59 @@ command = ["/bin/test-agent", "spawn-bench", "--n", "100"]
     println!("{line}");
     assert!(line.contains(" ratio "), "{console}");
 }
+
+const SPINNERS: &str = r#"
+[services.web]
+command = ["/bin/test-agent", "http", "--port", "8080"]
+ready = { http = "http://127.0.0.1:8080/health" }
+
+[services.hog]
+command = ["/bin/test-agent", "spin"]
+required = false
+
+[services.capped]
+command = ["/bin/test-agent", "spin"]
+required = false
+cpu_max = "20%"
+"#;
+
+/// Two CPU spinners on the one vCPU, one capped at 20%: the init still answers every poll,
+/// and the capped one gets a fraction of what the uncapped one gets (a ratio in the same
+/// run: ~0.25 with the cap, ~1 without, whatever the host's speed).
+#[test]
+fn cpu_spinners_leave_health_answering_and_cpu_max_caps_one() {
+    let guest = Guest::with_config(SPINNERS);
+    let (mut vm, _dir) = boot_with(&guest, Machine::Q35, SLIRP_IP, &[], |b, _| b);
+    let spinning = |h: &serde_json::Value| {
+        h["services"]["web"]["state"] == "ready"
+            && h["services"]["hog"]["cpu_ms"].as_u64() > Some(0)
+            && h["services"]["capped"]["cpu_ms"].as_u64() > Some(0)
+    };
+    let first = vm
+        .wait_health(spinning, boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cpu = |h: &serde_json::Value, s: &str| h["services"][s]["cpu_ms"].as_u64().unwrap();
+    let end = Instant::now() + boot_deadline();
+    let last = loop {
+        let (_, body) = vm
+            .get("/health")
+            .unwrap_or_else(|e| panic!("a poll went unanswered next to the spinners: {e}"));
+        let h = json(&body);
+        // Two seconds of the uncapped spinner's CPU: long enough for the cap's 100 ms periods.
+        if cpu(&h, "hog") >= cpu(&first, "hog") + 2000 {
+            break h;
+        }
+        assert!(Instant::now() < end, "the spinner did not spin: {h:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let hog = cpu(&last, "hog") - cpu(&first, "hog");
+    let capped = cpu(&last, "capped") - cpu(&first, "capped");
+    assert!(capped > 0, "the capped spinner never ran");
+    #[allow(clippy::cast_precision_loss)] // milliseconds of a test run
+    let ratio = capped as f64 / hog as f64;
+    assert!(
+        ratio < 0.5,
+        "cpu_max = 20% did not cap: {capped} ms against {hog} ms"
+    );
+    power_off_cleanly(&mut vm);
+}

@@ -177,6 +177,11 @@ impl Shared {
         let _ = self.main_waker.set(waker);
     }
 
+    /// The event loop exists (its waker is set): pings get pongs.
+    fn loop_running(&self) -> bool {
+        self.main_waker.get().is_some()
+    }
+
     fn ping_main_loop(&self) -> u64 {
         let seq = self.livez_ping.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(w) = self.main_waker.get() {

@@ -55,15 +55,26 @@ enum ConnPhase {
         after: u64,
         until: Instant,
     },
-    /// Waiting for the main loop to answer ping number `seq`.
+    /// Waiting for the main loop to answer ping number `seq`: for `/livez`, the proof that it
+    /// runs; for `/health` and `/metrics`, a document published after the request, so the
+    /// figures (resource use) are read when a poll asks, never on a timer.
     Livez {
         seq: u64,
         since: Instant,
+        then: AfterPong,
     },
     Writing {
         out: Vec<u8>,
         written: usize,
     },
+}
+
+/// What a connection waiting for the main loop's pong answers then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterPong {
+    Livez,
+    Health,
+    Metrics,
 }
 
 struct Conn {
@@ -424,30 +435,48 @@ impl Server {
                     until: Instant::now() + WAIT_MAX,
                 }
             }
-            Route::Health { .. } => writing(self.health_response()),
-            Route::Metrics => {
-                let c = ServerCounters {
-                    waiting: self.waiting(),
-                    ..self.counters.clone()
-                };
-                let doc = self.shared.doc();
-                let text = metrics::render(&doc, &c, crate::logger::dropped());
-                writing(http::response(
-                    200,
-                    "text/plain; version=0.0.4",
-                    text.as_bytes(),
-                ))
-            }
-            Route::Livez => {
-                let seq = self.shared.ping_main_loop();
-                ConnPhase::Livez {
-                    seq,
-                    since: Instant::now(),
-                }
-            }
+            Route::Health { .. } => self.after_pong(AfterPong::Health),
+            Route::Metrics => self.after_pong(AfterPong::Metrics),
+            Route::Livez => self.after_pong(AfterPong::Livez),
             Route::BadQuery => writing(http::error_response(400)),
             Route::NotFound => writing(http::error_response(404)),
             Route::MethodNotAllowed => writing(http::error_response(405)),
+        }
+    }
+
+    fn metrics_response(&self) -> Vec<u8> {
+        let c = ServerCounters {
+            waiting: self.waiting(),
+            ..self.counters.clone()
+        };
+        let doc = self.shared.doc();
+        let text = metrics::render(&doc, &c, crate::logger::dropped());
+        http::response(200, "text/plain; version=0.0.4", text.as_bytes())
+    }
+
+    /// Pings the main loop and waits for its pong before answering `then`. Before the loop
+    /// runs (the boot) there is nobody to ping: `/health` and `/metrics` are answered at once.
+    fn after_pong(&self, then: AfterPong) -> ConnPhase {
+        if then != AfterPong::Livez && !self.shared.loop_running() {
+            return writing(self.answer_after_pong(then, true));
+        }
+        ConnPhase::Livez {
+            seq: self.shared.ping_main_loop(),
+            since: Instant::now(),
+            then,
+        }
+    }
+
+    /// The answer once the loop has ponged (`alive`) or has not within [`LIVEZ_DEADLINE`]:
+    /// `/health` and `/metrics` then serve the last document anyway.
+    fn answer_after_pong(&self, then: AfterPong, alive: bool) -> Vec<u8> {
+        match (then, alive) {
+            (AfterPong::Livez, true) => http::response(200, "text/plain", b"ok\n"),
+            (AfterPong::Livez, false) => {
+                http::response(503, "text/plain", b"main loop not responding\n")
+            }
+            (AfterPong::Health, _) => self.health_response(),
+            (AfterPong::Metrics, _) => self.metrics_response(),
         }
     }
 
@@ -477,21 +506,24 @@ impl Server {
 
     fn answer_livez(&mut self, now: Instant) {
         let pong = self.shared.livez_pong.load(Ordering::Acquire);
-        let mut done = Vec::new();
-        for (idx, c) in self.conns.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
-            if let ConnPhase::Livez { seq, since } = c.phase {
-                if pong >= seq {
-                    c.phase = writing(http::response(200, "text/plain", b"ok\n"));
-                    done.push(idx);
-                } else if now >= since + LIVEZ_DEADLINE {
-                    let body = b"main loop not responding\n";
-                    c.phase = writing(http::response(503, "text/plain", body));
-                    done.push(idx);
+        let due: Vec<(usize, AfterPong, bool)> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(idx, c)| match c.as_ref()?.phase {
+                ConnPhase::Livez { seq, since, then }
+                    if pong >= seq || now >= since + LIVEZ_DEADLINE =>
+                {
+                    Some((idx, then, pong >= seq))
                 }
+                _ => None,
+            })
+            .collect();
+        for (idx, then, alive) in due {
+            let out = self.answer_after_pong(then, alive);
+            if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
+                c.phase = writing(out);
             }
-        }
-        for idx in done {
             self.flush(idx);
         }
     }
