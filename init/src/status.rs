@@ -85,22 +85,10 @@ mod tests {
             .find(|s| s.as_str() == state)
             .unwrap();
         ServiceStatus {
-            state,
-            pid: None,
-            restarts: 0,
-            failures: 0,
-            last_exit: None,
             ready,
             required,
-            next_retry_ms: None,
-            budget_left: 5,
-            stopping: false,
-            notify_status: None,
             ever_ready: ever,
-            memory_bytes: None,
-            cpu_ms: None,
-            pids: None,
-            oom_kills: None,
+            ..ServiceStatus::new(state)
         }
     }
 

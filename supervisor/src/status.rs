@@ -182,6 +182,31 @@ pub struct ServiceStatus {
     pub oom_kills: Option<u64>,
 }
 
+impl ServiceStatus {
+    /// A required service in `state` with nothing else to report yet: no process, no runs,
+    /// the default budget, no figures. Callers set what they know with struct-update syntax.
+    pub fn new(state: ServiceState) -> ServiceStatus {
+        ServiceStatus {
+            state,
+            pid: None,
+            restarts: 0,
+            failures: 0,
+            last_exit: None,
+            ready: false,
+            required: true,
+            next_retry_ms: None,
+            budget_left: 5,
+            stopping: false,
+            notify_status: None,
+            ever_ready: false,
+            memory_bytes: None,
+            cpu_ms: None,
+            pids: None,
+            oom_kills: None,
+        }
+    }
+}
+
 /// The services' part in the guest's `status`; the init's policy combines it with the network
 /// and the boot's own errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,22 +248,8 @@ mod tests {
 
     fn svc(state: ServiceState) -> ServiceStatus {
         ServiceStatus {
-            state,
-            pid: None,
-            restarts: 0,
-            failures: 0,
-            last_exit: None,
-            ready: false,
-            required: true,
-            next_retry_ms: None,
-            budget_left: 5,
-            stopping: false,
-            notify_status: None,
             ever_ready: true,
-            memory_bytes: None,
-            cpu_ms: None,
-            pids: None,
-            oom_kills: None,
+            ..ServiceStatus::new(state)
         }
     }
 

@@ -159,22 +159,8 @@ mod tests {
 
     fn service(state: supervisor::ServiceState) -> supervisor::ServiceStatus {
         supervisor::ServiceStatus {
-            state,
             pid: Some(7),
-            restarts: 0,
-            failures: 0,
-            last_exit: None,
-            ready: false,
-            required: true,
-            next_retry_ms: None,
-            budget_left: 5,
-            stopping: false,
-            notify_status: None,
-            ever_ready: false,
-            memory_bytes: None,
-            cpu_ms: None,
-            pids: None,
-            oom_kills: None,
+            ..supervisor::ServiceStatus::new(state)
         }
     }
 

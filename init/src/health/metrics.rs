@@ -301,22 +301,16 @@ mod tests {
             d.services.insert(
                 name.into(),
                 supervisor::ServiceStatus {
-                    state,
-                    pid: None,
                     restarts,
                     failures: 1,
-                    last_exit: None,
                     ready: state == Ready,
-                    required: true,
-                    next_retry_ms: None,
                     budget_left: 4,
-                    stopping: false,
-                    notify_status: None,
                     ever_ready: true,
                     memory_bytes: (state == Ready).then_some(64 << 20),
                     cpu_ms: (state == Ready).then_some(2500),
                     pids: (state == Ready).then_some(3),
                     oom_kills: (state == Ready).then_some(1),
+                    ..supervisor::ServiceStatus::new(state)
                 },
             );
         }
