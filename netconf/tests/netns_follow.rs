@@ -98,23 +98,7 @@ mod tests {
         );
         assert_eq!(up.state, LinkState::Up, "{up:?}");
 
-        ns.ip(&["link", "set", "p-eth0", "down"]);
-        let down = wait_state(
-            &shared,
-            |s| s.state != LinkState::Up,
-            Duration::from_secs(10),
-        );
-        assert_eq!(down.state, LinkState::Down, "{down:?}");
-        let why = down.error.clone().unwrap_or_default();
-        assert!(why.contains("carrier lost on eth0"), "{why}");
-
-        ns.ip(&["link", "set", "p-eth0", "up"]);
-        let back = wait_state(
-            &shared,
-            |s| s.state == LinkState::Up,
-            Duration::from_secs(10),
-        );
-        assert_eq!(back.state, LinkState::Up, "did not come back: {back:?}");
+        let back = carrier_down_and_back(&ns, "p-eth0", "eth0", &shared);
         assert_eq!(back.error, None);
         assert_eq!(back.addresses, up.addresses);
         handle.stop();

@@ -176,22 +176,7 @@ mod tests {
         assert_eq!(up.state, LinkState::Up, "appearance not followed: {up:?}");
         assert_eq!(up.interface.as_deref(), Some("enp0s2"));
 
-        ns.ip(&["link", "set", "p-enp0s2", "down"]);
-        let down = wait_state(
-            &shared,
-            |s| s.state != LinkState::Up,
-            Duration::from_secs(10),
-        );
-        assert_eq!(down.state, LinkState::Down, "{down:?}");
-        let why = down.error.clone().unwrap_or_default();
-        assert!(why.contains("carrier lost on enp0s2"), "{why}");
-        ns.ip(&["link", "set", "p-enp0s2", "up"]);
-        let back = wait_state(
-            &shared,
-            |s| s.state == LinkState::Up,
-            Duration::from_secs(10),
-        );
-        assert_eq!(back.state, LinkState::Up, "did not come back: {back:?}");
+        carrier_down_and_back(&ns, "p-enp0s2", "enp0s2", &shared);
         handle.stop();
         let _ = std::fs::remove_file(resolv);
     }

@@ -307,3 +307,32 @@ pub fn wait_state(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Takes the host side of the link (`peer`, in `ns`) down and up again, and checks that the
+/// network thread follows: `down` with "carrier lost on `iface`", then `up` by itself.
+/// Returns the state once back up.
+pub fn carrier_down_and_back(
+    ns: &Netns,
+    peer: &str,
+    iface: &str,
+    shared: &Arc<Mutex<NetworkState>>,
+) -> NetworkState {
+    use netconf::LinkState;
+    ns.ip(&["link", "set", peer, "down"]);
+    let down = wait_state(
+        shared,
+        |s| s.state != LinkState::Up,
+        Duration::from_secs(10),
+    );
+    assert_eq!(down.state, LinkState::Down, "{down:?}");
+    let why = down.error.clone().unwrap_or_default();
+    assert!(why.contains(&format!("carrier lost on {iface}")), "{why}");
+    ns.ip(&["link", "set", peer, "up"]);
+    let back = wait_state(
+        shared,
+        |s| s.state == LinkState::Up,
+        Duration::from_secs(10),
+    );
+    assert_eq!(back.state, LinkState::Up, "did not come back: {back:?}");
+    back
+}
