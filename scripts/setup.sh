@@ -12,6 +12,8 @@
 #     fetch-kernel); the arm64 one needs the arm64 architecture added to dpkg.
 #   - rust-vmm's vhost-device-vsock 0.3.0 (the host side of the guests' vsock device under
 #     QEMU without /dev/vhost-vsock; built once per machine, ~3-8 min on 2 cores).
+#   - a Debian bookworm rootfs (mmdebstrap) for the real-image guest test, into
+#     .cache/debian-rootfs (scripts/debian-rootfs.sh; once per machine, ~5-10 min).
 # Prints the export line for VMINIT_STATIC_DIR when the fallback target is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,8 @@ need_pkgs=()
 for pair in qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm \
             cpio:cpio depmod:kmod mcopy:mtools \
             mkfs.vfat:dosfstools genisoimage:genisoimage mkfs.ext4:e2fsprogs xz:xz-utils \
-            ip:iproute2 busybox:busybox-static blkid:util-linux apt-get:apt; do
+            ip:iproute2 busybox:busybox-static blkid:util-linux apt-get:apt \
+            mmdebstrap:mmdebstrap debugfs:e2fsprogs; do
     cmd=${pair%%:*}; pkg=${pair##*:}
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -95,3 +98,8 @@ if [ ! -x "$vsock_bin" ]; then
         cp "$vsock_root/bin/vhost-device-vsock" "$vsock_bin"
     fi
 fi
+
+# The Debian rootfs of the Debian guest test (issue 18), cached under .cache/debian-rootfs;
+# a no-op once built. Without it only that test fails, saying how to build it.
+scripts/debian-rootfs.sh \
+    || echo "setup: Debian rootfs could not be built; tests/tests/qemu_debian.rs will fail" >&2

@@ -2,7 +2,8 @@
 //! benchmarks and demos.
 //!
 //! It owns: fetching and caching the test kernel ([`Kernel`]), building
-//! initramfs images ([`Initramfs`]) and config drives ([`make_drive`]),
+//! initramfs images ([`Initramfs`]), config drives ([`make_drive`]) and Debian
+//! rootfs images ([`DebianRootfs`]),
 //! launching QEMU on q35 or microvm, or an arm64 guest on virt
 //! ([`VmBuilder`], [`Arch`]), and talking to the running VM ([`Vm`]:
 //! console, monitor, HTTP polling, shutdown, NIC captures read by [`pcap`];
@@ -16,6 +17,7 @@
 pub mod accel;
 mod arch;
 pub mod bench;
+pub mod bench_rootfs;
 pub mod bench_vsock;
 pub mod boot_split;
 pub mod bzimage;
@@ -30,6 +32,7 @@ pub mod moddep;
 mod monitor;
 mod paths;
 pub mod pcap;
+pub mod rootfs;
 mod running;
 mod spawn;
 pub mod vm;
@@ -45,5 +48,6 @@ pub use paths::{
     static_binary, static_binary_for, static_dir, static_dir_for, workspace_root,
     STATIC_DIR_ARM64_ENV, STATIC_DIR_ENV,
 };
+pub use rootfs::{DebianRootfs, GuestFile};
 pub use running::{Vm, BOOT_TIMEOUT};
 pub use vm::{KernelKind, Machine, VmBuilder, HEALTH_PORT};

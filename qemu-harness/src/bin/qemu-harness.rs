@@ -43,6 +43,12 @@ commands:
                                      script, vminit and (with DIR from
                                      scripts/systemd-baseline.sh) Debian + systemd;
                                      the boot order rotates every run
+  bench-rootfs [--runs N] [--outage-runs K] [--outage SECS]
+                                     the Debian rootfs (scripts/debian-rootfs.sh) with
+                                     vminit vs a busybox init script, interleaved:
+                                     launch->/health 200, vminit's PID 1->ready, and
+                                     link-up->/health 200 after SECS (default 60)
+                                     without carrier
 
 common: --kernel F [--modules-dir D]   use this kernel instead of the cached Debian one
 env: VMINIT_STATIC_DIR, VMINIT_KERNEL_CACHE, VMINIT_KERNEL_PACKAGE, VMINIT_KERNEL,
@@ -350,6 +356,16 @@ fn bench_vsock(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn bench_rootfs(args: &Args) -> Result<()> {
+    let opts = qemu_harness::bench_rootfs::Options {
+        runs: args.number("--runs", 5usize)?.max(1),
+        outage_runs: args.number("--outage-runs", 1usize)?,
+        outage: std::time::Duration::from_secs(args.number("--outage", 60u64)?),
+    };
+    print!("{}", qemu_harness::bench_rootfs::run(&opts)?);
+    Ok(())
+}
+
 /// The health document as a person reads it: status, network, services, boot timeline.
 fn summary_table(h: &serde_json::Value) -> String {
     use std::fmt::Write;
@@ -526,6 +542,7 @@ fn main() -> ExitCode {
             "bench-boot" => bench_boot(&args),
             "health" => health(&args),
             "bench-vsock" => bench_vsock(&args),
+            "bench-rootfs" => bench_rootfs(&args),
             "help" | "--help" | "-h" => {
                 println!("{USAGE}");
                 Ok(())
