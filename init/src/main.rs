@@ -19,6 +19,7 @@ mod modprobe;
 mod mounts;
 mod panic;
 mod power_button;
+mod prefetch;
 mod report;
 mod shutdown;
 mod status;

@@ -184,7 +184,15 @@ impl Supervisor {
         };
         let oom_base = s.cgroup.as_ref().and_then(|c| c.oom_kills());
         let program = s.cfg.command.first().cloned().unwrap_or_default();
-        match spawn::spawn(spec) {
+        let t0 = std::time::Instant::now();
+        let spawned = spawn::spawn(spec);
+        // fork to execve: in a real image mostly the program's first read from the disk.
+        log::debug!(
+            "service {}: spawn took {} ms",
+            s.name,
+            t0.elapsed().as_millis()
+        );
+        match spawned {
             Err(e) => {
                 // The child's setup reports only an errno: say where else it may come from.
                 let why = match &s.cfg.workdir {

@@ -48,6 +48,10 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     let image = boot.step("loading the image config", |b| b.image_config(&args));
     let settings = Settings::resolve(&args, image.as_ref());
     logger::init(settings.log.to_level_filter());
+    let prefetched = programs(image.iter().flat_map(|i| i.services.values()), &[]);
+    boot.step("prefetching the services' programs", |_| {
+        crate::prefetch::spawn(prefetched.clone())
+    });
     boot.step("starting the health endpoint", |b| {
         b.start_health(&settings)
     });
@@ -59,6 +63,9 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     });
     let drive = boot.step("reading the config drive", |b| {
         b.config_drive(modules.loader.as_mut(), image.as_ref())
+    });
+    boot.step("prefetching the drive's programs", |_| {
+        crate::prefetch::spawn(programs(drive.services.values(), &prefetched))
     });
     let modules = boot.step("reporting modules", |_| modules.finish());
     let network = boot.step("choosing the network source", |b| {
@@ -77,6 +84,17 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
         run_dir: PathBuf::from("/run/vminit"),
     })
     .never()
+}
+
+/// The programs (first command words) of `services`, each once, leaving out `done`.
+fn programs<'a>(services: impl Iterator<Item = &'a ServiceConfig>, done: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in services.filter_map(|s| s.command.first()) {
+        if !done.contains(p) && !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
 }
 
 /// The boot in progress: what every step shares.
