@@ -18,17 +18,17 @@ use guest_config::ShutdownMode;
 use libc::SIGPWR;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use netconf::{LinkState, NetworkState};
+use netconf::NetworkState;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use supervisor::Supervisor;
 
-use crate::health::{self, HealthDoc, NetworkDoc};
+use crate::health::{self, HealthDoc};
 use crate::power_button::{self, Button};
+use crate::publish::{self, NetworkGate};
 use crate::shutdown::{self, Shutdown, ShutdownAction};
-use crate::status::{self, NetworkView, Status};
 use crate::{guard, sys};
 
 const SIGNALS: Token = Token(0);
@@ -64,7 +64,7 @@ pub struct EventLoop {
     pid1: bool,
     shutdown_mode: ShutdownMode,
     shutdown: Option<Shutdown>,
-    network_up: bool,
+    network_gate: NetworkGate,
     notified_ready: bool,
     panics: u32,
     buttons: Vec<Button>,
@@ -109,7 +109,7 @@ impl EventLoop {
                 pid1,
                 shutdown_mode: mode,
                 shutdown: None,
-                network_up: false,
+                network_gate: NetworkGate::default(),
                 notified_ready: false,
                 panics: 0,
                 buttons: Vec::new(),
@@ -205,15 +205,9 @@ impl EventLoop {
         false
     }
 
-    /// Services `after = ["network"]` wait for `up`; with no source (or `ip=off`) there is
-    /// nothing to wait for.
+    /// Services `after = ["network"]` wait for `up` ([`NetworkGate`]).
     fn gate_network(&mut self, now: Instant) {
-        let up = matches!(
-            self.network_state().state,
-            LinkState::Up | LinkState::Unconfigured
-        );
-        if up != self.network_up {
-            self.network_up = up;
+        if let Some(up) = self.network_gate.observe(self.network_state().state) {
             self.supervisor
                 .set_network_up(up, now, self.poll.registry());
         }
@@ -383,67 +377,42 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Recomputes the document and hands it to the health server.
+    /// Recomputes the document ([`publish::assemble`]), carries out the milestones it
+    /// crossed, and hands it to the health server.
     fn publish(&mut self, now: Instant) {
-        let n = self.network_state();
-        let services = self.supervisor.snapshot(now);
         let mut faults = self.shared.take_faults();
         faults.extend(self.supervisor.take_errors());
-        let late_modules = self.shared.take_modules();
-        let doc = &mut self.published.doc;
-        doc.errors.extend(faults);
-        if let Some(m) = late_modules {
-            doc.modules = m;
-        }
-        doc.status = status::overall(
-            &services,
-            NetworkView {
-                configured: self.published.network_configured,
-                state: n.state,
-                has_error: n.error.is_some(),
-            },
-            !doc.errors.is_empty(),
-        );
-        doc.network = NetworkDoc {
-            source: n.source,
-            state: n.state,
-            interface: n.interface,
-            addresses: n.addresses,
-            error: n.error,
+        let inputs = publish::Inputs {
+            network: self.network_state(),
+            network_configured: self.published.network_configured,
+            services: self.supervisor.snapshot(now),
+            faults,
+            late_modules: self.shared.take_modules(),
         };
-        doc.boot.network_ms = n.timings.configured_ms;
-        doc.services = services;
-        if doc.boot.ready_ms.is_none() && doc.status == Status::Ok {
-            doc.boot.ready_ms = Some(sys::boottime_ms());
+        let doc = &mut self.published.doc;
+        let m = publish::assemble(doc, inputs, sys::boottime_ms);
+        if m.became_ready {
             log::info!("ready: all required services ready");
         }
-        // The boot's own work is over once the network has an outcome (or the status has left
-        // `starting`): the health thread stops yielding to it. Services still starting are
-        // not the boot's work: polls are answered at normal priority next to them.
-        if doc.status != Status::Starting || doc.network.state != LinkState::Down {
+        if m.settled {
+            // The health thread stops yielding to the boot.
             self.shared.mark_settled();
         }
-        // The rest of the drivers wait for this (crate::late_modules).
-        if doc.status != Status::Starting {
+        if m.left_starting {
+            // The rest of the drivers wait for this (crate::late_modules).
             self.shared.mark_left_starting();
-        }
-        if !self.notified_ready && doc.status != Status::Starting {
-            self.notified_ready = true;
-            if !self.pid1 {
-                let state = [
-                    sd_notify::NotifyState::Ready,
-                    sd_notify::NotifyState::Status(doc.status.as_str()),
-                ];
-                let _ = sd_notify::notify(false, &state);
+            if !self.notified_ready {
+                self.notified_ready = true;
+                if !self.pid1 {
+                    let state = [
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(doc.status.as_str()),
+                    ];
+                    let _ = sd_notify::notify(false, &state);
+                }
             }
         }
-        // A long poll wakes on a new generation: only when something besides figures moved.
-        let last = self.shared.doc();
-        doc.generation = if doc.same_but_figures(&last) {
-            last.generation
-        } else {
-            last.generation.saturating_add(1)
-        };
+        doc.generation = publish::generation(doc, &self.shared.doc());
         self.shared.publish(doc.clone());
     }
 }

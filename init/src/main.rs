@@ -20,6 +20,7 @@ mod mounts;
 mod panic;
 mod power_button;
 mod prefetch;
+mod publish;
 mod report;
 mod shutdown;
 mod status;
