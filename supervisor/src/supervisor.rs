@@ -68,7 +68,7 @@ pub(crate) struct Service {
     pub(crate) exec_run: Option<ExecRun>,
     pub(crate) next_probe: Option<Instant>,
     /// The wait before the next probe tick: [`crate::probe::FIRST_WAIT`] at each start,
-    /// doubling to [`crate::probe::POLL_INTERVAL`].
+    /// growing by half to [`crate::probe::POLL_INTERVAL`].
     pub(crate) probe_wait: Duration,
     pub(crate) notify: Option<NotifySocket>,
     pub(crate) notify_status: Option<String>,
