@@ -164,26 +164,38 @@ echo "busybox-init: serving"
 while true; do sleep 3600; done
 "#;
 
-/// The busybox baseline image, if a static busybox is at `/bin/busybox` (Debian's
-/// busybox-static) or `$BUSYBOX`.
+/// The static busybox the baselines use: `$BUSYBOX`, or `/bin/busybox` (Debian's
+/// busybox-static), when it is a file.
+pub fn busybox_path() -> Option<PathBuf> {
+    let bb = std::env::var_os("BUSYBOX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/bin/busybox".into());
+    bb.is_file().then_some(bb)
+}
+
+/// The busybox baseline image, if there is a static busybox ([`busybox_path`]); with `agent`,
+/// its script starts the agent of [`crate::bench_agent`] and waits for it.
 pub fn busybox_image(
     kernel: &Kernel,
     dir: &Path,
     modules: &[&str],
-) -> Result<Option<std::path::PathBuf>> {
-    let bb = std::env::var_os("BUSYBOX")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "/bin/busybox".into());
+    agent: bool,
+) -> Result<Option<PathBuf>> {
     let Some(modules_dir) = &kernel.modules_dir else {
         return Ok(None);
     };
-    if !bb.is_file() {
+    let Some(bb) = busybox_path() else {
         return Ok(None);
-    }
+    };
     let path = dir.join("busybox.cpio");
     let mut img = Initramfs::new();
     img.file_from("/bin/busybox", &bb, 0o755)?;
-    img.file("/init", BUSYBOX_INIT.as_bytes().to_vec(), 0o755);
+    if agent {
+        img.file("/init", crate::bench_agent::BUSYBOX_AGENT_INIT, 0o755);
+        crate::bench_agent::add_agent_files(&mut img);
+    } else {
+        img.file("/init", BUSYBOX_INIT.as_bytes().to_vec(), 0o755);
+    }
     img.modules(&kernel.release, modules_dir, modules)?;
     img.write(&path)?;
     Ok(Some(path))
@@ -214,7 +226,14 @@ pub struct Images {
     pub vminit: Option<PathBuf>,
 }
 
-pub fn images(kernel: &Kernel, dir: &Path, modules: &[&str]) -> Result<Images> {
+/// With `agent` (a static busybox), vminit's image carries the agent of
+/// [`crate::bench_agent`] and its config, and the payload-matched image the same busybox.
+pub fn images(
+    kernel: &Kernel,
+    dir: &Path,
+    modules: &[&str],
+    agent: Option<&Path>,
+) -> Result<Images> {
     let trivial_bin = static_binary("trivial-init")?;
     let trivial = dir.join("trivial.cpio");
     Initramfs::new().init(&trivial_bin)?.write(&trivial)?;
@@ -235,12 +254,18 @@ pub fn images(kernel: &Kernel, dir: &Path, modules: &[&str]) -> Result<Images> {
     let mut img = Initramfs::new();
     img.init(&vminit_bin)?;
     with_modules(&mut img)?;
+    if let Some(bb) = agent {
+        crate::bench_agent::add_vminit_agent(&mut img, bb)?;
+    }
     img.write(&vminit)?;
     let trivial_payload = dir.join("trivial-payload.cpio");
     let mut img = Initramfs::new();
     img.init(&trivial_bin)?
         .file_from(INERT_VMINIT, &vminit_bin, 0o644)?;
     with_modules(&mut img)?;
+    if let Some(bb) = agent {
+        img.file_from("/bin/busybox", bb, 0o755)?;
+    }
     img.write(&trivial_payload)?;
     Ok(Images {
         trivial,
@@ -337,7 +362,8 @@ pub const JOB_MODULES: &[&str] = &["virtio_pci", "virtio_mmio", "virtio_net"];
 
 /// Boots every image `runs` times per kernel kind, in turn, and returns the report. The
 /// vminit and busybox images carry `modules` (default: [`crate::initramfs::Modules::Virtio`], the drivers a
-/// config drive needs as well).
+/// config drive needs as well). With `agent`, the busybox script and vminit both start and
+/// wait for an agent ([`crate::bench_agent`]).
 pub fn run(
     kernel: &Kernel,
     kinds: &[KernelKind],
@@ -345,14 +371,23 @@ pub fn run(
     runs: usize,
     systemd: Option<&SystemdBaseline>,
     modules: &[&str],
+    agent: bool,
 ) -> Result<String> {
     let dir = tempfile::tempdir().map_err(crate::Error::io("create temp dir", "/tmp"))?;
+    let agent_bin = match agent {
+        true => Some(busybox_path().ok_or_else(|| {
+            crate::Error::Invalid(
+                "--agent: no static busybox at /bin/busybox or $BUSYBOX (busybox-static)".into(),
+            )
+        })?),
+        false => None,
+    };
     let Images {
         trivial,
         trivial_payload,
         vminit,
-    } = images(kernel, dir.path(), modules)?;
-    let busybox = busybox_image(kernel, dir.path(), modules)?;
+    } = images(kernel, dir.path(), modules, agent_bin.as_deref())?;
+    let busybox = busybox_image(kernel, dir.path(), modules, agent)?;
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / 1e6;
     let mut report = format!(
         "boot benchmark: kernel {}, machine {machine:?}, {runs} runs each, accel {}\n\
@@ -372,6 +407,12 @@ pub fn run(
             .map_or("-".into(), |p| format!("{:.1} MB", size(p))),
         modules.join(" ")
     );
+    if agent {
+        report.push_str(
+            "agent: busybox httpd on port 8080 in the busybox and vminit images, waited for \
+             before /health answers\n",
+        );
+    }
     if vminit.is_none() {
         report.push_str("(vminit not built: trivial-init only)\n");
     }

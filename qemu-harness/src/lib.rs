@@ -17,6 +17,7 @@
 pub mod accel;
 mod arch;
 pub mod bench;
+pub mod bench_agent;
 pub mod bench_rootfs;
 pub mod bench_vsock;
 pub mod boot_split;

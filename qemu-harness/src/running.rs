@@ -357,7 +357,12 @@ impl Vm {
         let (_, body) = match got {
             Ok(r) => r,
             Err(e) => {
-                let what = format!("/health over vsock ({e})");
+                let daemon = self
+                    .vsock
+                    .as_mut()
+                    .map(|d| d.describe())
+                    .unwrap_or_default();
+                let what = format!("/health over vsock ({e}; {daemon})");
                 return Err(match self.try_exit() {
                     Some(status) => self.exited(what, status),
                     None => self.timeout(what, timeout),

@@ -49,6 +49,8 @@ pub fn daemon_binary() -> Result<PathBuf> {
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
+    /// Its stdout and stderr.
+    log: PathBuf,
     /// The vhost-user socket QEMU connects to.
     pub vhost_user: PathBuf,
     /// The hybrid socket host clients connect to.
@@ -72,6 +74,8 @@ impl Daemon {
         let mut cmd = Command::new(&bin);
         cmd.arg("--vm")
             .arg(vm)
+            // Its warnings (a refused connection, a failed epoll change) into the log.
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -81,6 +85,7 @@ impl Daemon {
         })?;
         let mut d = Daemon {
             child,
+            log: log.clone(),
             vhost_user,
             uds,
         };
@@ -103,6 +108,20 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether it still runs, and the last lines it printed: what a failed wait on the hybrid
+    /// socket reports (a daemon that stopped accepting is otherwise only an EAGAIN).
+    pub fn describe(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited: {status}"),
+            Ok(None) => "running".to_string(),
+            Err(e) => format!("state unknown: {e}"),
+        };
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!("vhost-device-vsock {state}; its log ends:\n{tail}")
     }
 }
 

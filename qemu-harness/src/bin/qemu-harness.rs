@@ -37,12 +37,14 @@ commands:
                                      requests/s and p99 of /health over vsock vs hostfwd
                                      TCP in one VM, and the long poll's change->answer time
   bench-boot [--runs N] [--machine q35|microvm] [--bzimage] [--systemd DIR]
-             [--modules virtio|job|a,b,c]
+             [--modules virtio|job|a,b,c] [--agent]
                                      launch->trivial-init line (bare, and with vminit's
                                      image payload) vs launch->/health 200 of the busybox
                                      script, vminit and (with DIR from
                                      scripts/systemd-baseline.sh) Debian + systemd;
-                                     the boot order rotates every run
+                                     the boot order rotates every run;
+                                     --agent: the script and vminit also start
+                                     an agent (busybox httpd) and wait for it
   bench-rootfs [--runs N] [--outage-runs K] [--outage SECS]
                                      the Debian rootfs (scripts/debian-rootfs.sh) with
                                      vminit vs a busybox init script, interleaved:
@@ -62,7 +64,7 @@ struct Args {
     positional: Vec<String>,
 }
 
-const SWITCHES: &[&str] = &["--bzimage", "--test-agent", "--help", "--vsock"];
+const SWITCHES: &[&str] = &["--bzimage", "--test-agent", "--help", "--vsock", "--agent"];
 
 impl Args {
     fn parse(words: &[String]) -> Result<Args> {
@@ -517,7 +519,8 @@ fn bench_boot(args: &Args) -> Result<()> {
             machine,
             runs,
             systemd.as_ref(),
-            &modules.names()
+            &modules.names(),
+            args.has("--agent")
         )?
     );
     Ok(())
