@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guest_config::Ready;
@@ -23,7 +24,8 @@ pub const FIRST_WAIT: Duration = Duration::from_millis(5);
 /// about 1.5 `t` (doubling saw it only by 2 `t`: on the Debian rootfs an agent ready 190 ms
 /// after its start was seen at 315 ms), for three more probes in the first half second.
 pub fn next_wait(w: Duration) -> Duration {
-    w.saturating_add(w / 2).min(POLL_INTERVAL)
+    w.saturating_add(w.checked_div(2).unwrap_or_default())
+        .min(POLL_INTERVAL)
 }
 /// Most of a probe's response read before the socket is closed anyway.
 const MAX_PROBE_RESPONSE: usize = 64 * 1024;
@@ -165,9 +167,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Starts an `http` or `tcp` attempt. `None` if no thread could be started (a failed
-    /// attempt; the next tick retries).
-    pub fn start(probe: &PollProbe) -> Option<Pending> {
+    /// Starts an `http` or `tcp` attempt; `waker`, if any, is woken once its answer can be
+    /// read. `None` if no thread could be started (a failed attempt; the next tick retries).
+    pub fn start(probe: &PollProbe, waker: Option<Arc<mio::Waker>>) -> Option<Pending> {
         let (tx, rx) = mpsc::channel();
         let probe = probe.clone();
         let run = move || {
@@ -177,6 +179,10 @@ impl Pending {
                 _ => false,
             };
             let _ = tx.send(ok);
+            if let Some(w) = waker {
+                // A failed wake only delays the answer to the next tick.
+                let _ = w.wake();
+            }
         };
         std::thread::Builder::new()
             .name("vminit-probe".into())
@@ -307,7 +313,7 @@ mod tests {
         });
         let url = format!("http://127.0.0.1:{port}/health");
         let p = PollProbe::from_config(&Ready::Http(url)).unwrap().unwrap();
-        let pending = Pending::start(&p).unwrap();
+        let pending = Pending::start(&p, None).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let result = loop {
             if let Some(r) = pending.poll() {
@@ -319,7 +325,7 @@ mod tests {
         assert!(result);
         server.join().unwrap();
         // Nothing listens there any more.
-        let closed = Pending::start(&PollProbe::Tcp(format!("127.0.0.1:{port}"))).unwrap();
+        let closed = Pending::start(&PollProbe::Tcp(format!("127.0.0.1:{port}")), None).unwrap();
         let result = loop {
             if let Some(r) = closed.poll() {
                 break r;
@@ -327,5 +333,35 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         };
         assert!(!result);
+    }
+
+    /// A finished attempt wakes the loop's poll, and its answer is there to read then: the
+    /// supervisor reads it in that turn, not at the next tick.
+    #[test]
+    fn a_finished_probe_wakes_the_loop_with_its_answer_ready() {
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let p = PollProbe::Tcp(format!("127.0.0.1:{port}"));
+        // The loop keeps its waker: a waker dropped with the probe thread would close its
+        // eventfd, and the wake with it.
+        let pending = Pending::start(&p, Some(Arc::clone(&waker))).unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            if events.iter().any(|e| e.token() == mio::Token(7)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the probe never woke the poll");
+        }
+        assert_eq!(
+            pending.poll(),
+            Some(false),
+            "the answer is readable once woken"
+        );
     }
 }

@@ -410,18 +410,19 @@ impl Supervisor {
         };
         let due = s.next_probe.is_some_and(|t| now >= t);
         let ok = match &probe {
-            PollProbe::Http(_) | PollProbe::Tcp(_) => match s.pending.as_ref().map(Pending::poll) {
-                Some(Some(ok)) => {
+            PollProbe::Http(_) | PollProbe::Tcp(_) => {
+                // An answer is read as soon as it is there (the probe wakes the loop), and a
+                // refused attempt is followed by the next one at this tick if it is due, so
+                // attempts come at the tick rate.
+                let answer = s.pending.as_ref().and_then(Pending::poll);
+                if answer.is_some() {
                     s.pending = None;
-                    ok
                 }
-                Some(None) => false,
-                None if due => {
-                    s.pending = Pending::start(&probe);
-                    false
+                if answer != Some(true) && s.pending.is_none() && due {
+                    s.pending = Pending::start(&probe, self.waker.clone());
                 }
-                None => false,
-            },
+                answer == Some(true)
+            }
             PollProbe::File(path) => due && path.exists(),
             PollProbe::Exec(argv) => {
                 if let Some(run) = s.exec_run {
@@ -445,8 +446,8 @@ impl Supervisor {
             return true;
         }
         if due || s.next_probe.is_none() {
-            // The same tick also collects a probe still in flight: a probe started now is
-            // seen answered at most one wait later.
+            // A probe still in flight at a due tick is not doubled: its answer wakes the
+            // loop, and the tick after that starts the next one.
             s.next_probe = deadline_after(now, s.probe_wait);
             s.probe_wait = crate::probe::next_wait(s.probe_wait);
         }

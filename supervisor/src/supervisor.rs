@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guest_config::service::AFTER_NETWORK;
@@ -38,6 +39,9 @@ pub struct Options {
     /// The cgroup layout ([`Hierarchy::set_up`]); `None`: services run in process groups
     /// only, unconfined.
     pub cgroups: Option<Hierarchy>,
+    /// The loop's waker: a network probe that finishes wakes the loop, so its answer is
+    /// read at once. `None`: answers are read at the next probe tick.
+    pub waker: Option<Arc<mio::Waker>>,
 }
 
 impl Options {
@@ -50,6 +54,7 @@ impl Options {
             token_base: 1000,
             console,
             cgroups: None,
+            waker: None,
         }
     }
 }
@@ -103,6 +108,7 @@ pub struct Supervisor {
     pub(crate) network_up: bool,
     pub(crate) shutting_down: bool,
     pub(crate) cgroups: Option<Hierarchy>,
+    pub(crate) waker: Option<Arc<mio::Waker>>,
     /// Problems for `/health` `errors[]` not yet taken ([`Supervisor::take_errors`]).
     pub(crate) errors: Vec<String>,
 }
@@ -211,6 +217,7 @@ impl Supervisor {
             network_up: false,
             shutting_down: false,
             cgroups: opts.cgroups,
+            waker: opts.waker,
             errors: Vec::new(),
         }
     }

@@ -286,6 +286,7 @@ impl Boot {
         el.published_mut().doc.modules.rest_pending = rest_started;
         let _network_thread = match (p.network.plan, self.shutdown) {
             (Some(plan), None) => {
+                let waker = Arc::clone(&waker);
                 steps::spawn_network(plan, p.network.diagnosis, network, waker, &mut self.errors)
             }
             _ => None,
@@ -304,6 +305,7 @@ impl Boot {
             missing: h.missing().to_vec(),
         });
         opts.notify_dir = p.run_dir;
+        opts.waker = Some(waker);
         if let Err(e) = std::fs::create_dir_all(&opts.notify_dir) {
             log::warn!("cannot create {}: {e}", opts.notify_dir.display());
         }
