@@ -415,10 +415,12 @@ impl Supervisor {
                 // refused attempt is followed by the next one at this tick if it is due, so
                 // attempts come at the tick rate.
                 let answer = s.pending.as_ref().and_then(Pending::poll);
-                if answer.is_some() {
+                if let Some(a) = answer {
+                    log::trace!("service {}: probe answered {a}", s.name);
                     s.pending = None;
                 }
                 if answer != Some(true) && s.pending.is_none() && due {
+                    log::trace!("service {}: probe attempt", s.name);
                     s.pending = Pending::start(&probe, self.waker.clone());
                 }
                 answer == Some(true)
