@@ -191,7 +191,7 @@ pub fn busybox_image(
     let mut img = Initramfs::new();
     img.file_from("/bin/busybox", &bb, 0o755)?;
     if agent {
-        img.file("/init", crate::bench_agent::BUSYBOX_AGENT_INIT, 0o755);
+        img.file("/init", crate::bench_agent::busybox_agent_init(), 0o755);
         crate::bench_agent::add_agent_files(&mut img);
     } else {
         img.file("/init", BUSYBOX_INIT.as_bytes().to_vec(), 0o755);

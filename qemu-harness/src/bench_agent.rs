@@ -8,29 +8,20 @@ use std::path::Path;
 use crate::error::Result;
 use crate::initramfs::Initramfs;
 
-/// The busybox script's `/init` with the agent: [`crate::bench::BUSYBOX_INIT`]'s job, then the
-/// agent, a 10 ms poll until it answers, then the static health file.
-pub const BUSYBOX_AGENT_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-modprobe virtio_pci
-modprobe virtio_mmio
-modprobe virtio_net
-while [ ! -e /sys/class/net/eth0 ]; do sleep 0.01; done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
+/// What the busybox script does besides [`crate::bench::BUSYBOX_INIT`]'s job, before it serves
+/// the health file: start the agent, then poll it every 10 ms until it answers.
+const AGENT_LINES: &str = "\
 httpd -p 8080 -h /srv/agent
 until wget -q -O /dev/null http://127.0.0.1:8080/health 2>/dev/null; do sleep 0.01; done
-mkdir -p /www
-echo '{"status":"ok"}' > /www/health
-httpd -p 8900 -h /www
-echo "busybox-init: serving"
-while true; do sleep 3600; done
-"#;
+";
+
+/// Where [`AGENT_LINES`] go in the script: before the health file is made.
+const HEALTH_LINE: &str = "mkdir -p /www\n";
+
+/// The busybox script's `/init` with the agent.
+pub fn busybox_agent_init() -> String {
+    crate::bench::BUSYBOX_INIT.replacen(HEALTH_LINE, &format!("{AGENT_LINES}{HEALTH_LINE}"), 1)
+}
 
 /// vminit's image config with the same agent.
 pub const VMINIT_AGENT_CONFIG: &str = r#"
@@ -51,4 +42,16 @@ pub fn add_vminit_agent(img: &mut Initramfs, busybox: &Path) -> Result<()> {
     add_agent_files(img);
     img.config(VMINIT_AGENT_CONFIG);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_agent_lines_go_before_the_health_file() {
+        let script = super::busybox_agent_init();
+        let agent = script.find("httpd -p 8080").expect("agent started");
+        let poll = script.find("until wget").expect("agent polled");
+        let health = script.find("httpd -p 8900").expect("health served");
+        assert!(agent < poll && poll < health, "{script}");
+    }
 }
