@@ -105,16 +105,7 @@ impl Supervisor {
 
     /// Kills whatever is left in service `i`'s cgroup.
     fn kill_cgroup(&self, i: usize) {
-        let s = &self.services[i];
-        if let Some(cg) = &s.cgroup {
-            if let Err(e) = cg.kill() {
-                log::warn!(
-                    "service {}: cannot kill what is left in cgroup {}: {e}",
-                    s.name,
-                    cg.dir().display()
-                );
-            }
-        }
+        kill_left(&self.services[i]);
     }
 
     /// A start must wait while processes of the previous run are in the cgroup (a
@@ -186,7 +177,7 @@ impl Supervisor {
         let program = s.cfg.command.first().cloned().unwrap_or_default();
         let t0 = std::time::Instant::now();
         let spawned = spawn::spawn(spec);
-        // fork to execve: in a real image mostly the program's first read from the disk.
+        // fork to execve, the child's set-up included (the program is prefetched early).
         log::debug!(
             "service {}: spawn took {} ms",
             s.name,
@@ -496,15 +487,7 @@ impl Supervisor {
                     // included), unless it finished for good with success: a `restart =
                     // "never"` job may leave a daemon behind on purpose.
                     if s.m.state() != ServiceState::Exited {
-                        if let Some(cg) = &s.cgroup {
-                            if let Err(e) = cg.kill() {
-                                log::warn!(
-                                    "service {}: cannot kill what is left in cgroup {}: {e}",
-                                    s.name,
-                                    cg.dir().display()
-                                );
-                            }
-                        }
+                        kill_left(s);
                     }
                 }
                 if was_main && status != ExitStatus::NotExited {
@@ -577,6 +560,19 @@ fn start_exec(
                 argv.first()
             );
             None
+        }
+    }
+}
+
+/// Kills whatever is left in `s`'s cgroup (nothing without cgroups); a failure is a warning.
+fn kill_left(s: &Service) {
+    if let Some(cg) = &s.cgroup {
+        if let Err(e) = cg.kill() {
+            log::warn!(
+                "service {}: cannot kill what is left in cgroup {}: {e}",
+                s.name,
+                cg.dir().display()
+            );
         }
     }
 }

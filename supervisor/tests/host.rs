@@ -566,13 +566,7 @@ mod scenarios {
     fn services_run_as_the_named_user() {
         let _g = serial();
         require_root();
-        let etc = tempfile::tempdir().unwrap();
-        std::fs::write(
-            etc.path().join("passwd"),
-            "svc:x:4242:4343::/nonexistent:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(etc.path().join("group"), "svc:x:4343:\nextra:x:4444:svc\n").unwrap();
+        let etc = etc_with_svc("svc:x:4343:\nextra:x:4444:svc\n");
         let dir = tempfile::tempdir().unwrap();
         let console = Capture::default();
         let mut opts = Options::new(Box::new(console.clone()));
@@ -601,6 +595,18 @@ mod scenarios {
         assert!(text.contains("Groups:\t4343 4444"), "{text}");
         lp.begin_shutdown();
         assert!(lp.run_until(LONG, |l| l.supervisor.is_stopped()).unwrap());
+    }
+
+    /// An `/etc` with the user `svc` (uid 4242, primary gid 4343) and `group` as given.
+    fn etc_with_svc(group: &str) -> tempfile::TempDir {
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::write(
+            etc.path().join("passwd"),
+            "svc:x:4242:4343::/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(etc.path().join("group"), group).unwrap();
+        etc
     }
 
     /// Changing uid needs root. Not root is a failure that says so, never a silent pass.
@@ -720,13 +726,7 @@ restart = "never""#,
         use std::os::unix::fs::PermissionsExt;
         let _g = serial();
         require_root();
-        let etc = tempfile::tempdir().unwrap();
-        std::fs::write(
-            etc.path().join("passwd"),
-            "svc:x:4242:4343::/nonexistent:/bin/false\n",
-        )
-        .unwrap();
-        std::fs::write(etc.path().join("group"), "svc:x:4343:\n").unwrap();
+        let etc = etc_with_svc("svc:x:4343:\n");
         let base = tempfile::tempdir().unwrap();
         std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mine = base.path().join("svc-only");

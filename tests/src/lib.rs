@@ -295,3 +295,13 @@ pub fn power_off_cleanly(vm: &mut qemu_harness::Vm) -> String {
     assert!(!console.contains("Kernel panic"), "{console}");
     console
 }
+
+/// The network came from the config drive on `/dev/vda` (the example `DRIVE` address,
+/// 10.0.2.15/24), it is up, and the `agent` service is ready.
+pub fn assert_drive_network_up(h: &serde_json::Value, console: &str) {
+    assert_eq!(h["network"]["source"], "drive", "{h:#}");
+    assert_eq!(h["network"]["state"], "up", "{h:#}");
+    assert_eq!(h["network"]["addresses"][0], "10.0.2.15/24", "{h:#}");
+    assert_eq!(h["services"]["agent"]["state"], "ready", "{h:#}");
+    assert!(console.contains("config drive: /dev/vda"), "{console}");
+}

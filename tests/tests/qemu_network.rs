@@ -40,12 +40,7 @@ fn drive_static(fs: DriveFs) {
     let h = vm
         .wait_health(|h| h["status"] == "ok", boot_deadline())
         .unwrap_or_else(|e| panic!("{fs:?}: {e}"));
-    assert_eq!(h["network"]["source"], "drive", "{h:#}");
-    assert_eq!(h["network"]["state"], "up");
-    assert_eq!(h["network"]["addresses"][0], "10.0.2.15/24");
-    assert_eq!(h["services"]["agent"]["state"], "ready");
-    let console = vm.console_text();
-    assert!(console.contains("config drive: /dev/vda"), "{console}");
+    vminit_tests::assert_drive_network_up(&h, &vm.console_text());
 }
 
 #[test]
