@@ -9,8 +9,7 @@
 //! under [`crate::guard`]: a panic (a bug) is logged and published, and the next turn runs
 //! with the same supervisor, so the services keep their processes and pipes.
 
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,19 +25,22 @@ use signal_hook_mio::v1_0::Signals;
 use supervisor::Supervisor;
 
 use crate::health::{self, HealthDoc};
-use crate::power_button::{self, Button};
+use crate::power_button::Buttons;
 use crate::publish::{self, NetworkGate};
 use crate::shutdown::{self, Shutdown, ShutdownAction};
 use crate::{guard, sys};
 
 const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
+/// The kernel's device events: a new input device may be a power button.
+const DEVICES: Token = Token(2);
 /// Power buttons: `BUTTONS + i`.
 const BUTTONS: usize = 100;
-// Tokens from 1000 up belong to the supervisor (`supervisor::Options::token_base`).
+/// Tokens from here up belong to the supervisor (`supervisor::Options::token_base`).
+const SUPERVISOR_TOKENS: usize = 1000;
 
-/// Looking again for a power button while none is found: the `button` driver may bind after
-/// the loop starts. First after 1 s, doubling, last after 32 s.
+/// Without device events, looking again for a power button while none is found: the `button`
+/// driver may bind after the loop starts. First after 1 s, doubling, last after 32 s.
 const BUTTON_RESCAN_FIRST: Duration = Duration::from_secs(1);
 const BUTTON_RESCAN_LAST: Duration = Duration::from_secs(32);
 
@@ -67,13 +69,13 @@ pub struct EventLoop {
     network_gate: NetworkGate,
     notified_ready: bool,
     panics: u32,
-    buttons: Vec<Button>,
-    /// When to look for a power button again, and the wait after that.
+    buttons: Buttons,
+    /// Without device events: when to look for a power button again, and the wait after that.
     button_rescan: Option<(Instant, Duration)>,
 }
 
 /// Signal names for the console.
-fn signal_name(sig: i32) -> &'static str {
+pub fn signal_name(sig: i32) -> &'static str {
     signal_hook::low_level::signal_name(sig).unwrap_or("signal")
 }
 
@@ -112,7 +114,7 @@ impl EventLoop {
                 network_gate: NetworkGate::default(),
                 notified_ready: false,
                 panics: 0,
-                buttons: Vec::new(),
+                buttons: Buttons::default(),
                 button_rescan: None,
             },
             waker,
@@ -123,20 +125,75 @@ impl EventLoop {
         &mut self.published
     }
 
-    /// Hands the configured services to the loop and starts those with no pending dependency;
-    /// `early_shutdown` is a shutdown signal the boot read: then the services are handed over
-    /// already stopping, and none is started.
-    pub fn start_services(&mut self, supervisor: Supervisor, early_shutdown: Option<i32>) {
-        self.supervisor = supervisor;
-        let now = Instant::now();
-        if let Some(sig) = early_shutdown {
-            let what = format!("{} received during boot", signal_name(sig));
-            self.begin_shutdown(&what, now);
-            log::info!("shutdown requested during boot: no service is started");
-        } else {
-            self.supervisor.start(now, self.poll.registry());
+    /// Takes the power buttons the boot opened (and its device events) and polls them; a
+    /// press the boot has not read yet is read by the first turn. Without device events, the
+    /// loop looks for buttons again on a timer while there is none.
+    pub fn take_buttons(&mut self, buttons: Buttons) {
+        self.buttons = buttons;
+        if let Some(events) = self.buttons.events() {
+            let fd = events.as_fd().as_raw_fd();
+            let registered =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), DEVICES, Interest::READABLE);
+            if let Err(e) = registered {
+                log::warn!(
+                    "power button: cannot poll device events ({e}); looking again on a timer"
+                );
+                self.button_rescan = Some((Instant::now(), BUTTON_RESCAN_FIRST));
+            }
+        } else if self.pid1 && self.buttons.is_empty() {
+            self.button_rescan = Some((Instant::now(), BUTTON_RESCAN_FIRST));
         }
-        self.publish(now);
+        for slot in 0..self.buttons.slots() {
+            self.register_button(slot);
+        }
+    }
+
+    fn register_button(&mut self, slot: usize) {
+        let Some(b) = self.buttons.button(slot) else {
+            return;
+        };
+        let fd = b.file.as_raw_fd();
+        let token = Token(BUTTONS.saturating_add(slot));
+        if token.0 >= SUPERVISOR_TOKENS {
+            log::warn!(
+                "power button {}: too many input devices to poll",
+                b.path.display()
+            );
+            return;
+        }
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        {
+            log::warn!("power button {}: cannot poll: {e}", b.path.display());
+        }
+    }
+
+    /// Hands the configured services to the loop and starts those with no pending dependency;
+    /// `early_shutdown` lists the shutdown requests the boot read: then the services are
+    /// handed over already stopping, none is started, and a second request hurries the
+    /// shutdown as it would in the loop. Runs under the guard: a panic leaves the supervisor
+    /// with the loop, and is published.
+    pub fn start_services(&mut self, supervisor: Supervisor, early_shutdown: &[String]) {
+        self.supervisor = supervisor;
+        let started = guard::catch("starting the services", || {
+            let now = Instant::now();
+            if early_shutdown.is_empty() {
+                self.supervisor.start(now, self.poll.registry());
+            } else {
+                log::info!("shutdown requested during boot: no service is started");
+                for what in early_shutdown {
+                    self.begin_shutdown(what, now);
+                }
+            }
+        });
+        if let Err(msg) = started {
+            self.published.doc.errors.push(msg);
+        }
+        self.publish(Instant::now());
     }
 
     /// Runs until a shutdown completes. As PID 1 it never returns (it reboots); off PID 1 it
@@ -145,9 +202,16 @@ impl EventLoop {
         let mut events = Events::with_capacity(64);
         // Children that exited before the loop ran (the boot may have read their SIGCHLD, or
         // a service started just now already exited): their statuses go to the supervisor.
-        self.reap(Instant::now());
-        if self.pid1 {
-            self.button_rescan = Some((Instant::now(), BUTTON_RESCAN_FIRST));
+        // A press the boot did not read yet: the buttons are edge-triggered in the poll.
+        let first = guard::catch("the event loop's first reap", || {
+            let now = Instant::now();
+            self.reap(now);
+            for slot in 0..self.buttons.slots() {
+                self.on_button(slot, now);
+            }
+        });
+        if let Err(msg) = first {
+            self.published.doc.errors.push(msg);
         }
         loop {
             match guard::catch("the event loop", || self.turn(&mut events)) {
@@ -186,8 +250,15 @@ impl EventLoop {
                 // A ping is answered after this turn's publish (below), so a poll that
                 // waited for the pong reads a document published after it asked.
                 WAKER => {}
-                Token(t) if (BUTTONS..BUTTONS + self.buttons.len()).contains(&t) => {
-                    self.on_button(t - BUTTONS, now)
+                DEVICES => {
+                    if self.buttons.devices_changed() {
+                        for slot in self.buttons.scan() {
+                            self.register_button(slot);
+                        }
+                    }
+                }
+                Token(t) if (BUTTONS..SUPERVISOR_TOKENS).contains(&t) => {
+                    self.on_button(t.saturating_sub(BUTTONS), now)
                 }
                 _ => {
                     self.supervisor.on_event(ev, now, self.poll.registry());
@@ -200,8 +271,9 @@ impl EventLoop {
         if self.advance_shutdown(now) {
             return true;
         }
-        self.publish(now);
-        self.shared.pong();
+        let (ping, waiting) = self.shared.pings();
+        self.publish_for(now, waiting);
+        self.shared.pong(ping);
         false
     }
 
@@ -270,7 +342,8 @@ impl EventLoop {
         .min()
     }
 
-    /// Opens and registers the power buttons found; while there is none, looks again later.
+    /// Without device events: opens and registers the power buttons found; while there is
+    /// none, looks again later.
     fn rescan_buttons(&mut self, now: Instant) {
         let Some((at, wait)) = self.button_rescan else {
             return;
@@ -278,29 +351,8 @@ impl EventLoop {
         if now < at {
             return;
         }
-        for path in power_button::find(Path::new("/sys/class/input"), Path::new("/dev/input")) {
-            if self.buttons.iter().any(|b| b.path == path) {
-                continue;
-            }
-            match Button::open(&path) {
-                Ok(b) => {
-                    let token = Token(BUTTONS + self.buttons.len());
-                    let fd = b.file.as_raw_fd();
-                    let registered = self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        token,
-                        Interest::READABLE,
-                    );
-                    match registered {
-                        Ok(()) => {
-                            log::info!("power button: listening on {}", path.display());
-                            self.buttons.push(b);
-                        }
-                        Err(e) => log::warn!("power button {}: cannot poll: {e}", path.display()),
-                    }
-                }
-                Err(e) => log::warn!("power button {}: cannot open: {e}", path.display()),
-            }
+        for slot in self.buttons.scan() {
+            self.register_button(slot);
         }
         self.button_rescan = if !self.buttons.is_empty() || wait > BUTTON_RESCAN_LAST {
             if self.buttons.is_empty() {
@@ -308,16 +360,13 @@ impl EventLoop {
             }
             None
         } else {
-            Some((now + wait, wait.saturating_mul(2)))
+            now.checked_add(wait).map(|at| (at, wait.saturating_mul(2)))
         };
     }
 
-    fn on_button(&mut self, i: usize, now: Instant) {
-        let Some(b) = self.buttons.get_mut(i) else {
-            return;
-        };
-        if b.pressed() {
-            let what = format!("power button ({})", b.path.display());
+    fn on_button(&mut self, slot: usize, now: Instant) {
+        if let Some(path) = self.buttons.read(slot) {
+            let what = format!("power button ({})", path.display());
             self.begin_shutdown(&what, now);
         }
     }
@@ -377,15 +426,44 @@ impl EventLoop {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The services for a publication. Their live figures are read only when a poll waits
+    /// for this publication (the figures are for pollers, and a loop turn driven by a probe
+    /// tick or a line of output should not read four cgroup files per service); otherwise
+    /// the last figures read are kept.
+    fn services(
+        &self,
+        now: Instant,
+        figures: bool,
+    ) -> std::collections::BTreeMap<String, supervisor::ServiceStatus> {
+        if figures {
+            return self.supervisor.snapshot(now);
+        }
+        let mut services = self.supervisor.snapshot_without_figures(now);
+        for (name, st) in &mut services {
+            if let Some(prev) = self.published.doc.services.get(name) {
+                st.memory_bytes = prev.memory_bytes;
+                st.cpu_ms = prev.cpu_ms;
+                st.pids = prev.pids;
+                st.oom_kills = prev.oom_kills;
+            }
+        }
+        services
+    }
+
     /// Recomputes the document ([`publish::assemble`]), carries out the milestones it
     /// crossed, and hands it to the health server.
     fn publish(&mut self, now: Instant) {
+        self.publish_for(now, true);
+    }
+
+    /// [`Self::publish`], reading the services' figures only if `figures` (a poll waits).
+    fn publish_for(&mut self, now: Instant, figures: bool) {
         let mut faults = self.shared.take_faults();
         faults.extend(self.supervisor.take_errors());
         let inputs = publish::Inputs {
             network: self.network_state(),
             network_configured: self.published.network_configured,
-            services: self.supervisor.snapshot(now),
+            services: self.services(now, figures),
             faults,
             late_modules: self.shared.take_modules(),
         };

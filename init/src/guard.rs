@@ -19,14 +19,19 @@ pub fn record_panic(text: String) {
 
 /// Runs `f`; a panic becomes `Err` with a message that names `what` and where it panicked.
 pub fn catch<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
-        let detail = LAST_PANIC
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| "no message".to_string());
-        format!("BUG: {what} panicked ({detail}); vminit went on without it")
-    })
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| panic_message(what, "vminit went on without it"))
+}
+
+/// The `errors[]` line for a panic of `what` just caught (by [`catch`], or by a crate's own
+/// guard, such as the network thread's): its message and location, as the hook left them,
+/// and what happens `next`.
+pub fn panic_message(what: &str, next: &str) -> String {
+    let detail = LAST_PANIC
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_else(|| "no message".to_string());
+    format!("BUG: {what} panicked ({detail}); {next}")
 }
 
 /// How long a thread whose work keeps panicking waits before it tries again: 1 s doubling to

@@ -33,11 +33,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The PID is checked before argv is looked at: as PID 1, argv holds whatever cmdline words
     // the kernel did not know, as raw bytes, and nothing in them may stop the boot.
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     if std::process::id() == 1 {
-        // Never returns: PID 1 must not exit.
-        boot::run_pid1(&argv);
+        let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+        // Never returns: PID 1 must not exit. Each part runs under its own guard; this one
+        // is the last resort for a panic between them (the hook has logged it).
+        let _ = guard::catch("the boot sequence", || boot::run_pid1(&argv));
+        panic::fallback_loop(guest_config::ShutdownMode::default());
     }
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
     let argv = match args::utf8(&argv) {
         Ok(a) => a,
         Err(e) => {

@@ -85,6 +85,15 @@ pub fn needs_evdev(sys_input: &Path) -> bool {
     })
 }
 
+/// What a read of a button found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    Nothing,
+    Pressed,
+    /// The device went away (unplugged, driver unbound): close it.
+    Gone,
+}
+
 /// One opened button.
 pub struct Button {
     pub path: PathBuf,
@@ -103,19 +112,158 @@ impl Button {
         })
     }
 
-    /// Reads what is queued; true if it held a press. Reads at most a bounded number of
-    /// events per wake, so a device that floods cannot hold the loop.
-    pub fn pressed(&mut self) -> bool {
+    /// Reads what is queued. Reads at most a bounded number of events per wake, so a device
+    /// that floods cannot hold the loop.
+    pub fn read(&mut self) -> Found {
         let mut buf = [0u8; EVENT_SIZE * 64];
-        let mut presses = 0;
+        let mut presses = 0usize;
         for _ in 0..4 {
             match self.file.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => presses += power_presses(buf.get(..n).unwrap_or_default()),
+                Ok(n) => {
+                    presses =
+                        presses.saturating_add(power_presses(buf.get(..n).unwrap_or_default()))
+                }
+                // evdev says ENODEV once the device is gone; its fd would stay readable.
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Found::Gone,
                 Err(_) => break,
             }
         }
-        presses > 0
+        if presses > 0 {
+            Found::Pressed
+        } else {
+            Found::Nothing
+        }
+    }
+}
+
+/// The power buttons found so far, opened from the boot on (so that a press during the boot
+/// is heard), and the kernel's device events that say when to look again: a button that
+/// appears later (a driver bound late, a hot-plugged device) is opened when its `add` event
+/// arrives. Without a device-event socket the event loop looks again on a timer.
+pub struct Buttons {
+    /// Indexed by the event loop's token offset; a closed button leaves its slot empty so that
+    /// the other tokens keep their meaning.
+    opened: Vec<Option<Button>>,
+    events: Option<modules::DeviceEvents>,
+    sys_input: PathBuf,
+    dev_input: PathBuf,
+}
+
+impl Default for Buttons {
+    fn default() -> Self {
+        Buttons::new(None, Path::new("/sys/class/input"), Path::new("/dev/input"))
+    }
+}
+
+impl Buttons {
+    pub fn new(
+        events: Option<modules::DeviceEvents>,
+        sys_input: &Path,
+        dev_input: &Path,
+    ) -> Buttons {
+        Buttons {
+            opened: Vec::new(),
+            events,
+            sys_input: sys_input.to_path_buf(),
+            dev_input: dev_input.to_path_buf(),
+        }
+    }
+
+    /// Starts following device events (before the first [`Self::scan`], so that nothing added
+    /// in between is missed), then opens the buttons there are.
+    pub fn watch() -> Buttons {
+        let events = match modules::DeviceEvents::open() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                log::debug!("power button: no device events ({e}); looking again on a timer");
+                None
+            }
+        };
+        let mut b = Buttons::new(
+            events,
+            Path::new("/sys/class/input"),
+            Path::new("/dev/input"),
+        );
+        b.scan();
+        b
+    }
+
+    /// Opens the buttons not open yet; returns their slots.
+    pub fn scan(&mut self) -> Vec<usize> {
+        let mut new = Vec::new();
+        for path in find(&self.sys_input, &self.dev_input) {
+            if self.opened.iter().flatten().any(|b| b.path == path) {
+                continue;
+            }
+            match Button::open(&path) {
+                Ok(b) => {
+                    log::info!("power button: listening on {}", path.display());
+                    new.push(self.opened.len());
+                    self.opened.push(Some(b));
+                }
+                Err(e) => log::warn!("power button {}: cannot open: {e}", path.display()),
+            }
+        }
+        new
+    }
+
+    /// Reads button `slot`: the button's path if it held a press. A button whose device went
+    /// away is closed.
+    pub fn read(&mut self, slot: usize) -> Option<PathBuf> {
+        let entry = self.opened.get_mut(slot)?;
+        let b = entry.as_mut()?;
+        match b.read() {
+            Found::Pressed => Some(b.path.clone()),
+            Found::Nothing => None,
+            Found::Gone => {
+                log::info!("power button {}: device gone", b.path.display());
+                *entry = None;
+                None
+            }
+        }
+    }
+
+    /// Reads every button (the boot polls them between its steps): the first that held a
+    /// press.
+    pub fn any_pressed(&mut self) -> Option<PathBuf> {
+        let mut pressed = None;
+        for slot in 0..self.opened.len() {
+            if let Some(p) = self.read(slot) {
+                pressed.get_or_insert(p);
+            }
+        }
+        pressed
+    }
+
+    /// Whether the device events since the last call may have brought a new input device (an
+    /// input device added, or events lost): then [`Self::scan`] again.
+    pub fn devices_changed(&self) -> bool {
+        let Some(events) = &self.events else {
+            return false;
+        };
+        match events.read() {
+            Some(evs) => evs.iter().any(|e| {
+                e.action == modules::UeventAction::Add && e.subsystem.as_deref() == Some("input")
+            }),
+            None => true,
+        }
+    }
+
+    pub fn events(&self) -> Option<&modules::DeviceEvents> {
+        self.events.as_ref()
+    }
+
+    pub fn button(&self, slot: usize) -> Option<&Button> {
+        self.opened.get(slot)?.as_ref()
+    }
+
+    pub fn slots(&self) -> usize {
+        self.opened.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.opened.iter().all(Option::is_none)
     }
 }
 
@@ -172,6 +320,33 @@ mod tests {
         }
         let found = find(sys.path(), Path::new("/dev/input"));
         assert_eq!(found, vec![PathBuf::from("/dev/input/event0")]);
+    }
+
+    #[test]
+    fn buttons_are_opened_once_read_for_presses_and_found_again_later() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        let add = |name: &str, caps: &str| {
+            let d = sys.path().join(name).join("device/capabilities");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("key"), format!("{caps}\n")).unwrap();
+            std::fs::write(dev.path().join(name), b"").unwrap();
+        };
+        add("event0", "10000000000000 0");
+        add("event1", "4 0");
+        let mut b = Buttons::new(None, sys.path(), dev.path());
+        assert_eq!(b.scan(), vec![0]);
+        assert_eq!(b.scan(), Vec::<usize>::new(), "opened twice");
+        assert_eq!(b.any_pressed(), None);
+        // A button that appears later is found by the next scan, in a slot of its own.
+        add("event2", "10000000000000 0");
+        assert_eq!(b.scan(), vec![1]);
+        let press = event(EV_KEY, KEY_POWER as u16, 1);
+        std::fs::write(dev.path().join("event2"), &press).unwrap();
+        assert_eq!(b.read(0), None);
+        assert_eq!(b.read(1), Some(dev.path().join("event2")));
+        assert_eq!(b.read(7), None);
+        assert!(!b.devices_changed(), "no event socket: nothing to say");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -69,19 +70,7 @@ impl Kernel for SystemKernel {
     }
 
     fn device_events(&mut self) -> Option<Vec<Uevent>> {
-        let sock = self.events.as_ref()?;
-        let mut buf = vec![0u8; UEVENT_BUF];
-        let mut out = Vec::new();
-        loop {
-            match sock.recv(&mut buf) {
-                Ok(Some(n)) => out.extend(buf.get(..n).and_then(Uevent::parse)),
-                Ok(None) => return Some(out),
-                Err(e) => {
-                    log::debug!("coldplug: uevent socket: {e}; rescanning sysfs");
-                    return None;
-                }
-            }
-        }
+        drain(self.events.as_ref()?)
     }
 
     fn finit_module(
@@ -98,6 +87,47 @@ impl Kernel for SystemKernel {
             0
         };
         sys::finit_module(&file, params, bits).map_err(|e| KernelError::Init(Errno(e)))
+    }
+}
+
+/// Every event queued on `sock`, or `None` when some were lost (an overflow) or it failed.
+fn drain(sock: &sys::UeventSocket) -> Option<Vec<Uevent>> {
+    let mut buf = vec![0u8; UEVENT_BUF];
+    let mut out = Vec::new();
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(Some(n)) => out.extend(buf.get(..n).and_then(Uevent::parse)),
+            Ok(None) => return Some(out),
+            Err(e) => {
+                log::debug!("uevent socket: {e}; events may have been lost");
+                return None;
+            }
+        }
+    }
+}
+
+/// The kernel's device events for a reader outside coldplug (the init's event loop follows
+/// input devices with it): a non-blocking socket to poll, and what arrived on it.
+#[derive(Debug)]
+pub struct DeviceEvents {
+    sock: sys::UeventSocket,
+}
+
+impl DeviceEvents {
+    pub fn open() -> io::Result<DeviceEvents> {
+        sys::UeventSocket::open().map(|sock| DeviceEvents { sock })
+    }
+
+    /// The events since the last call, or `None` when some may have been lost: the reader
+    /// then rescans sysfs.
+    pub fn read(&self) -> Option<Vec<Uevent>> {
+        drain(&self.sock)
+    }
+}
+
+impl AsFd for DeviceEvents {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 

@@ -41,7 +41,7 @@ pub use device::{
 pub use error::{Errno, Error, LoadFailure, Result, Wanted};
 pub use index::{ModuleIndex, Plan, Step, StepKind};
 pub use kernel::{
-    kernel_release, Clock, InitFlags, Kernel, KernelError, SystemClock, SystemKernel,
+    kernel_release, Clock, DeviceEvents, InitFlags, Kernel, KernelError, SystemClock, SystemKernel,
 };
 pub use loader::{Loader, LIB_MODULES, PROC_MODULES};
 pub use report::{diagnose_network, DeviceEntry, Failed, Loaded, Report};

@@ -14,7 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `MODULE_INIT_COMPRESSED_FILE` from `<linux/module.h>` (Linux 5.17+):
 /// the kernel decompresses the file itself.
@@ -119,6 +119,10 @@ impl UeventSocket {
             return Err(io::Error::last_os_error());
         }
         Ok(UeventSocket { fd })
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// One datagram from the kernel into `buf`: its length, or `None` when none is queued.

@@ -116,6 +116,9 @@ impl Hostname for SystemHostname {
     }
 }
 
+/// How the network thread tells of its own panic ([`Env::on_panic`]).
+pub type PanicReport = Box<dyn Fn(&str) + Send + Sync>;
+
 /// What bring-up needs from its surroundings.
 pub struct Env {
     /// Where the DNS servers go (default `/etc/resolv.conf`). Not written when the plan and
@@ -141,6 +144,10 @@ pub struct Env {
     /// How [`spawn`] retries a failed bring-up when the link does not change (default 5 s,
     /// doubling to 60 s); a link that appears or gains carrier ends the wait at once.
     pub retry: Backoff,
+    /// Told when the network thread panicked (a bug), with what it does next ("starting it
+    /// again in 1s"): the init lists it in `/health` `errors[]`, where it stays, while the
+    /// network state's `error` says it only until the next outcome.
+    pub on_panic: Option<PanicReport>,
 }
 
 impl Env {
@@ -156,6 +163,7 @@ impl Env {
             arp_timeout: Some(Duration::from_millis(1500)),
             lease_limits: dhcp::LeaseLimits::default(),
             retry: Backoff::new(Duration::from_secs(5), Duration::from_secs(60)),
+            on_panic: None,
         }
     }
 }

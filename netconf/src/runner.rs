@@ -185,12 +185,15 @@ impl Runner<'_> {
                 .lock()
                 .map(|g| g.clone())
                 .unwrap_or_else(|p| p.into_inner().clone());
+            let next = format!("starting it again in {}s", wait.as_secs());
             st.state = LinkState::Error;
             st.error = Some(format!(
-                "BUG: the network thread panicked (see the console); starting it again in {}s",
-                wait.as_secs()
+                "BUG: the network thread panicked (see the console); {next}"
             ));
             self.p.publish(&st);
+            if let Some(tell) = &self.env.on_panic {
+                tell(&next);
+            }
             self.rtnl = None;
             if self.watch.stopped(wait, self.env.clock.as_ref()) {
                 return;

@@ -140,4 +140,46 @@ mod tests {
         assert_eq!(fixed.state, LinkState::Up);
         handle.stop();
     }
+
+    /// A clock whose first reading panics: a stand-in for a bug in the network thread.
+    struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+    impl netconf::Clock for PanicsOnce {
+        fn now(&self) -> std::time::Instant {
+            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("test: the network thread's first clock reading");
+            }
+            std::time::Instant::now()
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_network_thread_is_told_and_the_network_comes_up() {
+        let ns = Netns::new();
+        nic_without_carrier(&ns);
+        ns.ip(&["link", "set", "p-eth0", "up"]);
+        let told = Arc::new(Mutex::new(Vec::<String>::new()));
+        let shared = Arc::new(Mutex::new(NetworkState::default()));
+        let (s, t, resolv) = (shared.clone(), told.clone(), tmpfile("resolv"));
+        let handle = ns.enter(move || {
+            let mut e = env(resolv, None);
+            e.clock = Box::new(PanicsOnce(std::sync::atomic::AtomicBool::new(false)));
+            e.on_panic = Some(Box::new(move |next: &str| {
+                t.lock().unwrap().push(next.to_string())
+            }));
+            netconf::spawn(plan_1s(), e, s, Box::new(|| {})).unwrap()
+        });
+        let up = wait_state(
+            &shared,
+            |s| s.state == LinkState::Up,
+            Duration::from_secs(20),
+        );
+        assert_eq!(up.state, LinkState::Up, "not started again: {up:?}");
+        assert_eq!(up.error, None, "{up:?}");
+        assert_eq!(
+            *told.lock().unwrap(),
+            vec!["starting it again in 1s".to_string()]
+        );
+        handle.stop();
+    }
 }

@@ -83,6 +83,9 @@ pub struct VmBuilder {
     /// Attach the drives with `snapshot=on`: the guest's writes go to a throwaway overlay and
     /// every boot sees the pristine image.
     pub snapshot_drives: bool,
+    /// Limit every drive to this many I/O requests per second (QEMU's block throttling): a
+    /// slow disk, so that a test can act while the guest is reading it.
+    pub drive_iops: Option<u32>,
     /// A virtio-net NIC on slirp, with guest port 8900 forwarded.
     pub nic: bool,
     /// More guest TCP ports to forward (needs `nic`).
@@ -111,6 +114,7 @@ impl Default for VmBuilder {
             append_raw: Vec::new(),
             drives: Vec::new(),
             snapshot_drives: false,
+            drive_iops: None,
             nic: false,
             forwards: Vec::new(),
             nic_capture: None,
@@ -189,6 +193,10 @@ impl VmBuilder {
     }
     pub fn snapshot_drives(mut self, on: bool) -> Self {
         self.snapshot_drives = on;
+        self
+    }
+    pub fn drive_iops(mut self, iops: u32) -> Self {
+        self.drive_iops = Some(iops);
         self
     }
     pub fn nic(mut self, on: bool) -> Self {
@@ -313,6 +321,9 @@ impl VmBuilder {
             let mut spec = format!("file={},if=none,id=d{i},format=raw", drive.display());
             if self.snapshot_drives {
                 spec.push_str(",snapshot=on");
+            }
+            if let Some(iops) = self.drive_iops {
+                spec.push_str(&format!(",throttling.iops-total={iops}"));
             }
             let dev = format!("virtio-blk-{suffix},drive=d{i}");
             push(&["-drive", &spec, "-device", &dev]);
@@ -536,6 +547,14 @@ mod tests {
         assert_eq!(
             find(&snap, "-drive"),
             ["file=/d.img,if=none,id=d0,format=raw,snapshot=on"]
+        );
+        let slow = VmBuilder::new()
+            .drive("/d.img")
+            .drive_iops(2)
+            .qemu_args(&plan());
+        assert_eq!(
+            find(&slow, "-drive"),
+            ["file=/d.img,if=none,id=d0,format=raw,throttling.iops-total=2"]
         );
     }
 }

@@ -3,8 +3,8 @@
 //! device-tree gpio-keys on arm64's virt. Services stop in reverse dependency order, a service
 //! that traps SIGTERM gets to say so, and QEMU exits by itself.
 
-use qemu_harness::{Arch, Machine};
-use vminit_tests::{boot, boot_deadline, Guest, SLIRP_IP};
+use qemu_harness::{make_drive, Arch, DriveFs, Machine};
+use vminit_tests::{boot, boot_deadline, boot_with, Guest, SLIRP_IP};
 
 const ORDERED: &str = r#"
 [services.db]
@@ -83,4 +83,75 @@ fn power_button_shuts_down_microvm() {
 #[test]
 fn power_button_shuts_down_arm64_virt() {
     power_button_shuts_down(Machine::Virt);
+}
+
+/// A press while the boot reads a slow config drive (one I/O a second): the buttons are open
+/// from the module stage on, so the press is heard during the boot; the boot finishes its
+/// steps, starts no service, and QEMU exits by itself.
+#[test]
+fn a_power_button_pressed_during_the_boot_starts_no_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("drive.img");
+    make_drive(
+        DriveFs::Vfat,
+        "VMINIT",
+        &[("vminit.toml", b"hostname = \"early\"\n".as_slice())],
+        &img,
+    )
+    .unwrap();
+    let guest = Guest::with_config(ORDERED);
+    let (mut vm, _dir) = boot_with(&guest, Machine::Q35, SLIRP_IP, &[img], |b, _| {
+        b.drive_iops(1)
+    });
+    vm.wait_console("power button: listening", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.system_powerdown().expect("monitor: system_powerdown");
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));
+    let console = vm.console_text();
+    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    assert!(
+        console.contains("shutdown requested: power button (/dev/input/event"),
+        "the press was not heard during the boot:\n{console}"
+    );
+    assert!(console.contains("during boot"), "{console}");
+    assert!(
+        !console.contains("started as pid"),
+        "a service started:\n{console}"
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
+}
+
+/// A second request while a service ignores SIGTERM with a ten-minute `stop_timeout` skips
+/// the grace periods: QEMU exits within the boot deadline (two minutes), which only the
+/// second request can explain.
+#[test]
+fn a_second_shutdown_request_skips_the_grace_periods() {
+    let config = r#"
+[services.stubborn]
+command = ["/bin/test-agent", "ignore-term"]
+stop_timeout = "10m"
+"#;
+    let (mut vm, _dir) = boot(&Guest::with_config(config), Machine::Q35, SLIRP_IP, &[]);
+    vm.wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_console("[stubborn] ignoring SIGTERM", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_console("power button: listening", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.system_powerdown().expect("monitor: system_powerdown");
+    vm.wait_console("stopping service stubborn", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.send_ctrl_alt_del().expect("monitor: ctrl-alt-delete");
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("the second request did not end the shutdown: {e}"));
+    let console = vm.console_text();
+    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    assert!(
+        console.contains("second shutdown request; skipping the remaining grace periods"),
+        "{console}"
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
 }

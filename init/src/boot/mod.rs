@@ -3,8 +3,9 @@
 //! ([`Boot::step`]): a step that fails records why with [`Boot::fail`] (console line and
 //! `/health` `errors[]`), a step that panics falls back to its default, and the sequence always
 //! goes on to the event loop, because a PID 1 that stops helps nobody: the host must still be
-//! able to poll `/health` and read why. A shutdown signal that arrives during the boot is
-//! honoured: no service is started after it.
+//! able to poll `/health` and read why. A shutdown request that arrives during the boot (a
+//! signal, or a press of a power button, opened as soon as its driver is loaded) is honoured:
+//! no service is started after it, and a second one skips the grace periods.
 //!
 //! Off PID 1 ([`crate::host`]) only the config, the health endpoint and the services run,
 //! through the same [`Boot::run_loop`].
@@ -58,6 +59,9 @@ pub fn run_pid1(argv: &[OsString]) -> ! {
     let mut modules = boot.step("loading modules", |b| {
         b.load_modules(&cmdline, &args, image.as_ref())
     });
+    boot.step("opening the power buttons", |b| {
+        b.buttons = crate::power_button::Buttons::watch()
+    });
     boot.step("starting the vsock health listener", |b| {
         b.start_vsock_health(&settings)
     });
@@ -103,8 +107,10 @@ pub struct Boot {
     signals: Signals,
     pub(crate) shared: Arc<health::Shared>,
     errors: Vec<String>,
-    /// The first shutdown signal read during the boot.
-    shutdown: Option<i32>,
+    /// The shutdown requests read during the boot ("SIGTERM received"), for the loop.
+    shutdown: Vec<String>,
+    /// The power buttons, opened once their drivers are loaded, read between the steps.
+    pub(crate) buttons: crate::power_button::Buttons,
 }
 
 /// What the boot hands to the event loop.
@@ -208,7 +214,8 @@ impl Boot {
             signals,
             shared: health::Shared::new(doc),
             errors: Vec::new(),
-            shutdown: None,
+            shutdown: Vec::new(),
+            buttons: crate::power_button::Buttons::default(),
         }
     }
 
@@ -232,14 +239,28 @@ impl Boot {
         }
     }
 
-    /// Signals pending in the handler's pipe: a shutdown request is kept for the loop;
-    /// SIGCHLD needs nothing (the loop reaps when it starts).
+    /// Signals pending in the handler's pipe and presses of the power buttons: a shutdown
+    /// request is kept for the loop; SIGCHLD needs nothing (the loop reaps when it starts).
     fn read_signals(&mut self) {
-        for sig in self.signals.pending() {
-            if SHUTDOWN_SIGNALS.contains(&sig) && self.shutdown.is_none() {
-                log::info!("shutdown requested during boot (signal {sig}): finishing the boot steps that cannot be skipped, starting no service");
-                self.shutdown = Some(sig);
+        let mut requests: Vec<String> = self
+            .signals
+            .pending()
+            .filter(|sig| SHUTDOWN_SIGNALS.contains(sig))
+            .map(|sig| {
+                format!(
+                    "{} received during boot",
+                    crate::event_loop::signal_name(sig)
+                )
+            })
+            .collect();
+        if let Some(path) = self.buttons.any_pressed() {
+            requests.push(format!("power button ({}) during boot", path.display()));
+        }
+        for what in requests {
+            if self.shutdown.is_empty() {
+                log::info!("shutdown requested: {what}; finishing the boot steps that cannot be skipped, starting no service");
             }
+            self.shutdown.push(what);
         }
     }
 
@@ -269,8 +290,9 @@ impl Boot {
             }
         };
         // Started now so that it can hear the status leave `starting`; it waits for that.
-        let rest_started = match (p.modules_rest, self.shutdown) {
-            (Some(loader), None) => {
+        let stopping = !self.shutdown.is_empty();
+        let rest_started = match (p.modules_rest, stopping) {
+            (Some(loader), false) => {
                 match crate::late_modules::spawn(loader, Arc::clone(&self.shared)) {
                     Ok(()) => true,
                     Err(e) => {
@@ -284,10 +306,18 @@ impl Boot {
             _ => false,
         };
         el.published_mut().doc.modules.rest_pending = rest_started;
-        let _network_thread = match (p.network.plan, self.shutdown) {
-            (Some(plan), None) => {
+        let _network_thread = match (p.network.plan, stopping) {
+            (Some(plan), false) => {
                 let waker = Arc::clone(&waker);
-                steps::spawn_network(plan, p.network.diagnosis, network, waker, &mut self.errors)
+                let shared = Arc::clone(&self.shared);
+                steps::spawn_network(
+                    plan,
+                    p.network.diagnosis,
+                    network,
+                    waker,
+                    shared,
+                    &mut self.errors,
+                )
             }
             _ => None,
         };
@@ -299,7 +329,18 @@ impl Boot {
             }
         };
         let mut opts = supervisor::Options::new(console);
-        opts.cgroups = crate::cgroups::set_up(self.pid1, &p.services, &mut self.errors);
+        let services = &p.services;
+        let pid1 = self.pid1;
+        let mut errors = std::mem::take(&mut self.errors);
+        opts.cgroups = guard::catch("setting up the cgroups", || {
+            crate::cgroups::set_up(pid1, services, &mut errors)
+        })
+        .unwrap_or_else(|msg| {
+            log::error!("{msg}");
+            errors.push(msg);
+            None
+        });
+        self.errors = errors;
         el.published_mut().doc.cgroups = opts.cgroups.as_ref().map(|h| CgroupsDoc {
             controllers: h.enabled().to_vec(),
             missing: h.missing().to_vec(),
@@ -310,12 +351,23 @@ impl Boot {
             log::warn!("cannot create {}: {e}", opts.notify_dir.display());
         }
         el.published_mut().doc.errors = std::mem::take(&mut self.errors);
-        let sup = Supervisor::new(p.services, opts).unwrap_or_else(|e| {
-            log::error!("services: {e}");
-            el.published_mut().doc.errors.push(format!("services: {e}"));
-            Supervisor::empty()
+        let created = guard::catch("creating the supervisor", || {
+            Supervisor::new(p.services, opts).map_err(|e| format!("services: {e}"))
         });
-        el.start_services(sup, self.shutdown);
+        let sup = match created.and_then(|r| r) {
+            Ok(sup) => sup,
+            Err(msg) => {
+                log::error!("{msg}");
+                el.published_mut().doc.errors.push(msg);
+                Supervisor::empty()
+            }
+        };
+        if let Some(path) = self.buttons.any_pressed() {
+            self.shutdown
+                .push(format!("power button ({}) during boot", path.display()));
+        }
+        el.take_buttons(std::mem::take(&mut self.buttons));
+        el.start_services(sup, &self.shutdown);
         el.run();
         Finished
     }

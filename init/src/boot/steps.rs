@@ -410,6 +410,7 @@ pub(super) fn spawn_network(
     diagnosis: Option<String>,
     network: Arc<Mutex<NetworkState>>,
     waker: Arc<Waker>,
+    shared: Arc<crate::health::Shared>,
     errors: &mut Vec<String>,
 ) -> Option<netconf::NetworkHandle> {
     log::info!(
@@ -419,6 +420,9 @@ pub(super) fn spawn_network(
     );
     let mut env = netconf::Env::system();
     env.driver_diagnosis = Some(Box::new(move || diagnosis.clone()));
+    env.on_panic = Some(Box::new(move |next: &str| {
+        shared.report_fault(crate::guard::panic_message("the network thread", next))
+    }));
     let notify = Box::new(move || {
         let _ = waker.wake();
     });

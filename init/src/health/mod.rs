@@ -190,9 +190,18 @@ impl Shared {
         seq
     }
 
-    /// Called by the event loop on every wake-up: answers all pings so far.
-    pub fn pong(&self) {
+    /// The pings so far, read by the event loop before it publishes: more than it has ponged
+    /// means a request waits for this publication, which then reads the services' live
+    /// figures; [`Self::pong`] answers exactly these.
+    pub fn pings(&self) -> (u64, bool) {
         let ping = self.livez_ping.load(Ordering::Acquire);
+        (ping, ping != self.livez_pong.load(Ordering::Acquire))
+    }
+
+    /// Called by the event loop after every publication: answers the pings up to `ping`
+    /// (read before it published, by [`Self::pings`]), so a request always reads a
+    /// document published after it asked.
+    pub fn pong(&self, ping: u64) {
         if self.livez_pong.swap(ping, Ordering::AcqRel) != ping {
             if let Some(w) = self.server_waker.get() {
                 let _ = w.wake();

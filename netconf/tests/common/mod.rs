@@ -138,6 +138,7 @@ pub fn env(resolv: PathBuf, hostname: Option<Arc<Mutex<String>>>) -> Env {
         arp_timeout: None,
         lease_limits: netconf::dhcp::LeaseLimits::default(),
         retry: netconf::Backoff::new(Duration::from_secs(5), Duration::from_secs(60)),
+        on_panic: None,
     }
 }
 
