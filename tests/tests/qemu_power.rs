@@ -155,3 +155,57 @@ stop_timeout = "10m"
     );
     assert!(!console.contains("Kernel panic"), "{console}");
 }
+
+/// An input device with a power key that appears after the boot (a virtio keyboard plugged
+/// into a PCIe port of a running q35 guest) is found from the kernel's device event and
+/// listened to; a press of its power key shuts the guest down.
+#[test]
+fn a_power_key_plugged_in_later_is_heard() {
+    let config = format!("{ORDERED}\n[modules]\nload = [\"virtio_input\"]\n");
+    let mut guest = Guest::with_config(&config);
+    let mut modules = qemu_harness::VIRTIO_MODULES.to_vec();
+    modules.push("virtio_input");
+    guest.modules = Some(modules);
+    let (mut vm, _dir) = boot_with(&guest, Machine::Q35, SLIRP_IP, &[], |b, _| {
+        b.extra_arg("-device")
+            .extra_arg("pcie-root-port,id=rp1,chassis=1,slot=1")
+    });
+    vm.wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_console("[api] armed", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = vm
+        .console_text()
+        .matches("power button: listening on")
+        .count();
+    vm.monitor("device_add virtio-keyboard-pci,bus=rp1,id=kbd")
+        .expect("monitor: device_add");
+    // The keyboard's evdev node, once vminit has opened it.
+    let deadline = std::time::Instant::now() + boot_deadline();
+    let node = loop {
+        let console = vm.console_text();
+        let found: Vec<&str> = console
+            .lines()
+            .filter_map(|l| l.split("power button: listening on ").nth(1))
+            .collect();
+        if found.len() > before {
+            break found[found.len() - 1].trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugged-in keyboard was not listened to:\n{console}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // QEMU sends keys to the input device activated last: the new virtio keyboard.
+    vm.monitor("sendkey power").expect("monitor: sendkey power");
+    let status = vm
+        .wait_exit(boot_deadline())
+        .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));
+    let console = vm.console_text();
+    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    assert!(
+        console.contains(&format!("power button ({node})")),
+        "the press did not come from {node}:\n{console}"
+    );
+}

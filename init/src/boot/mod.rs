@@ -372,3 +372,25 @@ impl Boot {
         Finished
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step that panics is recorded with its name, message and place, its default is used,
+    /// and the boot goes on to the next step.
+    #[test]
+    fn a_panicking_step_falls_back_and_the_boot_goes_on() {
+        crate::panic::install_hook();
+        let signals = Signals::new(Vec::<i32>::new()).expect("signal pipe");
+        let mut boot = Boot::new(signals, false, HealthDoc::starting(0, false));
+        let got: u32 = boot.step("the test step", |_| panic!("boom in a step"));
+        assert_eq!(got, 0);
+        assert_eq!(boot.step("the next step", |_| 5u32), 5);
+        assert_eq!(boot.errors.len(), 1, "{:?}", boot.errors);
+        let msg = &boot.errors[0];
+        assert!(msg.contains("the test step"), "{msg}");
+        assert!(msg.contains("boom in a step"), "{msg}");
+        assert!(msg.contains("boot/mod.rs"), "no location: {msg}");
+    }
+}
