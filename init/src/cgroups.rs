@@ -13,8 +13,10 @@ const MOUNT: &str = "/sys/fs/cgroup";
 /// The OOM killer never picks PID 1 (its death is a kernel panic); it picks a service.
 const OOM_SCORE_ADJ: &str = "-1000";
 
-/// Sets up the layout for `services`. Problems that matter to the host (a limit that cannot
-/// be applied) go to `errors`; the rest is logged. `None`: services run in process groups.
+/// Sets up the layout for `services`. Problems that matter to the host (limits that cannot
+/// be applied, the init's protection not written, a controller offered but refused) go to
+/// `errors`, which the boot publishes in `/health` `errors[]`; the rest is logged. `None`:
+/// services run in process groups.
 pub fn set_up(
     pid1: bool,
     services: &BTreeMap<String, ServiceConfig>,
@@ -46,8 +48,12 @@ pub fn set_up(
                     h.missing().join(", ")
                 );
             }
+            // An init left unprotected (or a controller offered but refused) is what the
+            // host needs to know before a runaway service starves `/health`.
             for p in &h.problems {
-                log::warn!("cgroups: {p}");
+                let msg = format!("cgroups: {p}");
+                log::warn!("{msg}");
+                errors.push(msg);
             }
             Some(h)
         }

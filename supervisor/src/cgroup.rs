@@ -28,7 +28,8 @@ pub const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 pub const INIT_CPU_WEIGHT: u32 = 1000;
 
 /// The init's `memory.min`: its working set (a few MiB of RSS, the health server's buffers)
-/// with room, never reclaimed under a service's memory pressure.
+/// with room, never reclaimed under a service's memory pressure. Written on `vminit/` and on
+/// `vminit/init`: a child's protection is capped by its parent's.
 pub const INIT_MEMORY_MIN: u64 = 16 << 20;
 
 /// Why there is no cgroup layout: services then run in process groups only.
@@ -173,7 +174,13 @@ impl Hierarchy {
             h.protect(&init.join("cpu.weight"), &INIT_CPU_WEIGHT.to_string());
         }
         if h.has("memory") {
-            h.protect(&init.join("memory.min"), &INIT_MEMORY_MIN.to_string());
+            // Every level vminit made, parent first: the kernel caps a cgroup's effective
+            // `memory.min` by its ancestors' (cgroup-v2.rst, "memory.min"), so the init's
+            // alone would protect nothing while `vminit/` has 0.
+            let min = INIT_MEMORY_MIN.to_string();
+            for d in [h.dir.clone(), init.clone()] {
+                h.protect(&d.join("memory.min"), &min);
+            }
         }
         Ok(h)
     }

@@ -68,6 +68,35 @@ fn pid1_layout_moves_the_init_enables_what_is_offered_and_protects_it() {
         "+pids"
     );
     assert_eq!(read(&root.path().join("vminit/init/cpu.weight")), "1000");
+    // Both levels: the kernel caps the init's effective memory.min by its parent's.
+    for d in ["vminit", "vminit/init"] {
+        assert_eq!(
+            read(&root.path().join(d).join("memory.min")),
+            (16u64 << 20).to_string(),
+            "{d}/memory.min"
+        );
+    }
+}
+
+#[test]
+fn a_protection_the_kernel_refuses_is_a_problem_naming_the_file() {
+    let root = fake_root("cpu memory pids");
+    let all = ["cpu", "memory", "pids"];
+    fake_child(&root.path().join("vminit"), &all);
+    fake_child(&root.path().join("vminit/init"), &all);
+    // No memory.min on the parent: as if the kernel refused it.
+    fs::remove_file(root.path().join("vminit/memory.min")).unwrap();
+    let h = Hierarchy::set_up(root.path(), true, 7).unwrap();
+    assert!(h.has("memory"), "{h:?}");
+    assert_eq!(h.problems.len(), 1, "{:?}", h.problems);
+    let p = &h.problems[0];
+    assert!(
+        p.contains("cannot protect the init")
+            && p.contains("vminit/memory.min")
+            && p.contains(&(16u64 << 20).to_string()),
+        "{p}"
+    );
+    // The init's own is still written: it counts as soon as the parent's is fixed.
     assert_eq!(
         read(&root.path().join("vminit/init/memory.min")),
         (16u64 << 20).to_string()

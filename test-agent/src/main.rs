@@ -22,6 +22,8 @@
 //! test-agent proc-status                     prints its /proc/self/status and cwd, exits 0
 //!                                            (SigIgn shows SIGPIPE: Rust's runtime sets it)
 //! test-agent limits                          prints its /proc/self/limits, sleeps forever
+//! test-agent cat --paths A,B                 prints "cat A: <first line of A>" (or the
+//!                                            error) for each, then "cat end", sleeps forever
 //! test-agent fork-bomb                       every process forks without end; a refused
 //!                                            fork is said once (per process) and retried
 //! test-agent setsid-child --port P --after MS
@@ -40,7 +42,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|fork-bomb|setsid-child [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|cat|fork-bomb|setsid-child [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -171,6 +173,17 @@ fn main() -> ExitCode {
         "limits" => {
             let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
             println!("{limits}limits end");
+            let _ = std::io::stdout().flush();
+            forever()
+        }
+        "cat" => {
+            for path in o.str("paths").unwrap_or("").split(',') {
+                match std::fs::read_to_string(path) {
+                    Ok(t) => println!("cat {path}: {}", t.lines().next().unwrap_or("")),
+                    Err(e) => println!("cat {path}: error {e}"),
+                }
+            }
+            println!("cat end");
             let _ = std::io::stdout().flush();
             forever()
         }

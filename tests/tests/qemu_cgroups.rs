@@ -114,6 +114,9 @@ restart_limit = { burst = 50, interval = "60s" }
 [services.lim]
 command = ["/bin/test-agent", "limits"]
 nofile = 65536
+
+[services.prot]
+command = ["/bin/test-agent", "cat", "--paths", "/sys/fs/cgroup/vminit/memory.min,/sys/fs/cgroup/vminit/init/memory.min,/sys/fs/cgroup/vminit/init/cpu.weight"]
 "#;
 
 #[test]
@@ -148,6 +151,24 @@ fn setsid_grandchildren_go_with_the_service_and_nofile_is_applied() {
         words.iter().filter(|w| **w == "65536").count(),
         2,
         "soft and hard: {line}"
+    );
+    // The init's protection as the real kernel holds it: memory.min on every level vminit
+    // made (a child's is capped by its parent's), and nothing refused.
+    vm.wait_console("[prot] cat end", boot_deadline()).unwrap();
+    let console = vm.console_text();
+    for (file, value) in [
+        ("vminit/memory.min", "16777216"),
+        ("vminit/init/memory.min", "16777216"),
+        ("vminit/init/cpu.weight", "1000"),
+    ] {
+        let line = format!("cat /sys/fs/cgroup/{file}: {value}");
+        assert!(console.contains(&line), "no {line:?}:\n{console}");
+    }
+    let (_, body) = vm.get("/health").unwrap();
+    let h = json(&body);
+    assert!(
+        !h["errors"].to_string().contains("cgroups:"),
+        "a cgroup problem: {h:#}"
     );
     let console = power_off_cleanly(&mut vm);
     // Stopped within the grace: nothing of the holder was left for the final sweep.
