@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use guest_config::ServiceConfig;
-use supervisor::cgroup::{own_cgroup, Hierarchy};
+use supervisor::cgroup::{delegation, own_cgroup, Hierarchy, Scope};
 
 const MOUNT: &str = "/sys/fs/cgroup";
 
@@ -27,18 +27,25 @@ pub fn set_up(
             log::warn!("cannot set the init's oom_score_adj to {OOM_SCORE_ADJ}: {e}");
         }
     }
-    let base = if pid1 {
-        PathBuf::from(MOUNT)
+    let (base, scope) = if pid1 {
+        (PathBuf::from(MOUNT), Scope::Pid1)
     } else {
-        match own_cgroup(Path::new("/proc/self/cgroup")) {
+        let own = own_cgroup(Path::new("/proc/self/cgroup"));
+        let base = match &own {
             Some(own) => Path::new(MOUNT).join(own.trim_start_matches('/')),
             None => PathBuf::from(MOUNT).join("-"),
-        }
+        };
+        let facts = delegation::Facts::read(&base, own);
+        (base, Scope::Started(facts))
     };
-    match Hierarchy::set_up(&base, pid1, std::process::id()) {
+    match Hierarchy::set_up(&base, scope, std::process::id()) {
         Ok(h) => {
+            let delegated = h
+                .delegated()
+                .map(|d| format!(" (delegated to vminit: {d})"))
+                .unwrap_or_default();
             log::info!(
-                "cgroups: services in {} with controllers [{}]",
+                "cgroups: services in {} with controllers [{}]{delegated}",
                 h.dir().display(),
                 h.enabled().join(" ")
             );
