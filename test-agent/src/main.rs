@@ -24,8 +24,12 @@
 //! test-agent limits                          prints its /proc/self/limits, sleeps forever
 //! test-agent cat --paths A,B                 prints "cat A: <first line of A>" (or the
 //!                                            error) for each, then "cat end", sleeps forever
-//! test-agent fork-bomb                       every process forks without end; a refused
-//!                                            fork is said once (per process) and retried
+//! test-agent fork-bomb [--stop-port P]       every process forks without end; a refused
+//!                                            fork is said once (per process) and retried.
+//!                                            With P, the first process only forks the
+//!                                            bomb and listens on P: any request there is
+//!                                            answered, then it exits 1 (a crash: the
+//!                                            supervisor kills the rest of the cgroup)
 //! test-agent setsid-child --port P --after MS
 //!                                            a child leaves the session (setsid), listens
 //!                                            on P ("bound port P") or says "port P busy";
@@ -187,7 +191,10 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
             forever()
         }
-        "fork-bomb" => fork_bomb(),
+        "fork-bomb" => match o.num("stop-port", 0) {
+            0 => fork_bomb(),
+            port => stoppable_fork_bomb(port as u16),
+        },
         "spawn-bench" => spawn_bench(o.num("n", 200)),
         "setsid-child" => setsid_child(o.num("port", 0) as u16, o.ms("after")),
         "proc-status" => {
@@ -336,6 +343,35 @@ fn fork_bomb() -> ExitCode {
             }
             0 => said = false,
             _ => {}
+        }
+    }
+}
+
+/// [`fork_bomb`] in a child, while this process waits for a request on `port` and then exits
+/// 1: a bomb the host can stop at a time it picks (the benchmark's phases).
+fn stoppable_fork_bomb(port: u16) -> ExitCode {
+    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // SAFETY: fork(2) in a single-threaded process; the child closes the listener and runs
+    // the bomb loop, which only forks, sleeps and writes to stdout.
+    match unsafe { libc::fork() } {
+        -1 => ExitCode::from(1),
+        0 => {
+            drop(listener);
+            fork_bomb()
+        }
+        _ => {
+            if let Some(c) = listener.incoming().flatten().next() {
+                answer(c, "/stop", true);
+            }
+            println!("fork bomb stopped");
+            let _ = std::io::stdout().flush();
+            ExitCode::from(1)
         }
     }
 }
