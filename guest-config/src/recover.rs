@@ -1,7 +1,8 @@
 //! Every mistake in a `[services.NAME]` table in one run (`vminit --check-config` used to
 //! stop at a service's first type error: one fix per run). serde stops at a struct's first
 //! error, so [`service`] keeps that error, drops the key it is about and deserializes the
-//! rest again, at most once per key. A missing or unusable `command` is replaced by a
+//! rest again, at most once per key. A key inside an inline table (`backoff.initial`) is
+//! dropped from that table alone, so its siblings (`backoff.max`) are still checked. A missing or unusable `command` is replaced by a
 //! placeholder so that the other keys (`after` above all) are still checked. Errors get a
 //! hint for the common slips ([`hint`]).
 
@@ -38,16 +39,34 @@ pub(crate) fn service<'a>(
         }
     };
     let mut errors = Vec::new();
-    for _ in 0..table.len().saturating_add(2) {
+    // Each round drops one key, top-level or one level down.
+    let keys = table
+        .values()
+        .map(|v| match v.get_ref() {
+            DeValue::Table(t) => t.len().saturating_add(1),
+            _ => 1,
+        })
+        .fold(0usize, usize::saturating_add);
+    for _ in 0..keys.saturating_add(2) {
         let e = match from_value::<ServiceConfig>(table_value(table.clone(), span.clone())) {
             Ok(s) => return (Some(s), errors),
             Err(e) => e,
         };
         let mut err = doc.de_error(&e, &key);
-        let field = err
+        let path: Option<Vec<String>> = err
             .key
             .strip_prefix(&format!("{key}."))
-            .map(|rest| rest.split('.').next().unwrap_or(rest).to_string());
+            .map(|rest| rest.split('.').map(str::to_string).collect());
+        let field = path.as_ref().and_then(|p| p.first().cloned());
+        let inner = path.as_ref().and_then(|p| p.get(1).cloned());
+        if let (Some(field), Some(inner)) = (&field, &inner) {
+            if let Some(DeValue::Table(t)) = table.get_mut(field.as_str()).map(|v| v.get_mut()) {
+                if t.remove(inner.as_str()).is_some() {
+                    errors.push(err);
+                    continue;
+                }
+            }
+        }
         match field {
             Some(field) if table.contains_key(field.as_str()) => {
                 add_hint(

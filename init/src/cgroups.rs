@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use guest_config::ServiceConfig;
-use supervisor::cgroup::{own_cgroup, Hierarchy};
+use supervisor::cgroup::{delegation, own_cgroup, Hierarchy, Scope};
 
 const MOUNT: &str = "/sys/fs/cgroup";
 
 /// The OOM killer never picks PID 1 (its death is a kernel panic); it picks a service.
 const OOM_SCORE_ADJ: &str = "-1000";
 
-/// Sets up the layout for `services`. Problems that matter to the host (a limit that cannot
-/// be applied) go to `errors`; the rest is logged. `None`: services run in process groups.
+/// Sets up the layout for `services`. Problems that matter to the host (limits that cannot
+/// be applied, the init's protection not written, a controller offered but refused) go to
+/// `errors`, which the boot publishes in `/health` `errors[]`; the rest is logged. `None`:
+/// services run in process groups.
 pub fn set_up(
     pid1: bool,
     services: &BTreeMap<String, ServiceConfig>,
@@ -25,18 +27,25 @@ pub fn set_up(
             log::warn!("cannot set the init's oom_score_adj to {OOM_SCORE_ADJ}: {e}");
         }
     }
-    let base = if pid1 {
-        PathBuf::from(MOUNT)
+    let (base, scope) = if pid1 {
+        (PathBuf::from(MOUNT), Scope::Pid1)
     } else {
-        match own_cgroup(Path::new("/proc/self/cgroup")) {
+        let own = own_cgroup(Path::new("/proc/self/cgroup"));
+        let base = match &own {
             Some(own) => Path::new(MOUNT).join(own.trim_start_matches('/')),
             None => PathBuf::from(MOUNT).join("-"),
-        }
+        };
+        let facts = delegation::Facts::read(&base, own);
+        (base, Scope::Started(facts))
     };
-    match Hierarchy::set_up(&base, pid1, std::process::id()) {
+    match Hierarchy::set_up(&base, scope, std::process::id()) {
         Ok(h) => {
+            let delegated = h
+                .delegated()
+                .map(|d| format!(" (delegated to vminit: {d})"))
+                .unwrap_or_default();
             log::info!(
-                "cgroups: services in {} with controllers [{}]",
+                "cgroups: services in {} with controllers [{}]{delegated}",
                 h.dir().display(),
                 h.enabled().join(" ")
             );
@@ -46,8 +55,12 @@ pub fn set_up(
                     h.missing().join(", ")
                 );
             }
+            // An init left unprotected (or a controller offered but refused) is what the
+            // host needs to know before a runaway service starves `/health`.
             for p in &h.problems {
-                log::warn!("cgroups: {p}");
+                let msg = format!("cgroups: {p}");
+                log::warn!("{msg}");
+                errors.push(msg);
             }
             Some(h)
         }

@@ -11,12 +11,15 @@ pub enum Node {
     Symlink(String),
     /// A character device (major, minor), e.g. `/dev/console` (5, 1).
     CharDev(u32, u32),
+    /// A named pipe: what a hostile image or host hands PID 1 as a "file" to block its read.
+    Fifo,
 }
 
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
+const S_IFIFO: u32 = 0o010000;
 
 /// Serialises `(path, permission bits, node)` entries plus the trailer.
 /// Paths are relative (no leading `/`), as the kernel expects.
@@ -28,6 +31,7 @@ pub fn write<'a>(entries: impl IntoIterator<Item = (&'a str, u32, &'a Node)>) ->
             Node::File(bytes) => (S_IFREG, bytes, (0, 0)),
             Node::Symlink(target) => (S_IFLNK, target.as_bytes(), (0, 0)),
             Node::CharDev(maj, min) => (S_IFCHR, &[], (*maj, *min)),
+            Node::Fifo => (S_IFIFO, &[], (0, 0)),
         };
         let nlink = if kind == S_IFDIR { 2 } else { 1 };
         entry(
@@ -104,6 +108,19 @@ mod tests {
         assert_eq!(bytes.len() % 4, 0);
         let trailer = bytes.windows(10).position(|w| w == b"TRAILER!!!");
         assert!(trailer.is_some());
+    }
+
+    #[test]
+    fn a_fifo_is_its_mode_and_nothing_else() {
+        let fifo = Node::Fifo;
+        let bytes = write([("etc/pipe", 0o644, &fifo)]);
+        let field = |i: usize| {
+            let at = 6 + i * 8;
+            u32::from_str_radix(std::str::from_utf8(&bytes[at..at + 8]).unwrap(), 16).unwrap()
+        };
+        assert_eq!(field(1), S_IFIFO | 0o644);
+        assert_eq!(field(6), 0, "no data");
+        assert_eq!((field(9), field(10)), (0, 0), "no device");
     }
 
     #[test]

@@ -164,6 +164,11 @@ impl Initramfs {
         self.node(path, 0o777, Node::Symlink(target.to_string()))
     }
 
+    /// Adds a named pipe (FIFO).
+    pub fn fifo(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.node(path, mode, Node::Fifo)
+    }
+
     /// Adds the host file `src` at `path`.
     pub fn file_from(&mut self, path: &str, src: &Path, mode: u32) -> Result<&mut Self> {
         let bytes = std::fs::read(src).map_err(Error::io("read", src))?;

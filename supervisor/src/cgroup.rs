@@ -1,7 +1,7 @@
 //! A cgroup v2 per service (contract §3): `<base>/vminit/<name>` with the service's limits,
 //! and `<base>/vminit/init` for the init itself, protected (`cpu.weight`, `memory.min`), so
 //! that a runaway service cannot starve `/health`. `<base>` is the cgroup2 mount for PID 1,
-//! or the cgroup vminit was started in when that one is delegated to it.
+//! or the cgroup vminit was started in when that one is delegated to it ([`delegation`]).
 //!
 //! Owns the layout, the limit files and what is read back (emptiness, `memory.events`, the
 //! live figures). Every path is built from the `base` given in, so the decisions are tested
@@ -9,6 +9,8 @@
 //! is tested in the guest (`tests/tests/qemu_cgroups.rs`). It does not decide when to kill
 //! or restart (the supervisor does) and has no `unsafe`: a child joins its cgroup through the
 //! fd opened here ([`ServiceCgroup::open_procs`]), written in `sys.rs`.
+
+pub mod delegation;
 
 use std::fmt;
 use std::fs;
@@ -28,7 +30,8 @@ pub const CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 pub const INIT_CPU_WEIGHT: u32 = 1000;
 
 /// The init's `memory.min`: its working set (a few MiB of RSS, the health server's buffers)
-/// with room, never reclaimed under a service's memory pressure.
+/// with room, never reclaimed under a service's memory pressure. Written on `vminit/` and on
+/// `vminit/init`: a child's protection is capped by its parent's.
 pub const INIT_MEMORY_MIN: u64 = 16 << 20;
 
 /// Why there is no cgroup layout: services then run in process groups only.
@@ -36,8 +39,9 @@ pub const INIT_MEMORY_MIN: u64 = 16 << 20;
 pub enum Unavailable {
     /// No cgroup2 at `path` (`cgroup.controllers` absent).
     NoCgroup2 { path: PathBuf },
-    /// Off PID 1, the cgroup we run in is not ours to divide.
-    NotDelegated { path: PathBuf },
+    /// Off PID 1, the cgroup we run in is not ours to divide; `why` is
+    /// [`delegation::Facts::why_not`].
+    NotDelegated { path: PathBuf, why: String },
     /// A step of the layout failed.
     Setup {
         what: &'static str,
@@ -56,9 +60,9 @@ impl fmt::Display for Unavailable {
                     path.display()
                 )
             }
-            Unavailable::NotDelegated { path } => write!(
+            Unavailable::NotDelegated { path, why } => write!(
                 f,
-                "cgroup {} is not delegated to vminit (cgroup.subtree_control not writable)",
+                "cgroup {} is not delegated to vminit ({why})",
                 path.display()
             ),
             Unavailable::Setup { what, path, source } => {
@@ -68,10 +72,21 @@ impl fmt::Display for Unavailable {
     }
 }
 
+/// Whose cgroup the layout goes in.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// PID 1: the cgroup2 mount, all ours.
+    Pid1,
+    /// Off PID 1: the cgroup we were started in, used only if [`delegation::decide`] says
+    /// it was delegated to us.
+    Started(delegation::Facts),
+}
+
 /// The `vminit/` cgroup and the controllers enabled below it.
 #[derive(Debug, Clone)]
 pub struct Hierarchy {
     dir: PathBuf,
+    delegated: Option<delegation::Delegated>,
     enabled: Vec<String>,
     missing: Vec<String>,
     /// What went wrong without making the layout unusable (a controller that would not
@@ -107,19 +122,26 @@ fn mkdir(path: &Path) -> io::Result<()> {
 impl Hierarchy {
     /// Lays out `<base>/vminit/{init}`, moves process `self_pid` into `vminit/init`, enables
     /// the [`CONTROLLERS`] the kernel offers in `<base>` and `vminit/`, and protects the init.
-    /// `base` is the cgroup2 mount (PID 1) or the cgroup we were started in (`pid1` false:
-    /// then only if its `cgroup.subtree_control` is writable, i.e. delegated).
-    pub fn set_up(base: &Path, pid1: bool, self_pid: u32) -> Result<Hierarchy, Unavailable> {
+    /// `base` is the cgroup2 mount ([`Scope::Pid1`]) or the cgroup we were started in
+    /// ([`Scope::Started`]: then only if it was delegated to us).
+    pub fn set_up(base: &Path, scope: Scope, self_pid: u32) -> Result<Hierarchy, Unavailable> {
         let controllers = base.join("cgroup.controllers");
         let offered = fs::read_to_string(&controllers).map_err(|_| Unavailable::NoCgroup2 {
             path: base.to_path_buf(),
         })?;
+        let delegated = match scope {
+            Scope::Pid1 => None,
+            Scope::Started(facts) => match delegation::decide(&facts) {
+                Some(d) => Some(d),
+                None => {
+                    return Err(Unavailable::NotDelegated {
+                        path: base.to_path_buf(),
+                        why: facts.why_not(),
+                    })
+                }
+            },
+        };
         let subtree = base.join("cgroup.subtree_control");
-        if !pid1 && rustix::fs::access(&subtree, rustix::fs::Access::WRITE_OK).is_err() {
-            return Err(Unavailable::NotDelegated {
-                path: base.to_path_buf(),
-            });
-        }
         let dir = base.join("vminit");
         let init = dir.join("init");
         for d in [&dir, &init] {
@@ -140,6 +162,7 @@ impl Hierarchy {
         })?;
         let mut h = Hierarchy {
             dir,
+            delegated,
             enabled: Vec::new(),
             missing: Vec::new(),
             problems: Vec::new(),
@@ -173,7 +196,13 @@ impl Hierarchy {
             h.protect(&init.join("cpu.weight"), &INIT_CPU_WEIGHT.to_string());
         }
         if h.has("memory") {
-            h.protect(&init.join("memory.min"), &INIT_MEMORY_MIN.to_string());
+            // Every level vminit made, parent first: the kernel caps a cgroup's effective
+            // `memory.min` by its ancestors' (cgroup-v2.rst, "memory.min"), so the init's
+            // alone would protect nothing while `vminit/` has 0.
+            let min = INIT_MEMORY_MIN.to_string();
+            for d in [h.dir.clone(), init.clone()] {
+                h.protect(&d.join("memory.min"), &min);
+            }
         }
         Ok(h)
     }
@@ -202,6 +231,10 @@ impl Hierarchy {
     /// `vminit/`.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+    /// Off PID 1, why the cgroup we were started in counted as ours (`None` as PID 1).
+    pub fn delegated(&self) -> Option<delegation::Delegated> {
+        self.delegated
     }
 
     /// Creates service `name`'s cgroup and writes its limits. Returns the cgroup (unless it

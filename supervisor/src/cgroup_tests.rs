@@ -56,7 +56,7 @@ fn pid1_layout_moves_the_init_enables_what_is_offered_and_protects_it() {
     let all = ["cpu", "memory", "pids"];
     fake_child(&root.path().join("vminit"), &all);
     fake_child(&root.path().join("vminit/init"), &all);
-    let h = Hierarchy::set_up(root.path(), true, 4242).unwrap();
+    let h = Hierarchy::set_up(root.path(), Scope::Pid1, 4242).unwrap();
     assert_eq!(h.enabled(), ["cpu", "memory", "pids"]);
     assert!(h.missing().is_empty() && h.problems.is_empty(), "{h:?}");
     assert_eq!(read(&root.path().join("vminit/init/cgroup.procs")), "4242");
@@ -68,6 +68,35 @@ fn pid1_layout_moves_the_init_enables_what_is_offered_and_protects_it() {
         "+pids"
     );
     assert_eq!(read(&root.path().join("vminit/init/cpu.weight")), "1000");
+    // Both levels: the kernel caps the init's effective memory.min by its parent's.
+    for d in ["vminit", "vminit/init"] {
+        assert_eq!(
+            read(&root.path().join(d).join("memory.min")),
+            (16u64 << 20).to_string(),
+            "{d}/memory.min"
+        );
+    }
+}
+
+#[test]
+fn a_protection_the_kernel_refuses_is_a_problem_naming_the_file() {
+    let root = fake_root("cpu memory pids");
+    let all = ["cpu", "memory", "pids"];
+    fake_child(&root.path().join("vminit"), &all);
+    fake_child(&root.path().join("vminit/init"), &all);
+    // No memory.min on the parent: as if the kernel refused it.
+    fs::remove_file(root.path().join("vminit/memory.min")).unwrap();
+    let h = Hierarchy::set_up(root.path(), Scope::Pid1, 7).unwrap();
+    assert!(h.has("memory"), "{h:?}");
+    assert_eq!(h.problems.len(), 1, "{:?}", h.problems);
+    let p = &h.problems[0];
+    assert!(
+        p.contains("cannot protect the init")
+            && p.contains("vminit/memory.min")
+            && p.contains(&(16u64 << 20).to_string()),
+        "{p}"
+    );
+    // The init's own is still written: it counts as soon as the parent's is fixed.
     assert_eq!(
         read(&root.path().join("vminit/init/memory.min")),
         (16u64 << 20).to_string()
@@ -79,7 +108,7 @@ fn missing_controllers_are_named_and_their_limits_refused_with_the_key() {
     let root = fake_root("cpu pids");
     fake_child(&root.path().join("vminit"), &["cpu", "pids"]);
     fake_child(&root.path().join("vminit/init"), &["cpu", "pids"]);
-    let h = Hierarchy::set_up(root.path(), true, 7).unwrap();
+    let h = Hierarchy::set_up(root.path(), Scope::Pid1, 7).unwrap();
     assert_eq!(h.missing(), ["memory"]);
     assert!(h.has("cpu") && !h.has("memory"));
     fake_child(&root.path().join("vminit/hog"), &["cpu", "pids"]);
@@ -104,7 +133,7 @@ fn a_limit_file_the_kernel_refuses_is_an_error_naming_path_and_value() {
     let all = ["cpu", "memory", "pids"];
     fake_child(&root.path().join("vminit"), &all);
     fake_child(&root.path().join("vminit/init"), &all);
-    let h = Hierarchy::set_up(root.path(), true, 7).unwrap();
+    let h = Hierarchy::set_up(root.path(), Scope::Pid1, 7).unwrap();
     // No memory.high file: as if the kernel refused it.
     fake_child(&root.path().join("vminit/web"), &["cpu", "pids"]);
     touch(&root.path().join("vminit/web/memory.max"));
@@ -124,23 +153,28 @@ fn a_limit_file_the_kernel_refuses_is_an_error_naming_path_and_value() {
 #[test]
 fn without_cgroup2_or_delegation_there_is_no_layout() {
     let t = tempfile::tempdir().unwrap();
-    let e = Hierarchy::set_up(t.path(), true, 7).unwrap_err();
+    let e = Hierarchy::set_up(t.path(), Scope::Pid1, 7).unwrap_err();
     assert!(matches!(e, Unavailable::NoCgroup2 { .. }), "{e}");
     assert!(e.to_string().contains("cgroup.controllers"), "{e}");
-    // Off PID 1 with a read-only subtree_control: not ours to divide. (Root ignores file
-    // modes, so only check when not root.)
+    // Off PID 1 in a cgroup nobody delegated (root in a systemd service without
+    // Delegate=yes): not ours to divide, and nothing is made in it.
     let root = fake_root("cpu");
-    let sc = root.path().join("cgroup.subtree_control");
-    let mut perm = fs::metadata(&sc).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o444);
-    fs::set_permissions(&sc, perm).unwrap();
-    if !rustix::process::geteuid().is_root() {
-        let e = Hierarchy::set_up(root.path(), false, 7).unwrap_err();
-        assert!(matches!(e, Unavailable::NotDelegated { .. }), "{e}");
-    }
+    let undelegated = delegation::Facts {
+        own: Some("/system.slice/agent.service".into()),
+        writable: true,
+        ..delegation::Facts::default()
+    };
+    let e = Hierarchy::set_up(root.path(), Scope::Started(undelegated), 7).unwrap_err();
+    assert!(matches!(e, Unavailable::NotDelegated { .. }), "{e}");
+    assert!(
+        e.to_string().contains("is not delegated to vminit")
+            && e.to_string().contains("/system.slice/agent.service"),
+        "{e}"
+    );
+    assert!(!root.path().join("vminit").exists());
     // A move that fails is a setup error naming the file.
     let root = fake_root("cpu");
-    let e = Hierarchy::set_up(root.path(), true, 7).unwrap_err();
+    let e = Hierarchy::set_up(root.path(), Scope::Pid1, 7).unwrap_err();
     assert!(e.to_string().contains("init/cgroup.procs"), "{e}");
 }
 
@@ -202,4 +236,28 @@ fn own_cgroup_reads_the_unified_line() {
     assert_eq!(own_cgroup(&p).as_deref(), Some("/user.slice/vminit.scope"));
     fs::write(&p, "12:pids:/x\n").unwrap();
     assert_eq!(own_cgroup(&p), None);
+}
+
+#[test]
+fn off_pid1_a_delegated_cgroup_gets_the_same_layout_and_says_why() {
+    let root = fake_root("cpu memory pids");
+    let all = ["cpu", "memory", "pids"];
+    fake_child(&root.path().join("vminit"), &all);
+    fake_child(&root.path().join("vminit/init"), &all);
+    let marked = delegation::Facts {
+        own: Some("/system.slice/vminit.service".into()),
+        marked: Some("trusted.delegate"),
+        ..delegation::Facts::default()
+    };
+    let h = Hierarchy::set_up(root.path(), Scope::Started(marked), 4242).unwrap();
+    assert_eq!(
+        h.delegated(),
+        Some(delegation::Delegated::Marked("trusted.delegate"))
+    );
+    assert_eq!(h.enabled(), ["cpu", "memory", "pids"]);
+    assert_eq!(read(&root.path().join("vminit/init/cgroup.procs")), "4242");
+    assert_eq!(
+        read(&root.path().join("vminit/memory.min")),
+        (16u64 << 20).to_string()
+    );
 }

@@ -22,8 +22,14 @@
 //! test-agent proc-status                     prints its /proc/self/status and cwd, exits 0
 //!                                            (SigIgn shows SIGPIPE: Rust's runtime sets it)
 //! test-agent limits                          prints its /proc/self/limits, sleeps forever
-//! test-agent fork-bomb                       every process forks without end; a refused
-//!                                            fork is said once (per process) and retried
+//! test-agent cat --paths A,B                 prints "cat A: <first line of A>" (or the
+//!                                            error) for each, then "cat end", sleeps forever
+//! test-agent fork-bomb [--stop-port P]       every process forks without end; a refused
+//!                                            fork is said once (per process) and retried.
+//!                                            With P, the first process only forks the
+//!                                            bomb and listens on P: any request there is
+//!                                            answered, then it exits 1 (a crash: the
+//!                                            supervisor kills the rest of the cgroup)
 //! test-agent setsid-child --port P --after MS
 //!                                            a child leaves the session (setsid), listens
 //!                                            on P ("bound port P") or says "port P busy";
@@ -40,7 +46,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|fork-bomb|setsid-child [--opt value]...");
+    eprintln!("usage: test-agent http|crash|exit|ignore-term|notify|orphans|alloc|print|touch|spin|notify-flood|term-last-line|proc-status|limits|cat|fork-bomb|setsid-child [--opt value]...");
     ExitCode::from(2)
 }
 
@@ -174,7 +180,21 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
             forever()
         }
-        "fork-bomb" => fork_bomb(),
+        "cat" => {
+            for path in o.str("paths").unwrap_or("").split(',') {
+                match std::fs::read_to_string(path) {
+                    Ok(t) => println!("cat {path}: {}", t.lines().next().unwrap_or("")),
+                    Err(e) => println!("cat {path}: error {e}"),
+                }
+            }
+            println!("cat end");
+            let _ = std::io::stdout().flush();
+            forever()
+        }
+        "fork-bomb" => match o.num("stop-port", 0) {
+            0 => fork_bomb(),
+            port => stoppable_fork_bomb(port as u16),
+        },
         "spawn-bench" => spawn_bench(o.num("n", 200)),
         "setsid-child" => setsid_child(o.num("port", 0) as u16, o.ms("after")),
         "proc-status" => {
@@ -323,6 +343,35 @@ fn fork_bomb() -> ExitCode {
             }
             0 => said = false,
             _ => {}
+        }
+    }
+}
+
+/// [`fork_bomb`] in a child, while this process waits for a request on `port` and then exits
+/// 1: a bomb the host can stop at a time it picks (the benchmark's phases).
+fn stoppable_fork_bomb(port: u16) -> ExitCode {
+    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {port}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // SAFETY: fork(2) in a single-threaded process; the child closes the listener and runs
+    // the bomb loop, which only forks, sleeps and writes to stdout.
+    match unsafe { libc::fork() } {
+        -1 => ExitCode::from(1),
+        0 => {
+            drop(listener);
+            fork_bomb()
+        }
+        _ => {
+            if let Some(c) = listener.incoming().flatten().next() {
+                answer(c, "/stop", true);
+            }
+            println!("fork bomb stopped");
+            let _ = std::io::stdout().flush();
+            ExitCode::from(1)
         }
     }
 }

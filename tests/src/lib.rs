@@ -187,6 +187,10 @@ pub struct Guest {
     pub modules: Option<Vec<&'static str>>,
     /// Extra files: (guest path, bytes, mode).
     pub files: Vec<(String, Vec<u8>, u32)>,
+    /// Symbolic links: (guest path, target).
+    pub symlinks: Vec<(String, String)>,
+    /// Named pipes (FIFOs), by guest path.
+    pub fifos: Vec<String>,
 }
 
 impl Default for Guest {
@@ -195,6 +199,8 @@ impl Default for Guest {
             config: None,
             modules: Some(qemu_harness::VIRTIO_MODULES.to_vec()),
             files: Vec::new(),
+            symlinks: Vec::new(),
+            fifos: Vec::new(),
         }
     }
 }
@@ -233,6 +239,12 @@ impl Guest {
         }
         for (path, bytes, mode) in &self.files {
             img.file(path, bytes.clone(), *mode);
+        }
+        for (path, target) in &self.symlinks {
+            img.symlink(path, target);
+        }
+        for path in &self.fifos {
+            img.fifo(path, 0o644);
         }
         let out = dir.join("initrd.cpio");
         img.write(&out).expect("write initramfs");

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vminit_tests::{read_all, HostVminit};
 
@@ -271,8 +271,20 @@ fn a_hundred_waiters_do_not_lock_out_a_plain_poll() {
         waiters.push(s);
     }
     v.wait_until(Duration::from_secs(30), |v| waiting(v) >= 32);
+    // Issue 15's target for this poll is 1 s: a figure, not the bound. Observed on the shared
+    // 2-core host (2026-12-03, six runs): 0.16-0.9 ms. The bound asserted is 5 s, which a poll
+    // locked out by the waiters (answered only when a waiter's 30 s ran out, or never) misses
+    // by far, and a loaded host's stall does not reach.
+    let start = Instant::now();
     let (code, body) = v.get("/health");
+    let took = start.elapsed();
     assert_eq!(code, 200, "{body}");
+    println!("a plain poll next to 100 waiters: {took:?}");
+    assert!(
+        took <= Duration::from_secs(5),
+        "a plain poll next to 100 waiters took {took:?} (bound 5 s; the 1 s target is a \
+         benchmark figure)"
+    );
     assert!(waiting(&v) <= 64, "more waiters than half the slots");
     drop(waiters);
 }
@@ -283,9 +295,17 @@ fn a_long_poll_with_nothing_changing_answers_after_its_wait() {
     let v = HostVminit::start(EMPTY);
     let g = generation(&v);
     let path = format!("/health?wait={g}");
+    let start = Instant::now();
     let (code, body) = qemu_harness::http::get(v.addr, &path, Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("long poll: {e}\n{}", v.console()));
+    let took = start.elapsed();
     assert_eq!(code, 200, "{body}");
+    // It waited (the lower bound cannot flake from slowness: it only fails on an early
+    // answer), and not for ever: 30 s in the server, with room for a slow host.
+    assert!(
+        took >= Duration::from_secs(25) && took < Duration::from_secs(60),
+        "a long poll with nothing changing answered after {took:?}, not after its 30 s wait"
+    );
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["generation"].as_u64(), Some(g), "{doc:#}");
     // A bad generation is refused, not taken as a plain poll.

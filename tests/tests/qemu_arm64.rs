@@ -28,7 +28,7 @@ fn guest(config: &str) -> Guest {
     Guest {
         config: Some(config.to_string()),
         modules: Some(Arch::Aarch64.virtio_modules()),
-        files: Vec::new(),
+        ..Guest::default()
     }
 }
 

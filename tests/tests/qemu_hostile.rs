@@ -1,6 +1,7 @@
 //! PID 1 under hostile input, booted for real: cmdline bytes that are not UTF-8, config-drive
-//! files that are not regular files (or are huge), absurd durations, drives that add or break
-//! services, a shutdown requested while the boot runs, and a service's last words on SIGTERM.
+//! and `vminit.config=` files that are not regular files (or are huge), absurd durations in
+//! the drive and in the image config, drives that add or break services, a shutdown requested
+//! while the boot runs, and a service's last words on SIGTERM.
 //! Each case ends with PID 1 alive, `/health` naming what was refused, the image's services
 //! running, and QEMU powering off cleanly on ctrl-alt-delete.
 
@@ -135,31 +136,139 @@ fn drive(tmp: &Path, text: &str) -> PathBuf {
     out
 }
 
-/// A drive service with an absurd value in every duration key: the drive is refused with the
-/// key named, the image's agent runs, nothing panics.
-#[test]
-fn absurd_durations_are_located_errors_not_a_kernel_panic() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = drive(
-        tmp.path(),
-        r#"
-[services.extra]
+/// A service with an absurd value in every duration key (one per line, `backoff`'s two on one).
+const ABSURD_SERVICE: &str = r#"
 command = ["/bin/test-agent", "http", "--port", "8081"]
 ready_timeout = "9999999999999999h"
 stop_timeout = "9999999999999999h"
 backoff = { initial = "9999999999999999h", max = "9999999999999999h" }
 restart_limit = { burst = 5, interval = "9999999999999999h" }
-"#,
-    );
-    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
-    let h = wait_error_with_agent_ready(&mut vm, "ready_timeout");
-    let errors = h["errors"].to_string();
-    for key in ["stop_timeout", "backoff.initial", "restart_limit.interval"] {
-        assert!(errors.contains(key), "{key} not named: {errors}");
+"#;
+
+/// Asserts that `errors` has a located refusal of every absurd duration of `text` (the file
+/// at `path`): `PATH:LINE:COL: KEY: ... longer than 365 days ...`, the key under its table
+/// (`services.NAME.backoff.max`, `network.carrier_timeout`).
+fn every_absurd_duration_located(errors: &serde_json::Value, path: &str, text: &str) {
+    let errors: Vec<&str> = errors
+        .as_array()
+        .map(|e| e.iter().filter_map(|m| m.as_str()).collect())
+        .unwrap_or_default();
+    let mut table = String::new();
+    let mut found = 0;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = format!("{t}.");
+            continue;
+        }
+        let Some((key, value)) = line.split_once(" = ") else {
+            continue;
+        };
+        let keys: Vec<String> = if value.starts_with('{') {
+            value
+                .trim_matches(|c| c == '{' || c == '}')
+                .split(',')
+                .filter(|kv| kv.contains("9999999999999999h"))
+                .filter_map(|kv| {
+                    kv.split_once(" = ")
+                        .map(|(k, _)| format!("{key}.{}", k.trim()))
+                })
+                .collect()
+        } else if value.contains("9999999999999999h") {
+            vec![key.to_string()]
+        } else {
+            continue;
+        };
+        for key in keys {
+            found += 1;
+            let at = format!("{path}:{}:", i + 1);
+            let key = format!("{table}{key}: ");
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(&at) && e.contains(&key) && e.contains("365 days")),
+                "no located error for {key:?} at {at:?} in {errors:#?}"
+            );
+        }
     }
+    assert!(found >= 5, "the text had {found} absurd durations");
+}
+
+/// A drive with an absurd value in every duration key of a service and in `[network]
+/// carrier_timeout`: the drive is refused as a whole with each key located (none hides
+/// another: `backoff.max` sits on the line of `backoff.initial`), the image's agent runs,
+/// nothing panics. The image config's side is the next test: an image config with an error
+/// runs none of its services and a drive with one is refused whole, so a boot with both
+/// would have nothing running to show the init going on.
+#[test]
+fn absurd_durations_are_located_errors_not_a_kernel_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[network]\ndhcp = true\ncarrier_timeout = \"9999999999999999h\"\n\n[services.extra]{ABSURD_SERVICE}"
+    );
+    let img = drive(tmp.path(), &text);
+    let (mut vm, _dir) = boot(&Guest::with_config(AGENT), Machine::Q35, SLIRP_IP, &[img]);
+    let h = wait_error_with_agent_ready(&mut vm, "backoff.max");
+    every_absurd_duration_located(&h["errors"], "vminit.toml", &text);
     assert!(h["services"].get("extra").is_none(), "{h:#}");
+    // The drive's network was refused with it: the cmdline's stands, no conflict.
+    assert_eq!(h["network"]["source"], "cmdline", "{h:#}");
+    assert_eq!(h["network"]["state"], "up", "{h:#}");
+    assert_eq!(h["status"], "degraded", "{h:#}");
     let console = power_off_cleanly(&mut vm);
     assert!(!console.contains("panicked"), "{console}");
+}
+
+/// The image config with an absurd value in every duration key: refused with each key
+/// located at its line in `/etc/vminit/vminit.toml`, none of its services run (REFERENCE:
+/// "an invalid image config ... no service from the image runs, and the init goes on"), and
+/// the services a drive adds run without it.
+#[test]
+fn absurd_durations_in_the_image_config_are_located_and_the_init_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = drive(tmp.path(), AGENT);
+    let config = format!("[services.absurd]{ABSURD_SERVICE}");
+    let (mut vm, _dir) = boot(&Guest::with_config(&config), Machine::Q35, SLIRP_IP, &[img]);
+    let h = wait_error_with_agent_ready(&mut vm, "backoff.max");
+    every_absurd_duration_located(&h["errors"], "/etc/vminit/vminit.toml", &config);
+    assert!(h["services"].get("absurd").is_none(), "{h:#}");
+    assert_eq!(h["status"], "degraded", "{h:#}");
+    let console = power_off_cleanly(&mut vm);
+    assert!(!console.contains("panicked"), "{console}");
+}
+
+/// `vminit.config=` naming a FIFO (whose read would block the boot for ever) or a symlink to
+/// `/dev/zero` (whose read would never end) in the initramfs: refused by type before any
+/// read, the error naming the path in `/health`, the boot going on to the services a drive
+/// adds (an image config that is refused runs none of its own), and a clean power-off.
+#[test]
+fn a_hostile_vminit_config_file_is_refused_without_blocking_the_boot() {
+    const PATH: &str = "/etc/vminit/host.toml";
+    for what in ["FIFO", "symlink to /dev/zero"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = drive(tmp.path(), AGENT);
+        // No image config at the default path: the agent comes from the drive alone, so its
+        // running proves the boot went past the refused file.
+        let mut guest = Guest {
+            config: None,
+            ..Guest::default()
+        };
+        if what == "FIFO" {
+            guest.fifos.push(PATH.into());
+        } else {
+            guest.symlinks.push((PATH.into(), "/dev/zero".into()));
+        }
+        let append = format!("{SLIRP_IP} vminit.config={PATH}");
+        let (mut vm, _dir) = boot(&guest, Machine::Q35, &append, &[img]);
+        let h = wait_error_with_agent_ready(&mut vm, what);
+        let errors = h["errors"].to_string();
+        assert!(
+            errors.contains(&format!("{PATH}: is a")),
+            "{what}: the path is not named: {errors}"
+        );
+        assert_eq!(h["status"], "degraded", "{h:#}");
+        let console = power_off_cleanly(&mut vm);
+        assert!(!console.contains("panicked"), "{what}: {console}");
+    }
 }
 
 #[test]

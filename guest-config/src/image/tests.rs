@@ -246,3 +246,31 @@ fn every_duration_key_refuses_more_than_365_days_with_its_line() {
     }
     assert!(parse("[services.a]\ncommand = [\"x\"]\nstop_timeout = \"365d\"\n").is_ok());
 }
+
+#[test]
+fn every_key_of_an_inline_table_is_checked_not_only_the_first_bad_one() {
+    let e = errors(
+        "[services.a]\ncommand = [\"x\"]\n\
+         backoff = { max = \"9999999999999999h\", initial = \"9999999999999999h\" }\n\
+         restart_limit = { burst = \"five\", interval = \"9999999999999999h\" }\n",
+    );
+    let mut keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "services.a.backoff.initial",
+            "services.a.backoff.max",
+            "services.a.restart_limit.burst",
+            "services.a.restart_limit.interval",
+        ],
+        "{e:#?}"
+    );
+    // Each at its own column of the line.
+    let cols: std::collections::BTreeSet<usize> = e
+        .iter()
+        .filter(|e| e.key.contains("backoff"))
+        .map(|e| e.pos.unwrap().col)
+        .collect();
+    assert_eq!(cols.len(), 2, "{e:#?}");
+}
