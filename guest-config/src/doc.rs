@@ -102,7 +102,8 @@ impl<'a> Doc<'a> {
     /// The dotted key an error at byte `offset` concerns: the innermost key whose key or
     /// value contains it, else the last key before it.
     fn key_at(&self, offset: usize) -> String {
-        let inside = |r: &Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
+        // An empty range (a key with no value) still holds its start.
+        let inside = |r: &Range<usize>| r.contains(&offset) || r.start == offset;
         let hit = self
             .entries
             .iter()

@@ -19,15 +19,16 @@ impl Pos {
     /// Turns a byte offset into `text` into a 1-based line and column (columns in characters,
     /// as an editor counts them). An offset past the end points after the last character.
     pub fn at(text: &str, offset: usize) -> Pos {
-        let mut end = offset.min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = (0..=offset.min(text.len()))
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         let before = &text[..end];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        Pos { line, col }
+        let line_text = before.rsplit('\n').next().unwrap_or_default();
+        Pos {
+            line: before.matches('\n').count().saturating_add(1),
+            col: line_text.chars().count().saturating_add(1),
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! ([`mod@drive::find`] probes superblocks, never mounts); applying configuration is the other
 //! crates' job.
 
+// PID 1 code, where an overflow panic is a kernel panic: arithmetic is checked or saturating,
+// and a provably bounded index allowed narrowly with a `// why:` (docs/DESIGN.md).
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 #![forbid(unsafe_code)]
 
 pub mod arbitrate;

@@ -71,16 +71,16 @@ impl IpNet {
     pub fn contains(&self, a: IpAddr) -> bool {
         match (self.addr, a) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len.min(32)))
+                let host = u32::MAX
+                    .checked_shr(u32::from(self.prefix_len))
                     .unwrap_or(0);
-                (u32::from(n) ^ u32::from(a)) & m == 0
+                (u32::from(n) ^ u32::from(a)) & !host == 0
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len.min(128)))
+                let host = u128::MAX
+                    .checked_shr(u32::from(self.prefix_len))
                     .unwrap_or(0);
-                (u128::from(n) ^ u128::from(a)) & m == 0
+                (u128::from(n) ^ u128::from(a)) & !host == 0
             }
             _ => false,
         }

@@ -72,7 +72,7 @@ pub fn utf8(args: &[OsString]) -> Result<Vec<String>, ArgError> {
         .enumerate()
         .map(|(i, a)| {
             a.clone().into_string().map_err(|bad| ArgError::NotUtf8 {
-                index: i + 1,
+                index: i.saturating_add(1),
                 lossy: bad.to_string_lossy().into_owned(),
             })
         })

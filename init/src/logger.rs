@@ -61,7 +61,7 @@ fn write_some(out: &mut File, buf: &[u8]) -> usize {
     while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
         match out.write(rest) {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) => done = done.saturating_add(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -153,7 +153,7 @@ pub fn dropped() -> u64 {
 
 /// Writes the backlog out, waiting at most `limit`: the last lines before a power-off.
 pub fn flush(limit: Duration) {
-    let end = Instant::now() + limit;
+    let end = crate::shutdown::deadline(Instant::now(), limit);
     loop {
         let mut sink = LOGGER.sink.lock().unwrap_or_else(|p| p.into_inner());
         let Sink { console, backlog } = &mut *sink;

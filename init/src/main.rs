@@ -4,6 +4,9 @@
 //! the pieces only an init has: early mounts, the console logger, the health endpoint,
 //! shutdown. Configuration grammars live in `guest-config`, services in `supervisor`, the
 //! network in `netconf`, kernel modules in `modules`. The only `unsafe` code is in [`sys`].
+// PID 1 code, where an overflow panic is a kernel panic: arithmetic is checked or saturating,
+// and a provably bounded index allowed narrowly with a `// why:` (docs/DESIGN.md).
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 #![deny(unsafe_code)]
 
 mod args;

@@ -57,7 +57,7 @@ pub fn fallback_loop(mode: ShutdownMode) -> ! {
             }
             log::info!("fallback: signal {sig}: stopping all processes");
             let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
-            let end = Instant::now() + crate::shutdown::LEFTOVER_GRACE;
+            let end = crate::shutdown::deadline(Instant::now(), crate::shutdown::LEFTOVER_GRACE);
             while Instant::now() < end {
                 crate::sys::reap_all(|_, _| {});
                 if !crate::sys::has_children() {

@@ -22,22 +22,27 @@ const EVENT_SIZE: usize = 24;
 /// of `unsigned long`, most significant first, separated by spaces, leading zero words left
 /// out (`"10000000000000 0"` is KEY_POWER alone on 64-bit).
 pub fn has_key(bitmap: &str, key: u32, word_bits: u32) -> bool {
-    let words: Vec<&str> = bitmap.split_whitespace().collect();
-    let (index, bit) = (key / word_bits, key % word_bits);
-    let Some(pos) = words.len().checked_sub(1 + index as usize) else {
+    let (Some(index), Some(bit)) = (key.checked_div(word_bits), key.checked_rem(word_bits)) else {
         return false;
     };
-    words
-        .get(pos)
+    // Most significant word first: `index` counts from the last one.
+    bitmap
+        .split_whitespace()
+        .rev()
+        .nth(index as usize)
         .and_then(|w| u64::from_str_radix(w, 16).ok())
-        .is_some_and(|w| w >> bit & 1 == 1)
+        .is_some_and(|w| w.checked_shr(bit).is_some_and(|w| w & 1 == 1))
 }
 
 /// Key presses of KEY_POWER in a buffer of whole `input_event`s.
 pub fn power_presses(buf: &[u8]) -> usize {
     buf.chunks_exact(EVENT_SIZE)
         .filter(|e| {
-            let field = |at: usize| e.get(at..at + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+            let field = |at: usize| {
+                e.get(at..)
+                    .and_then(|b| b.first_chunk())
+                    .map(|b| u16::from_ne_bytes(*b))
+            };
             let value = e
                 .get(20..24)
                 .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
@@ -294,6 +299,7 @@ mod tests {
         assert!(!has_key("zz 0", KEY_POWER, 64));
         // 32-bit words: KEY_POWER is bit 20 of the fourth word.
         assert!(has_key("100000 0 0 0", KEY_POWER, 32));
+        assert!(!has_key("1", KEY_POWER, 0));
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Shutdown {
 
 /// `now + d`, capped at a year from now where `d` would overflow the clock (config durations
 /// are refused past 365 days, so only a bug gets here).
-fn deadline(now: Instant, d: Duration) -> Instant {
+pub(crate) fn deadline(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
         .unwrap_or(now)
@@ -165,10 +165,9 @@ pub fn children_of_init() -> Vec<String> {
             name.parse::<u32>().ok()?;
             let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
             // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
-            let open = stat.find('(')?;
-            let close = stat.rfind(')')?;
-            let comm = stat.get(open + 1..close)?;
-            let ppid = stat.get(close + 2..)?.split_whitespace().nth(1)?;
+            let (head, tail) = stat.rsplit_once(')')?;
+            let (_, comm) = head.split_once('(')?;
+            let ppid = tail.get(1..)?.split_whitespace().nth(1)?;
             (ppid == me).then(|| format!("{name} ({comm})"))
         })
         .collect()

@@ -41,7 +41,7 @@ impl AliasIndex {
                 .entry(prefix)
                 .or_default()
                 .push((index.len, pattern, module));
-            index.len += 1;
+            index.len = index.len.saturating_add(1);
         }
         index.prefix_lens.sort_unstable();
         index.prefix_lens.dedup();

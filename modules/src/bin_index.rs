@@ -178,7 +178,7 @@ impl BinIndex {
             Data::Memory(bytes) => return Ok((0, bytes.clone())),
             Data::File { file, chunks, .. } => (file, chunks),
         };
-        let start = at - at % CHUNK;
+        let start = at.saturating_sub(at % CHUNK);
         let mut cache = chunks.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(c) = cache.get(&start) {
             return Ok((start, c.clone()));
@@ -187,9 +187,10 @@ impl BinIndex {
         let mut buf = vec![0; want];
         let mut got = 0;
         while got < want {
-            match file.read_at(&mut buf[got..], start + got as u64) {
+            // A position inside the file (`start + got <= len`), so this cannot saturate.
+            match file.read_at(&mut buf[got..], start.saturating_add(got as u64)) {
                 Ok(0) => break,
-                Ok(n) => got += n,
+                Ok(n) => got = got.saturating_add(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => return Err(read_err(&self.path, source)),
             }
@@ -214,18 +215,17 @@ impl BinIndex {
             values_at: None,
         };
         if raw & PREFIX != 0 {
-            node.prefix_len = r.cstr_len(at)?;
-            at += node.prefix_len as u64 + 1;
+            (node.prefix_len, at) = r.cstr(at)?;
         }
         if raw & CHILDS != 0 {
-            let (first, last) = (r.byte(at)?, r.byte(at + 1)?);
+            let (first, last) = (r.byte(at)?, r.byte_at(at, 1)?);
             if last < first {
                 return Err(self.damaged(at, format!("child range {first}..{last} is reversed")));
             }
             node.first = first;
-            node.children = usize::from(last - first) + 1;
-            node.children_at = at + 2;
-            at = node.children_at + 4 * node.children as u64;
+            node.children = (first..=last).len();
+            node.children_at = r.add(at, 2)?;
+            at = r.slot(node.children_at, node.children)?;
         }
         if raw & VALUES != 0 {
             node.values_at = Some(at);
@@ -241,8 +241,13 @@ impl BinIndex {
         if k >= node.children {
             return Ok(None);
         }
-        let child = r.u32(node.children_at + 4 * k as u64)?;
+        let child = self.child_at(r, node, k)?;
         Ok(Some(child).filter(|&c| c != 0))
+    }
+
+    /// The offset of `node`'s `k`th child (0: none).
+    fn child_at(&self, r: &mut Reader<'_>, node: &Node, k: usize) -> Result<u32> {
+        r.u32(r.slot(node.children_at, k)?)
     }
 
     fn values(&self, r: &mut Reader<'_>, mut at: u64) -> Result<Vec<Value>> {
@@ -250,47 +255,51 @@ impl BinIndex {
         if count > MAX_VALUES {
             return Err(self.damaged(at, format!("{count} values in one node")));
         }
-        at += 4;
+        at = r.add(at, 4)?;
         let mut out = Vec::new();
         for _ in 0..count {
             let priority = r.u32(at)?;
-            let len = r.cstr_len(at + 4)?;
-            let bytes = r.bytes(at + 4, len)?;
+            let string_at = r.add(at, 4)?;
+            let (len, end) = r.cstr(string_at)?;
+            let bytes = r.bytes(string_at, len)?;
             let value = String::from_utf8(bytes)
-                .map_err(|_| self.damaged(at + 4, "a value is not UTF-8".into()))?;
+                .map_err(|_| self.damaged(string_at, "a value is not UTF-8".into()))?;
             out.push((priority, value));
-            at += 4 + len as u64 + 1;
+            at = end;
         }
         Ok(out)
     }
 
-    /// Whether `key[i..]` starts with `node`'s prefix.
-    fn prefix_matches(&self, r: &mut Reader<'_>, node: &Node, key: &[u8]) -> Result<bool> {
-        if key.len() < node.prefix_len {
-            return Ok(false);
-        }
-        for (k, &want) in key[..node.prefix_len].iter().enumerate() {
-            if r.byte(node.prefix_at + k as u64)? != want {
-                return Ok(false);
+    /// The rest of `key` after `node`'s prefix, if `key` starts with it.
+    fn strip_prefix<'k>(
+        r: &mut Reader<'_>,
+        node: &Node,
+        key: &'k [u8],
+    ) -> Result<Option<&'k [u8]>> {
+        let Some((head, rest)) = key.split_at_checked(node.prefix_len) else {
+            return Ok(None);
+        };
+        for (k, &want) in head.iter().enumerate() {
+            if r.byte_at(node.prefix_at, k)? != want {
+                return Ok(None);
             }
         }
-        Ok(true)
+        Ok(Some(rest))
     }
 
     /// The first value stored under exactly `key` (kmod's `index_search`): a module's
     /// `modules.dep` line, or `""` for a built-in in `modules.builtin.bin`.
     pub fn search(&self, key: &str) -> Result<Option<String>> {
-        let key = key.as_bytes();
+        let mut key = key.as_bytes();
         let mut r = Reader::new(self);
-        let (mut raw, mut i) = (self.root, 0);
+        let mut raw = self.root;
         // Each step takes at least one byte of the key, so this ends.
         loop {
             let node = self.node(&mut r, raw)?;
-            if !self.prefix_matches(&mut r, &node, &key[i..])? {
+            let Some(rest) = Self::strip_prefix(&mut r, &node, key)? else {
                 return Ok(None);
-            }
-            i += node.prefix_len;
-            let Some(&byte) = key.get(i) else {
+            };
+            let Some((&byte, rest)) = rest.split_first() else {
                 return match node.values_at {
                     Some(at) => Ok(self.values(&mut r, at)?.into_iter().next().map(|v| v.1)),
                     None => Ok(None),
@@ -299,39 +308,37 @@ impl BinIndex {
             let Some(child) = self.child(&mut r, &node, byte)? else {
                 return Ok(None);
             };
-            raw = child;
-            i += 1;
+            (raw, key) = (child, rest);
         }
     }
 
     /// Every value whose key, as a glob pattern, matches `key` (kmod's `index_searchwild`):
     /// the modules of every alias pattern a modalias matches, in the file's order.
     pub fn search_wild(&self, key: &str) -> Result<Vec<Value>> {
-        let key = key.as_bytes();
+        let mut key = key.as_bytes();
         let mut r = Reader::new(self);
         let mut out = Vec::new();
-        let (mut raw, mut i) = (self.root, 0);
+        let mut raw = self.root;
         loop {
             let node = self.node(&mut r, raw)?;
             for j in 0..node.prefix_len {
-                let byte = r.byte(node.prefix_at + j as u64)?;
+                let byte = r.byte_at(node.prefix_at, j)?;
                 if is_wild(byte) {
-                    let rest = key.get(i + j..).unwrap_or_default();
+                    let rest = key.get(j..).unwrap_or_default();
                     self.match_subtree(&mut r, raw, j, &[], rest, &mut out)?;
                     return Ok(out);
                 }
-                if key.get(i + j) != Some(&byte) {
+                if key.get(j) != Some(&byte) {
                     return Ok(out);
                 }
             }
-            i += node.prefix_len;
-            let rest = key.get(i..).unwrap_or_default();
+            key = key.get(node.prefix_len..).unwrap_or_default();
             for wild in [b'*', b'?', b'['] {
                 if let Some(child) = self.child(&mut r, &node, wild)? {
-                    self.match_subtree(&mut r, child, 0, &[wild], rest, &mut out)?;
+                    self.match_subtree(&mut r, child, 0, &[wild], key, &mut out)?;
                 }
             }
-            let Some(&byte) = key.get(i) else {
+            let Some((&byte, rest)) = key.split_first() else {
                 if let Some(at) = node.values_at {
                     out.extend(self.values(&mut r, at)?);
                 }
@@ -347,8 +354,7 @@ impl BinIndex {
             let Some(child) = self.child(&mut r, &node, byte)? else {
                 return Ok(out);
             };
-            raw = child;
-            i += 1;
+            (raw, key) = (child, rest);
         }
     }
 
@@ -411,31 +417,26 @@ struct Flatten<'a, 'r> {
 
 impl Flatten<'_, '_> {
     fn walk(&mut self, raw: u32, j: usize, depth: usize) -> Result<()> {
-        self.visited += 1;
+        self.visited = self.visited.saturating_add(1);
         if depth > MAX_DEPTH || self.visited > MAX_NODES {
-            let at = u64::from(raw & OFFSET_MASK);
-            return Err(self.index.damaged(
-                at,
-                format!(
-                    "a wildcard search went past {MAX_DEPTH} levels or {MAX_NODES} nodes (a loop?)"
-                ),
-            ));
+            return Err(self.too_far(raw));
         }
         let node = self.index.node(self.r, raw)?;
         let base = self.pattern.len();
         for k in j..node.prefix_len {
-            let b = self.r.byte(node.prefix_at + k as u64)?;
+            let b = self.r.byte_at(node.prefix_at, k)?;
             self.pattern.push(b);
         }
         for k in 0..node.children {
-            let child = self.r.u32(node.children_at + 4 * k as u64)?;
+            let child = self.index.child_at(self.r, &node, k)?;
             if child == 0 {
                 continue;
             }
             // `k < children <= 256 - first`, so the sum fits a byte.
             let byte = node.first.wrapping_add(k as u8);
             self.pattern.push(byte);
-            self.walk(child, 0, depth + 1)?;
+            // Below MAX_DEPTH, checked above.
+            self.walk(child, 0, depth.saturating_add(1))?;
             self.pattern.pop();
         }
         if let Some(at) = node.values_at {
@@ -443,6 +444,15 @@ impl Flatten<'_, '_> {
         }
         self.pattern.truncate(base);
         Ok(())
+    }
+
+    /// Out of `walk`, whose stack frame is paid once per level.
+    fn too_far(&self, raw: u32) -> Error {
+        let at = u64::from(raw & OFFSET_MASK);
+        let reason = format!(
+            "a wildcard search went past {MAX_DEPTH} levels or {MAX_NODES} nodes (a loop?)"
+        );
+        self.index.damaged(at, reason)
     }
 }
 
@@ -484,31 +494,48 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// `at + n`. Offsets, lengths and counts come from the file: past `u64` it is damaged.
+    fn add(&self, at: u64, n: usize) -> Result<u64> {
+        let sum = u64::try_from(n).ok().and_then(|n| at.checked_add(n));
+        sum.ok_or_else(|| {
+            self.index
+                .damaged(at, format!("offset {at} + {n} overflows"))
+        })
+    }
+
+    /// Where entry `k` of the array of u32s at `at` is (a saturated product is past any end).
+    fn slot(&self, at: u64, k: usize) -> Result<u64> {
+        self.add(at, k.saturating_mul(4))
+    }
+
+    fn byte_at(&mut self, at: u64, k: usize) -> Result<u8> {
+        self.byte(self.add(at, k)?)
+    }
+
     fn u32(&mut self, at: u64) -> Result<u32> {
         let mut b = [0; 4];
         for (k, slot) in b.iter_mut().enumerate() {
-            *slot = self.byte(at + k as u64)?;
+            *slot = self.byte_at(at, k)?;
         }
         Ok(u32::from_be_bytes(b))
     }
 
-    /// The length of the NUL-terminated string at `at`.
-    fn cstr_len(&mut self, at: u64) -> Result<usize> {
-        let mut len = 0;
-        while self.byte(at + len as u64)? != 0 {
-            len += 1;
-            if len > MAX_STRING {
-                return Err(self.index.damaged(
-                    at,
-                    format!("a string runs past {MAX_STRING} bytes without its NUL"),
-                ));
+    /// The NUL-terminated string at `at`: its length, and the offset after its NUL.
+    fn cstr(&mut self, at: u64) -> Result<(usize, u64)> {
+        for len in 0..=MAX_STRING {
+            let here = self.add(at, len)?;
+            if self.byte(here)? == 0 {
+                return Ok((len, self.add(here, 1)?));
             }
         }
-        Ok(len)
+        Err(self.index.damaged(
+            at,
+            format!("a string runs past {MAX_STRING} bytes without its NUL"),
+        ))
     }
 
     fn bytes(&mut self, at: u64, len: usize) -> Result<Vec<u8>> {
-        (0..len as u64).map(|k| self.byte(at + k)).collect()
+        (0..len).map(|k| self.byte_at(at, k)).collect()
     }
 }
 

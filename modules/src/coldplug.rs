@@ -125,7 +125,7 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
         let mut last_change = self.clock.now();
         let mut devices = self.scan(&opts.sys, &mut cache)?;
         let devices = loop {
-            self.report.passes += 1;
+            self.report.passes = self.report.passes.saturating_add(1);
             let mut loaded_any = false;
             for dev in devices
                 .iter()
@@ -168,7 +168,7 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
             }
             devices = match watching.then(|| self.kernel.device_events()).flatten() {
                 Some(events) => {
-                    self.report.events += events.len();
+                    self.report.events = self.report.events.saturating_add(events.len());
                     device::apply_events(devices, &events, &opts.sys, &mut cache)
                 }
                 None => self.scan(&opts.sys, &mut cache)?,
@@ -179,7 +179,7 @@ impl<K: Kernel, C: Clock> Loader<K, C> {
     }
 
     fn scan(&mut self, sys: &Path, cache: &mut ScanCache) -> Result<Vec<Device>> {
-        self.report.scans += 1;
+        self.report.scans = self.report.scans.saturating_add(1);
         let start = self.clock.now();
         let devices = device::scan_cached(sys, cache).map_err(|source| Error::ScanSysfs {
             path: sys.join("bus"),

@@ -69,8 +69,8 @@ const PCI_VIRTIO_VENDOR: u32 = 0x1af4;
 
 /// Hex number after `tag` in a modalias such as `pci:v00001AF4d00001000...`.
 fn hex_field(modalias: &str, tag: &str, digits: usize) -> Option<u32> {
-    let start = modalias.find(tag)? + tag.len();
-    let hex = modalias.get(start..start + digits)?;
+    let (_, after) = modalias.split_once(tag)?;
+    let hex = after.get(..digits)?;
     u32::from_str_radix(hex, 16).ok()
 }
 
@@ -90,7 +90,7 @@ pub fn virtio_id(modalias: &str) -> Option<u32> {
             0x1004 => Some(8),
             0x1005 => Some(4),
             0x1009 => Some(9),
-            0x1040..=0x107f => Some(device - 0x1040),
+            0x1040..=0x107f => device.checked_sub(0x1040),
             _ => None,
         };
     }
@@ -289,7 +289,7 @@ fn read_attr(path: &Path) -> Option<String> {
     while len < buf.len() {
         match f.read(&mut buf[len..]) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(n) => len = len.saturating_add(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }

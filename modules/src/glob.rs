@@ -61,119 +61,103 @@ pub fn is_literal(pattern: &str) -> bool {
 }
 
 /// [`matches`] on bytes.
-pub(crate) fn matches_bytes(pat: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    // Where to resume after the most recent `*`: (pattern index after the
-    // star, text index the star currently stops at). Backtracking only to the
-    // last star keeps this linear in practice and never exponential.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if let Some(&pc) = pat.get(p) {
-            match pc {
+pub(crate) fn matches_bytes(mut pat: &[u8], mut text: &[u8]) -> bool {
+    // Where to resume after the most recent `*`: (the pattern after the star, the text the
+    // star currently stops at). Backtracking only to the last star keeps this linear in
+    // practice and never exponential.
+    let mut star: Option<(&[u8], &[u8])> = None;
+    while let Some((&tc, text_rest)) = text.split_first() {
+        if let Some((&pc, pat_rest)) = pat.split_first() {
+            // The pattern after `pc` matched `tc`, if it did.
+            let next = match pc {
                 b'*' => {
-                    star = Some((p + 1, t));
-                    p += 1;
+                    star = Some((pat_rest, text));
+                    pat = pat_rest;
                     continue;
                 }
-                b'?' => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                b'[' => match match_class(pat, p, text[t]) {
-                    Class::Hit(next) => {
-                        p = next;
-                        t += 1;
-                        continue;
-                    }
-                    Class::Miss => {}
+                b'?' => Some(pat_rest),
+                b'[' => match match_class(pat_rest, tc) {
+                    Class::Hit(after) => Some(after),
+                    Class::Miss => None,
                     // An unterminated `[` is an ordinary character, as in fnmatch.
-                    Class::Unterminated if text[t] == b'[' => {
-                        p += 1;
-                        t += 1;
-                        continue;
-                    }
-                    Class::Unterminated => {}
+                    Class::Unterminated => (tc == b'[').then_some(pat_rest),
                 },
                 // A trailing `\` matches nothing, as in glibc.
-                b'\\' if pat.get(p + 1) == Some(&text[t]) => {
-                    p += 2;
-                    t += 1;
-                    continue;
-                }
-                b'\\' => {}
-                c if c == text[t] => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                _ => {}
+                b'\\' => match pat_rest {
+                    [quoted, after @ ..] if *quoted == tc => Some(after),
+                    _ => None,
+                },
+                c => (c == tc).then_some(pat_rest),
+            };
+            if let Some(after) = next {
+                (pat, text) = (after, text_rest);
+                continue;
             }
         }
         match star {
             Some((sp, st)) => {
-                p = sp;
-                t = st + 1;
-                star = Some((sp, st + 1));
+                // `st` is a text the loop went into, so not empty.
+                let st = st.get(1..).unwrap_or_default();
+                (pat, text) = (sp, st);
+                star = Some((sp, st));
             }
             None => return false,
         }
     }
-    pat[p..].iter().all(|&c| c == b'*')
+    pat.iter().all(|&c| c == b'*')
 }
 
-enum Class {
-    /// Matched; the pattern goes on at this index.
-    Hit(usize),
+enum Class<'a> {
+    /// Matched; the pattern goes on with this.
+    Hit(&'a [u8]),
     Miss,
     /// No closing `]`: the `[` is literal.
     Unterminated,
 }
 
-/// Matches `c` against the class starting at `pat[start] == b'['`.
-fn match_class(pat: &[u8], start: usize, c: u8) -> Class {
-    let mut i = start + 1;
-    let negate = matches!(pat.get(i), Some(b'!' | b'^'));
-    if negate {
-        i += 1;
-    }
+/// Matches `c` against the class `pat` begins with, just after its `[`.
+fn match_class(pat: &[u8], c: u8) -> Class<'_> {
+    let (negate, mut pat) = match pat {
+        [b'!' | b'^', rest @ ..] => (true, rest),
+        _ => (false, pat),
+    };
     let mut first = true;
     loop {
-        let Some(&cur) = pat.get(i) else {
+        let Some((&cur, after)) = pat.split_first() else {
             return Class::Unterminated;
         };
         if cur == b']' && !first {
             return if negate {
-                Class::Hit(i + 1)
+                Class::Hit(after)
             } else {
                 Class::Miss
             };
         }
         first = false;
         let hit;
-        if let (b'[', Some(b':')) = (cur, pat.get(i + 1)) {
-            match named_class(pat, i + 2, c) {
+        if let [b'[', b':', name @ ..] = pat {
+            match named_class(name, c) {
                 Named::Class(class_hit, next) => {
                     hit = class_hit;
-                    i = next;
+                    pat = next;
                 }
                 // glibc fails this alignment on an unknown class name.
                 Named::Invalid => return Class::Miss,
-                Named::NotAName => match member(pat, i, c) {
-                    Some(m) => (hit, i) = m,
+                Named::NotAName => match member(pat, c) {
+                    Some(m) => (hit, pat) = m,
                     None => return Class::Unterminated,
                 },
             }
         } else {
-            match member(pat, i, c) {
-                Some(m) => (hit, i) = m,
+            match member(pat, c) {
+                Some(m) => (hit, pat) = m,
                 None => return Class::Unterminated,
             }
         }
         if hit {
             // As glibc: once a member matched, the rest is skipped rather
             // than checked; a negated class then fails.
-            return match skip_rest(pat, i) {
+            return match skip_rest(pat) {
                 Some(next) if !negate => Class::Hit(next),
                 Some(_) => Class::Miss,
                 None => Class::Unterminated,
@@ -182,73 +166,70 @@ fn match_class(pat: &[u8], start: usize, c: u8) -> Class {
     }
 }
 
-/// One member at `i`: a byte or a range `a-z`. `(matched, next index)`, or
-/// `None` when the pattern ends inside it.
-fn member(pat: &[u8], i: usize, c: u8) -> Option<(bool, usize)> {
-    let (lo, after_lo) = class_byte(pat, i)?;
-    if pat.get(after_lo) == Some(&b'-') && pat.get(after_lo + 1).is_some_and(|&b| b != b']') {
-        let (hi, after_hi) = class_byte(pat, after_lo + 1)?;
-        Some((lo <= c && c <= hi, after_hi))
-    } else {
-        Some((lo == c, after_lo))
+/// The member `pat` begins with: a byte or a range `a-z`. `(matched, the pattern after it)`,
+/// or `None` when the pattern ends inside it.
+fn member(pat: &[u8], c: u8) -> Option<(bool, &[u8])> {
+    let (lo, after_lo) = class_byte(pat)?;
+    match after_lo {
+        [b'-', hi @ ..] if hi.first().is_some_and(|&b| b != b']') => {
+            let (hi, after_hi) = class_byte(hi)?;
+            Some((lo <= c && c <= hi, after_hi))
+        }
+        _ => Some((lo == c, after_lo)),
     }
 }
 
-/// Index after the `]` closing a class whose members from `i` on need not
-/// be examined; `None` if it never closes (then the `[` is literal).
-fn skip_rest(pat: &[u8], mut i: usize) -> Option<usize> {
+/// The pattern after the `]` closing a class whose members from `pat` on need not be
+/// examined; `None` if it never closes (then the `[` is literal).
+fn skip_rest(mut pat: &[u8]) -> Option<&[u8]> {
     loop {
-        let c = *pat.get(i)?;
-        i += 1;
-        match c {
-            b'\\' => {
-                pat.get(i)?;
-                i += 1;
-            }
-            b'[' if pat.get(i) == Some(&b':') => {
-                if let Some(next) = class_name_end(pat, i + 1) {
-                    i = next;
+        let (&c, after) = pat.split_first()?;
+        pat = after;
+        match (c, pat) {
+            (b'\\', _) => pat = pat.get(1..)?,
+            (b'[', [b':', name @ ..]) => {
+                if let Some((_, next)) = class_name(name) {
+                    pat = next;
                 }
             }
-            b']' => return Some(i),
+            (b']', _) => return Some(pat),
             _ => {}
         }
     }
 }
 
-/// For a name starting at `start` (after `[:`): the index after its `:]`,
+/// For a name that `pat` begins with (after `[:`): the name and the pattern after its `:]`,
 /// if it is made of the letters glibc accepts in class names (`a`..`y`).
-fn class_name_end(pat: &[u8], start: usize) -> Option<usize> {
-    let rest = pat.get(start..)?;
-    let len = rest.iter().position(|b| !(b'a'..=b'y').contains(b))?;
-    (rest.get(len..len + 2) == Some(b":]".as_slice())).then_some(start + len + 2)
+fn class_name(pat: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = pat.iter().position(|b| !(b'a'..=b'y').contains(b))?;
+    let (name, after) = pat.split_at(len);
+    Some((name, after.strip_prefix(b":]")?))
 }
 
-/// One (possibly backslash-quoted) byte inside a class.
-fn class_byte(pat: &[u8], i: usize) -> Option<(u8, usize)> {
-    match *pat.get(i)? {
-        b'\\' => Some((*pat.get(i + 1)?, i + 2)),
-        b => Some((b, i + 1)),
+/// The (possibly backslash-quoted) byte a class's `pat` begins with, and the pattern after.
+fn class_byte(pat: &[u8]) -> Option<(u8, &[u8])> {
+    match pat.split_first()? {
+        (b'\\', quoted) => quoted.split_first().map(|(&b, after)| (b, after)),
+        (&b, after) => Some((b, after)),
     }
 }
 
-enum Named {
-    /// `(matched, index after ":]")`.
-    Class(bool, usize),
+enum Named<'a> {
+    /// `(matched, the pattern after ":]")`.
+    Class(bool, &'a [u8]),
     /// Looks like a class name (lower-case letters) but is not one.
     Invalid,
     /// Not a `[:name:]` at all: the `[` is an ordinary member.
     NotAName,
 }
 
-/// `[:name:]` inside a class, `name_start` pointing after `[:`.
-fn named_class(pat: &[u8], name_start: usize, c: u8) -> Named {
+/// `[:name:]` inside a class, `pat` beginning after `[:`.
+fn named_class(pat: &[u8], c: u8) -> Named<'_> {
     // Like glibc: only `a`..`y` make a name; anything else means the `[`
     // was an ordinary member.
-    let Some(end) = class_name_end(pat, name_start) else {
+    let Some((name, after)) = class_name(pat) else {
         return Named::NotAName;
     };
-    let name = &pat[name_start..end - 2];
     let hit = match name {
         b"alpha" => c.is_ascii_alphabetic(),
         b"digit" => c.is_ascii_digit(),
@@ -264,7 +245,7 @@ fn named_class(pat: &[u8], name_start: usize, c: u8) -> Named {
         b"cntrl" => c.is_ascii_control(),
         _ => return Named::Invalid,
     };
-    Named::Class(hit, end)
+    Named::Class(hit, after)
 }
 
 #[cfg(test)]

@@ -86,9 +86,8 @@ fn builtin_aliases(modinfo: &str) -> Vec<AliasLine> {
     const KEY: &str = ".alias=";
     let mut out = Vec::new();
     let mut rest = modinfo;
-    while let Some(at) = rest.find(KEY) {
-        let module = rest[..at].rsplit('\0').next().unwrap_or_default();
-        let tail = &rest[at + KEY.len()..];
+    while let Some((head, tail)) = rest.split_once(KEY) {
+        let module = head.rsplit('\0').next().unwrap_or_default();
         let pattern = tail.split('\0').next().unwrap_or_default();
         // `module.parm=x.alias=y` would be a parameter's value, not an alias key.
         if !module.is_empty() && !module.contains(['.', '=']) {

@@ -84,7 +84,7 @@ fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     text.lines()
         .enumerate()
         // The index files are ASCII; an ASCII trim skips decoding every character.
-        .map(|(i, l)| (i + 1, l.trim_ascii()))
+        .map(|(i, l)| (i.saturating_add(1), l.trim_ascii()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 

@@ -68,7 +68,9 @@ pub fn probe(
     let frame = request_frame(mac, our_ip, gateway);
     let start = Instant::now();
     let deadline = crate::wait::deadline(start, timeout);
-    let mut resend_at = start.checked_add(timeout / 2);
+    let mut resend_at = timeout
+        .checked_div(2)
+        .and_then(|half| start.checked_add(half));
     send(&sock, ifindex, &frame)?;
     let mut buf = [0u8; 256];
     loop {

@@ -51,6 +51,9 @@
 //! thread also on its stop pipe) and re-read the link on each event, and at least once a
 //! second during bring-up, every 30 s while holding the configuration.
 
+// PID 1 code, where an overflow panic is a kernel panic: arithmetic is checked or saturating,
+// and a provably bounded index allowed narrowly with a `// why:` (docs/DESIGN.md).
+#![cfg_attr(not(test), warn(clippy::arithmetic_side_effects))]
 #![deny(unsafe_code)]
 
 mod apply;

@@ -62,6 +62,9 @@ struct RawParam<'a> {
 /// `next_arg()` of lib/cmdline.c: the next word of `args` (which starts at a non-space) and
 /// the rest. Works on a copy with the same NUL writes as the C code, so every quoting corner
 /// case comes out as the kernel's does.
+// why: the C code's index arithmetic, kept to compare with it: `equals < i <= body.len()`,
+// `i > equals + 1` where `word[i - 1]` follows a value's opening quote, `consumed <= args.len()`.
+#[allow(clippy::arithmetic_side_effects)]
 fn next_arg(args: &[u8]) -> (RawParam<'_>, &[u8]) {
     let quoted = args.first() == Some(&b'"');
     let body = if quoted { &args[1..] } else { args };

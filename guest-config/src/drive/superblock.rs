@@ -108,19 +108,18 @@ fn ext(buf: &[u8]) -> Option<Probe> {
 /// iso9660: volume descriptors from sector 16 (2 KiB sectors); the primary one is type 1
 /// with `CD001` version 1; volume id at +40 (32 bytes), creation date at +813 (17 bytes).
 fn iso9660(buf: &[u8]) -> Option<Probe> {
-    for sector in 16..32 {
-        let d = sector * 2048;
-        let head: [u8; 7] = bytes(buf, d)?;
+    for d in buf.get(16 * 2048..)?.chunks(2048).take(16) {
+        let head: [u8; 7] = bytes(d, 0)?;
         if &head[1..6] != b"CD001" {
             return None;
         }
         match head[0] {
             1 => {
-                let raw: [u8; 32] = bytes(buf, d + 40)?;
+                let raw: [u8; 32] = bytes(d, 40)?;
                 return Some(Probe {
                     fs: FsType::Iso9660,
                     label: label(&raw),
-                    id: VolumeId::IsoCreated(bytes(buf, d + 813)?),
+                    id: VolumeId::IsoCreated(bytes(d, 813)?),
                 });
             }
             255 => return None,
@@ -142,13 +141,14 @@ fn vfat(buf: &[u8]) -> Option<Probe> {
         return None;
     }
     let fat16_size = u16::from_le_bytes(bytes(buf, 22)?);
-    let base = if fat16_size == 0 { 64 } else { 36 };
-    let sig = *buf.get(base + 2)?;
-    let fs_type: [u8; 8] = bytes(buf, base + 18)?;
+    // The extended boot record, after the FAT32 or the FAT12/16 BPB.
+    let ebr = buf.get(if fat16_size == 0 { 64 } else { 36 }..)?;
+    let sig = *ebr.get(2)?;
+    let fs_type: [u8; 8] = bytes(ebr, 18)?;
     if !matches!(sig, 0x28 | 0x29) || &fs_type[..3] != b"FAT" {
         return None;
     }
-    let raw: [u8; 11] = bytes(buf, base + 7)?;
+    let raw: [u8; 11] = bytes(ebr, 7)?;
     let mut name = label(&raw);
     if name == "NO NAME" {
         name.clear();
@@ -156,7 +156,7 @@ fn vfat(buf: &[u8]) -> Option<Probe> {
     Some(Probe {
         fs: FsType::Vfat,
         label: name,
-        id: VolumeId::VfatSerial(u32::from_le_bytes(bytes(buf, base + 3)?)),
+        id: VolumeId::VfatSerial(u32::from_le_bytes(bytes(ebr, 3)?)),
     })
 }
 

@@ -136,10 +136,8 @@ fn classful_prefix(a: Ipv4Addr) -> Option<u8> {
 }
 
 fn same_net(a: Ipv4Addr, b: Ipv4Addr, prefix_len: u8) -> bool {
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix_len))
-        .unwrap_or(0);
-    (u32::from(a) ^ u32::from(b)) & mask == 0
+    let host = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
+    (u32::from(a) ^ u32::from(b)) & !host == 0
 }
 
 /// The longest run of fields from `start` that reads as an IPv6 address (brackets allowed).
@@ -184,7 +182,7 @@ impl Field {
 
     /// Its 1-based position, as errors give it.
     pub fn position(self) -> usize {
-        self as usize + 1
+        (self as usize).saturating_add(1)
     }
 
     pub fn name(self) -> &'static str {

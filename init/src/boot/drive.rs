@@ -74,7 +74,8 @@ fn mount_drive(device: &Path, mp: &Path, fstype: &str) -> rustix::io::Result<()>
     match mount(device, mp, fstype, flags, data) {
         Err(rustix::io::Errno::INVAL) => {
             log::debug!("config drive: mount without nosymfollow (kernel older than 5.10?)");
-            mount(device, mp, fstype, flags - MountFlags::NOSYMFOLLOW, data)
+            let flags = flags.difference(MountFlags::NOSYMFOLLOW);
+            mount(device, mp, fstype, flags, data)
         }
         other => other,
     }

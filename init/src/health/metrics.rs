@@ -273,7 +273,7 @@ fn figures(out: &mut String, doc: &HealthDoc, names: &[String]) {
 fn self_usage() -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after `(comm)`: state is field 3; utime and stime are fields 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let rest = stat.rsplit_once(')')?.1.get(1..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f
         .get(11)?

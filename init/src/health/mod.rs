@@ -183,7 +183,10 @@ impl Shared {
     }
 
     fn ping_main_loop(&self) -> u64 {
-        let seq = self.livez_ping.fetch_add(1, Ordering::AcqRel) + 1;
+        let seq = self
+            .livez_ping
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
         if let Some(w) = self.main_waker.get() {
             let _ = w.wake();
         }
@@ -229,7 +232,7 @@ pub fn spawn(
 ) -> Vec<Result<String, BindError>> {
     let yield_until = match priority {
         Priority::Normal => None,
-        Priority::YieldToBoot => Some(std::time::Instant::now() + BOOT_YIELD_MAX),
+        Priority::YieldToBoot => std::time::Instant::now().checked_add(BOOT_YIELD_MAX),
     };
     spawn_server(listeners, shared, yield_until)
 }

@@ -26,6 +26,7 @@ use super::http::{self, Parsed, Route, MAX_REQUEST};
 use super::metrics::{self, ServerCounters};
 use super::socket::{ListenSock, Stream};
 use super::Shared;
+use crate::shutdown::deadline;
 
 pub const MAX_CONNS: usize = 128;
 /// Most long polls waiting at once: half the slots, so plain polls always find room.
@@ -135,12 +136,15 @@ impl Server {
     }
 
     fn add_listener(&mut self, mut sock: ListenSock, name: String) -> io::Result<()> {
-        if self.listeners.len() >= MAX_LISTENERS {
+        // The listeners' tokens are FIRST_LISTENER..FIRST_CONN.
+        let Some(token) = (FIRST_LISTENER..FIRST_CONN)
+            .nth(self.listeners.len())
+            .map(Token)
+        else {
             return Err(io::Error::other(format!(
                 "more than {MAX_LISTENERS} health listeners"
             )));
-        }
-        let token = Token(FIRST_LISTENER + self.listeners.len());
+        };
         self.poll
             .registry()
             .register(&mut sock, token, Interest::READABLE)?;
@@ -214,8 +218,10 @@ impl Server {
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => self.take_new_listeners(),
-                    Token(t) if t < FIRST_CONN => self.accept_all(),
-                    Token(t) => self.on_conn_event(t - FIRST_CONN),
+                    Token(t) => match t.checked_sub(FIRST_CONN) {
+                        Some(idx) => self.on_conn_event(idx),
+                        None => self.accept_all(),
+                    },
                 }
             }
             let now = Instant::now();
@@ -234,7 +240,7 @@ impl Server {
 
     fn next_timeout(&self, now: Instant) -> Option<Duration> {
         let conn_deadlines = self.conns.iter().flatten().map(|c| match c.phase {
-            ConnPhase::Livez { since, .. } => (since + LIVEZ_DEADLINE).min(c.deadline),
+            ConnPhase::Livez { since, .. } => deadline(since, LIVEZ_DEADLINE).min(c.deadline),
             ConnPhase::Waiting { until, .. } => until.min(c.deadline),
             _ => c.deadline,
         });
@@ -275,7 +281,7 @@ impl Server {
                         l.name
                     );
                     self.evict_oldest();
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    self.accept_paused_until = Some(deadline(Instant::now(), ACCEPT_PAUSE));
                 }
             }
         }
@@ -284,11 +290,12 @@ impl Server {
 
     fn add_conn(&mut self, mut stream: Stream, listener: usize) {
         self.make_room();
-        let idx = self.free.pop().unwrap_or_else(|| {
+        let idx = self.free.pop().unwrap_or(self.conns.len());
+        if idx == self.conns.len() {
             self.conns.push(None);
-            self.conns.len() - 1
-        });
-        let token = Token(idx + FIRST_CONN);
+        }
+        // At most FIRST_CONN + MAX_CONNS.
+        let token = Token(FIRST_CONN.saturating_add(idx));
         if let Err(e) = self.poll.registry().register(
             &mut stream,
             token,
@@ -304,7 +311,7 @@ impl Server {
             listener,
             buf: Vec::new(),
             phase: ConnPhase::Reading,
-            deadline: now + CONN_DEADLINE,
+            deadline: deadline(now, CONN_DEADLINE),
         });
         self.order.push_back(idx);
         self.counters.open_connections = self.order.len();
@@ -339,7 +346,7 @@ impl Server {
     }
 
     fn evict(&mut self, idx: usize) {
-        self.counters.evicted += 1;
+        self.counters.evicted = self.counters.evicted.saturating_add(1);
         self.close(idx);
     }
 
@@ -392,14 +399,14 @@ impl Server {
             Parsed::Bad(status) => writing(http::error_response(status)),
             Parsed::Request { method, path } => {
                 if let Some((_, n)) = self.counters.requests.get_mut(listener) {
-                    *n += 1;
+                    *n = n.saturating_add(1);
                 }
                 self.answer(http::route(&method, &path))
             }
         };
         if let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) {
             if let ConnPhase::Waiting { until, .. } = phase {
-                conn.deadline = until + CONN_DEADLINE;
+                conn.deadline = deadline(until, CONN_DEADLINE);
             }
             conn.phase = phase;
         }
@@ -432,7 +439,7 @@ impl Server {
             {
                 ConnPhase::Waiting {
                     after,
-                    until: Instant::now() + WAIT_MAX,
+                    until: deadline(Instant::now(), WAIT_MAX),
                 }
             }
             Route::Health { .. } => self.after_pong(AfterPong::Health),
@@ -498,7 +505,7 @@ impl Server {
         for idx in due {
             if let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) {
                 c.phase = writing(out.clone());
-                c.deadline = now + CONN_DEADLINE;
+                c.deadline = deadline(now, CONN_DEADLINE);
             }
             self.flush(idx);
         }
@@ -512,7 +519,7 @@ impl Server {
             .enumerate()
             .filter_map(|(idx, c)| match c.as_ref()?.phase {
                 ConnPhase::Livez { seq, since, then }
-                    if pong >= seq || now >= since + LIVEZ_DEADLINE =>
+                    if pong >= seq || now.saturating_duration_since(since) >= LIVEZ_DEADLINE =>
                 {
                     Some((idx, then, pong >= seq))
                 }
@@ -538,7 +545,7 @@ impl Server {
         while *written < out.len() {
             match conn.stream.write(&out[*written..]) {
                 Ok(0) => return self.close(idx),
-                Ok(n) => *written += n,
+                Ok(n) => *written = written.saturating_add(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.close(idx),

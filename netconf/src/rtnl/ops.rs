@@ -268,8 +268,8 @@ fn broadcast(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
     if prefix >= 31 {
         return None;
     }
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-    Some(Ipv4Addr::from(u32::from(addr) | !mask))
+    let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+    Some(Ipv4Addr::from(u32::from(addr) | host))
 }
 
 fn default_route_from(r: &RouteMessage) -> Option<DefaultRoute> {

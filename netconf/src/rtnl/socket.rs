@@ -76,21 +76,20 @@ impl Rtnl {
                 let mut slice: &mut [u8] = &mut self.buf[..];
                 self.sock.recv(&mut slice, 0)?
             };
-            let n = n.min(self.buf.len());
-            let mut off = 0;
-            while off < n {
-                let chunk = &self.buf[off..n];
-                let len = NetlinkBuffer::new_checked(chunk)
+            let mut rest = self.buf.get(..n).unwrap_or(&self.buf);
+            while !rest.is_empty() {
+                let len = NetlinkBuffer::new_checked(rest)
                     .map(|b| b.length() as usize)
                     .map_err(|e| invalid(format!("bad netlink header: {e}")))?;
-                if len == 0 || len > chunk.len() {
+                if len == 0 || len > rest.len() {
                     return Err(invalid(format!(
                         "netlink message length {len} out of bounds"
                     )));
                 }
-                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&chunk[..len])
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..len])
                     .map_err(|e| invalid(format!("cannot parse rtnetlink reply: {e}")))?;
-                off += (len + 3) & !3;
+                // Messages are 4-byte aligned; the last one's padding may be missing.
+                rest = rest.get(len.next_multiple_of(4)..).unwrap_or_default();
                 if parsed.header.sequence_number != seq {
                     continue; // a late reply to an earlier, timed-out request
                 }
