@@ -244,6 +244,7 @@ fn a_long_poll_over_vsock_answers_on_a_service_change() {
         })
         .expect("a long poll that waits");
     vm.get_port(8081, "/exit").unwrap();
+    let changed = std::time::Instant::now();
     let answer = |rx: std::sync::mpsc::Receiver<_>| -> serde_json::Value {
         let got: qemu_harness::Result<(u16, String)> = rx
             .recv_timeout(Duration::from_secs(60))
@@ -275,6 +276,13 @@ fn a_long_poll_over_vsock_answers_on_a_service_change() {
         assert!(doc["generation"].as_u64().unwrap() > next, "{doc:#}");
     }
     assert_ne!(doc["services"]["agent"]["state"], "ready", "{doc:#}");
+    // Answered by the change, not by the 30 s wait running out (the ~100 ms the contract
+    // asks for is a benchmark figure: BENCHMARKS.md, "Health over vsock").
+    let took = changed.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "the long poll answered {took:?} after the change: the wait ran out"
+    );
 }
 
 /// Without a vsock device: no vsock listener, one info line saying so, and everything else
