@@ -66,6 +66,11 @@ pub struct Options {
     pub outage_runs: usize,
     /// How long the link stays down after vminit named the missing carrier.
     pub outage: Duration,
+    /// More kernel cmdline words for vminit's boots (`vminit.log=debug` to see where its
+    /// time goes; a chattier console costs time under TCG, so not for the figures).
+    pub vminit_append: String,
+    /// Keep each boot's console here (`vminit-N.log`, `script-N.log`).
+    pub console_dir: Option<PathBuf>,
 }
 
 /// The image both inits boot (attached with `snapshot=on`, so every boot starts pristine).
@@ -96,10 +101,18 @@ fn builder(rootfs: &DebianRootfs, img: &Path, extra: &str) -> Result<VmBuilder> 
 
 /// Launch → first `/health` 200, and the init's own part on the guest's clock: for vminit
 /// PID 1 → ready from the `boot` section, for the script its start → serving lines.
-fn boot(rootfs: &DebianRootfs, img: &Path, extra: &str) -> Result<(Duration, Option<Duration>)> {
+fn boot(
+    rootfs: &DebianRootfs,
+    img: &Path,
+    extra: &str,
+    console: Option<PathBuf>,
+) -> Result<(Duration, Option<Duration>)> {
     let mut vm = builder(rootfs, img, extra)?.launch()?;
     let (_, body) = vm.wait_get("/health", |code, _| code == 200, BOOT_TIMEOUT)?;
     let took = vm.launched().elapsed();
+    if let Some(dest) = console {
+        vm.save_console(&dest)?;
+    }
     let boot = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default()["boot"].clone();
     let own = match (boot["ready_ms"].as_u64(), boot["init_start_ms"].as_u64()) {
         (Some(r), Some(s)) => Some(Duration::from_millis(r.saturating_sub(s))),
@@ -178,13 +191,17 @@ pub fn run(opts: &Options) -> Result<String> {
     for i in 0..opts.runs {
         let mut parts = Vec::new();
         for is_vminit in boot_order(&[true, false], i) {
+            let console = |name: &str| {
+                let dir = opts.console_dir.as_ref()?;
+                Some(dir.join(format!("{name}-{}.log", i + 1)))
+            };
             if is_vminit {
-                let (t, own) = boot(&rootfs, &img, "")?;
+                let (t, own) = boot(&rootfs, &img, &opts.vminit_append, console("vminit"))?;
                 vminit.push(t);
                 vminit_own.extend(own);
                 parts.push(format!("vminit {} (PID 1 -> ready {})", ms(t), part(own)));
             } else {
-                let (t, own) = boot(&rootfs, &img, "init=/sbin/bb-init")?;
+                let (t, own) = boot(&rootfs, &img, "init=/sbin/bb-init", console("script"))?;
                 script.push(t);
                 script_own.extend(own);
                 parts.push(format!(

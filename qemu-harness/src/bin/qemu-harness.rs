@@ -45,7 +45,8 @@ commands:
                                      the boot order rotates every run;
                                      --agent: the script and vminit also start
                                      an agent (busybox httpd) and wait for it
-  bench-rootfs [--runs N] [--outage-runs K] [--outage SECS]
+  bench-rootfs [--runs N] [--outage-runs K] [--outage SECS] [--vminit-append WORDS]
+               [--console-dir DIR]
                                      the Debian rootfs (scripts/debian-rootfs.sh) with
                                      vminit vs a busybox init script, interleaved:
                                      launch->/health 200, vminit's PID 1->ready, and
@@ -363,6 +364,8 @@ fn bench_rootfs(args: &Args) -> Result<()> {
         runs: args.number("--runs", 5usize)?.max(1),
         outage_runs: args.number("--outage-runs", 1usize)?,
         outage: std::time::Duration::from_secs(args.number("--outage", 60u64)?),
+        vminit_append: args.one("--vminit-append").unwrap_or_default().to_string(),
+        console_dir: args.one("--console-dir").map(std::path::PathBuf::from),
     };
     print!("{}", qemu_harness::bench_rootfs::run(&opts)?);
     Ok(())
