@@ -209,3 +209,33 @@ fn a_power_key_plugged_in_later_is_heard() {
         "the press did not come from {node}:\n{console}"
     );
 }
+
+/// Firecracker's SendCtrlAltDel on microvm (its i8042 keyboard controller): the same graceful
+/// shutdown as the power button, services stopped in order, the trapping one heard.
+#[test]
+fn ctrl_alt_delete_shuts_down_microvm() {
+    let (mut vm, _dir) = boot(
+        &Guest::with_config(ORDERED),
+        Machine::Microvm,
+        SLIRP_IP,
+        &[],
+    );
+    vm.wait_health(|h| h["status"] == "ok", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_console("[api] armed", boot_deadline())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let console = vminit_tests::power_off_cleanly(&mut vm);
+    let at = |needle: &str| {
+        console
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not on the console:\n{console}"))
+    };
+    let (asked, api, db, off) = (
+        at("SIGINT received: shutting down"),
+        at("stopping service api"),
+        at("stopping service db"),
+        at("shutdown: poweroff"),
+    );
+    assert!(asked < api && api < db && db < off, "{console}");
+    assert!(console.contains("[api] GOT-TERM"), "{console}");
+}
