@@ -299,6 +299,12 @@ pub fn boot_deadline() -> Duration {
 pub fn power_off_cleanly(vm: &mut qemu_harness::Vm) -> String {
     vm.send_ctrl_alt_del()
         .expect("monitor: sendkey ctrl-alt-delete");
+    exits_cleanly(vm)
+}
+
+/// Waits for the guest to power QEMU off by itself after a shutdown request; asserts a clean
+/// exit and no kernel panic, and returns the whole console.
+pub fn exits_cleanly(vm: &mut qemu_harness::Vm) -> String {
     let status = vm
         .wait_exit(boot_deadline())
         .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));

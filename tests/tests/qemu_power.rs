@@ -4,7 +4,9 @@
 //! that traps SIGTERM gets to say so, and QEMU exits by itself.
 
 use qemu_harness::{make_drive, Arch, DriveFs, Machine};
-use vminit_tests::{boot, boot_deadline, boot_with, Guest, SLIRP_IP};
+use vminit_tests::{
+    boot, boot_deadline, boot_with, exits_cleanly, power_off_cleanly, Guest, SLIRP_IP,
+};
 
 const ORDERED: &str = r#"
 [services.db]
@@ -106,11 +108,7 @@ fn a_power_button_pressed_during_the_boot_starts_no_service() {
     vm.wait_console("power button: listening", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
     vm.system_powerdown().expect("monitor: system_powerdown");
-    let status = vm
-        .wait_exit(boot_deadline())
-        .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));
-    let console = vm.console_text();
-    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    let console = exits_cleanly(&mut vm);
     assert!(
         console.contains("shutdown requested: power button (/dev/input/event"),
         "the press was not heard during the boot:\n{console}"
@@ -120,7 +118,6 @@ fn a_power_button_pressed_during_the_boot_starts_no_service() {
         !console.contains("started as pid"),
         "a service started:\n{console}"
     );
-    assert!(!console.contains("Kernel panic"), "{console}");
 }
 
 /// A second request while a service ignores SIGTERM with a ten-minute `stop_timeout` skips
@@ -143,17 +140,12 @@ stop_timeout = "10m"
     vm.system_powerdown().expect("monitor: system_powerdown");
     vm.wait_console("stopping service stubborn", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
-    vm.send_ctrl_alt_del().expect("monitor: ctrl-alt-delete");
-    let status = vm
-        .wait_exit(boot_deadline())
-        .unwrap_or_else(|e| panic!("the second request did not end the shutdown: {e}"));
-    let console = vm.console_text();
-    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    // Within the boot deadline (two minutes), which only the second request can explain.
+    let console = power_off_cleanly(&mut vm);
     assert!(
         console.contains("second shutdown request; skipping the remaining grace periods"),
         "{console}"
     );
-    assert!(!console.contains("Kernel panic"), "{console}");
 }
 
 /// An input device with a power key that appears after the boot (a virtio keyboard plugged
@@ -199,11 +191,7 @@ fn a_power_key_plugged_in_later_is_heard() {
     };
     // QEMU sends keys to the input device activated last: the new virtio keyboard.
     vm.monitor("sendkey power").expect("monitor: sendkey power");
-    let status = vm
-        .wait_exit(boot_deadline())
-        .unwrap_or_else(|e| panic!("QEMU did not power off by itself: {e}"));
-    let console = vm.console_text();
-    assert!(status.success(), "QEMU exit {status:?}\n{console}");
+    let console = exits_cleanly(&mut vm);
     assert!(
         console.contains(&format!("power button ({node})")),
         "the press did not come from {node}:\n{console}"
@@ -224,7 +212,7 @@ fn ctrl_alt_delete_shuts_down_microvm() {
         .unwrap_or_else(|e| panic!("{e}"));
     vm.wait_console("[api] armed", boot_deadline())
         .unwrap_or_else(|e| panic!("{e}"));
-    let console = vminit_tests::power_off_cleanly(&mut vm);
+    let console = power_off_cleanly(&mut vm);
     let at = |needle: &str| {
         console
             .find(needle)
