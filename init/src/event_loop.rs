@@ -126,7 +126,7 @@ impl EventLoop {
     }
 
     /// Takes the power buttons the boot opened (and its device events) and polls them; a
-    /// press the boot has not read yet is read by the first turn. Without device events, the
+    /// press the boot has not read yet is reported by the first poll. Without device events, the
     /// loop looks for buttons again on a timer while there is none.
     pub fn take_buttons(&mut self, buttons: Buttons) {
         self.buttons = buttons;
@@ -202,14 +202,9 @@ impl EventLoop {
         let mut events = Events::with_capacity(64);
         // Children that exited before the loop ran (the boot may have read their SIGCHLD, or
         // a service started just now already exited): their statuses go to the supervisor.
-        // A press the boot did not read yet: the buttons are edge-triggered in the poll.
-        let first = guard::catch("the event loop's first reap", || {
-            let now = Instant::now();
-            self.reap(now);
-            for slot in 0..self.buttons.slots() {
-                self.on_button(slot, now);
-            }
-        });
+        // (A press queued before the buttons were registered needs nothing here: epoll
+        // reports a source that is already readable when it is added.)
+        let first = guard::catch("the event loop's first reap", || self.reap(Instant::now()));
         if let Err(msg) = first {
             self.published.doc.errors.push(msg);
         }

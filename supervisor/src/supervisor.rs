@@ -346,7 +346,7 @@ impl Supervisor {
 
     /// The services' part in the guest's status.
     pub fn health(&self, now: Instant) -> ServicesHealth {
-        ServicesHealth::of(&self.snapshot(now))
+        ServicesHealth::of(&self.snapshot_without_figures(now))
     }
 
     /// Every service is down (no process of theirs left to reap) and what they wrote has

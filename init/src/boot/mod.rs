@@ -101,6 +101,12 @@ fn programs<'a>(services: impl Iterator<Item = &'a ServiceConfig>, done: &[Strin
     out
 }
 
+/// A press of a power button since the last read, as a shutdown request of the boot.
+fn press_request(buttons: &mut crate::power_button::Buttons) -> Option<String> {
+    let path = buttons.any_pressed()?;
+    Some(format!("power button ({}) during boot", path.display()))
+}
+
 /// The boot in progress: what every step shares.
 pub struct Boot {
     pub(crate) pid1: bool,
@@ -253,9 +259,7 @@ impl Boot {
                 )
             })
             .collect();
-        if let Some(path) = self.buttons.any_pressed() {
-            requests.push(format!("power button ({}) during boot", path.display()));
-        }
+        requests.extend(press_request(&mut self.buttons));
         for what in requests {
             if self.shutdown.is_empty() {
                 log::info!("shutdown requested: {what}; finishing the boot steps that cannot be skipped, starting no service");
@@ -329,18 +333,15 @@ impl Boot {
             }
         };
         let mut opts = supervisor::Options::new(console);
-        let services = &p.services;
-        let pid1 = self.pid1;
-        let mut errors = std::mem::take(&mut self.errors);
-        opts.cgroups = guard::catch("setting up the cgroups", || {
-            crate::cgroups::set_up(pid1, services, &mut errors)
-        })
-        .unwrap_or_else(|msg| {
+        let (pid1, services, errors) = (self.pid1, &p.services, &mut self.errors);
+        let cgroups = guard::catch("setting up the cgroups", || {
+            crate::cgroups::set_up(pid1, services, errors)
+        });
+        opts.cgroups = cgroups.unwrap_or_else(|msg| {
             log::error!("{msg}");
-            errors.push(msg);
+            self.errors.push(msg);
             None
         });
-        self.errors = errors;
         el.published_mut().doc.cgroups = opts.cgroups.as_ref().map(|h| CgroupsDoc {
             controllers: h.enabled().to_vec(),
             missing: h.missing().to_vec(),
@@ -362,10 +363,8 @@ impl Boot {
                 Supervisor::empty()
             }
         };
-        if let Some(path) = self.buttons.any_pressed() {
-            self.shutdown
-                .push(format!("power button ({}) during boot", path.display()));
-        }
+        // The signals are the loop's now; a press since the last step still stops the starts.
+        self.shutdown.extend(press_request(&mut self.buttons));
         el.take_buttons(std::mem::take(&mut self.buttons));
         el.start_services(sup, &self.shutdown);
         el.run();
